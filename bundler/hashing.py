@@ -1,0 +1,110 @@
+"""Hashes the Hub uses to name content, computed while streaming.
+
+- LFS files are named by the sha256 of their content.
+- Regular (git) files are named by their git blob id: ``sha1(b"blob <size>\\0" + content)``.
+- An LFS file's git blob id is the sha1 of its *pointer* file, which is fully determined by sha256 and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+
+LFS_POINTER_TEMPLATE = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """Git blob id of ``data`` (what the Hub reports as ``oid`` for a regular file)."""
+    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    h.update(data)
+    return h.hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The git-lfs pointer file the Hub stores in git for an LFS file."""
+    return LFS_POINTER_TEMPLATE.format(sha256=sha256, size=size).encode()
+
+
+def lfs_blob_id(sha256: str, size: int) -> str:
+    """The git blob id (``oid``) the Hub reports for an LFS file: the sha1 of its pointer."""
+    return git_blob_sha1(lfs_pointer(sha256, size))
+
+
+@dataclass(frozen=True)
+class Digests:
+    """Both hashes and the size of one stream."""
+
+    size: int
+    sha256: str
+    git_sha1: str
+
+
+class StreamHasher:
+    """Hashes a stream of known size with sha256 and the git blob sha1 at once.
+
+    The git header needs the size up front; pass it when known, else use :func:`digest_file`.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.expected_size = size
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._sha1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        self.size += len(chunk)
+        self._sha256.update(chunk)
+        self._sha1.update(chunk)
+
+    def digests(self) -> Digests:
+        return Digests(size=self.size, sha256=self._sha256.hexdigest(), git_sha1=self._sha1.hexdigest())
+
+
+def sha256_file(path: str, *, chunk: int = CHUNK) -> str:
+    """Streamed sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_stream(stream: BinaryIO, size: int, *, chunk: int = CHUNK) -> Digests:
+    """Hash ``size`` bytes of ``stream`` with both algorithms (fewer bytes are reported in ``size``)."""
+    hasher = StreamHasher(size)
+    remaining = size
+    while remaining > 0:
+        block = stream.read(min(chunk, remaining))
+        if not block:
+            break
+        hasher.update(block)
+        remaining -= len(block)
+    return hasher.digests()
+
+
+def digest_file(path: str) -> Digests:
+    """sha256, git blob sha1 and size of a file, in one streamed read."""
+    import os
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        return digest_stream(f, size)
+
+
+def digest_chunks(chunks: Iterable[bytes], size: int) -> Digests:
+    hasher = StreamHasher(size)
+    for c in chunks:
+        hasher.update(c)
+    return hasher.digests()
+
+
+def is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def is_sha1(value: str) -> bool:
+    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)

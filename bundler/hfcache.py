@@ -1,0 +1,205 @@
+"""The Hugging Face cache layout, written exactly as huggingface_hub writes it.
+
+One repo lives in ``<cache>/<type>s--<org>--<name>/`` with ``blobs/<etag>``, ``snapshots/<commit>/<path>``
+(relative symlinks to the blobs, or real files in the copy layout), ``refs/<rev>`` (the commit, no trailing
+newline), ``trees/<commit>.json`` and ``.no_exist/<commit>/<path>``. The cache root carries ``CACHEDIR.TAG``
+and ``.locks/<repo folder>/<etag>.lock`` (filelock, the same as huggingface_hub's ``WeakFileLock``).
+
+Everything here writes atomically: a temp file in the target folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UnsafePathError
+from .paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by huggingface_hub.\n"
+    "# For information about cache directory tags, see:\n"
+    "#\thttp://www.brynosaurus.com/cachedir/\n"
+)
+TREE_FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """The hub cache huggingface_hub would use: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/…``.
+
+    Read from the environment (not from ``huggingface_hub.constants``) so the CLI stays fast and tests can
+    point it elsewhere; the precedence is the one of ``huggingface_hub.constants``.
+    """
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    hf_home = os.environ.get("HF_HOME")
+    if not hf_home:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        hf_home = os.path.join(xdg, "huggingface")
+    return Path(hf_home).expanduser() / "hub"
+
+
+def repo_folder_name(repo_type: str, repo_id: str) -> str:
+    """``models--org--name`` (same as ``huggingface_hub.file_download.repo_folder_name``)."""
+    return "--".join([f"{check_repo_type(repo_type)}s", *check_repo_id(repo_id).split("/")])
+
+
+def parse_repo_folder_name(name: str) -> tuple[str, str] | None:
+    """Inverse of :func:`repo_folder_name`; ``None`` for folders that are not repos."""
+    prefix, sep, rest = name.partition("--")
+    if not sep or prefix not in ("models", "datasets", "spaces") or not rest:
+        return None
+    return prefix[:-1], rest.replace("--", "/")
+
+
+@dataclass(frozen=True)
+class RepoLayout:
+    """Paths of one repo inside a cache. Every method validates what it is given."""
+
+    cache_dir: Path
+    repo_type: str
+    repo_id: str
+
+    @property
+    def folder(self) -> Path:
+        return self.cache_dir / repo_folder_name(self.repo_type, self.repo_id)
+
+    @property
+    def blobs(self) -> Path:
+        return self.folder / "blobs"
+
+    def blob(self, etag: str) -> Path:
+        if not etag or "/" in etag or etag.startswith("."):
+            raise UnsafePathError(f"invalid blob name {etag!r}")
+        return self.blobs / etag
+
+    def snapshot(self, commit: str) -> Path:
+        return self.folder / "snapshots" / check_commit(commit)
+
+    def snapshot_file(self, commit: str, path: str) -> Path:
+        return self.snapshot(commit) / check_relpath(path)
+
+    def ref(self, ref: str) -> Path:
+        return self.folder / "refs" / check_ref(ref)
+
+    def tree(self, commit: str) -> Path:
+        return self.folder / "trees" / f"{check_commit(commit)}.json"
+
+    def no_exist(self, commit: str, path: str) -> Path:
+        return self.folder / ".no_exist" / check_commit(commit) / check_relpath(path)
+
+    def lock(self, etag: str) -> Path:
+        return self.cache_dir / ".locks" / repo_folder_name(self.repo_type, self.repo_id) / f"{etag}.lock"
+
+    def read_ref(self, ref: str) -> str | None:
+        """The commit a ref points at, exactly as stored (no stripping), or None."""
+        try:
+            return self.ref(ref).read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+
+# -- atomic writes ---------------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_ref(layout: RepoLayout, ref: str, commit: str) -> bool:
+    """Point ``ref`` at ``commit`` (no trailing newline, as huggingface_hub writes it). True if it changed."""
+    check_commit(commit)
+    if layout.read_ref(ref) == commit:
+        return False
+    atomic_write_bytes(layout.ref(ref), commit.encode())
+    return True
+
+
+def tree_json(files: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """Bytes of a ``trees/<commit>.json`` listing, formatted as huggingface_hub's ``write_tree_cache``."""
+    data = {"format_version": TREE_FORMAT_VERSION, "files": {p: dict(files[p]) for p in sorted(files)}}
+    return json.dumps(data, indent=1).encode()
+
+
+def ensure_cachedir_tag(cache_dir: Path) -> None:
+    tag = cache_dir / "CACHEDIR.TAG"
+    if not tag.exists():
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(tag, CACHEDIR_TAG.encode())
+
+
+def relative_link_target(link: Path, target: Path) -> str:
+    """Relative path from ``link``'s folder to ``target`` (``../../blobs/<etag>`` and deeper)."""
+    return os.path.relpath(target, link.parent)
+
+
+def place_symlink(link: Path, target: Path) -> None:
+    """Create (or atomically replace) a relative symlink ``link`` → ``target``."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    rel = relative_link_target(link, target)
+    if link.is_symlink() and os.readlink(link) == rel:
+        return
+    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.tmp")
+    os.symlink(rel, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def symlinks_supported(folder: Path) -> bool:
+    """Whether relative symlinks can be created in ``folder`` (and ``HF_HUB_DISABLE_SYMLINKS`` is unset)."""
+    if os.environ.get("HF_HUB_DISABLE_SYMLINKS", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".symlink-test.") as tmp:
+        src = Path(tmp) / "src"
+        src.touch()
+        try:
+            os.symlink("src", Path(tmp) / "dst")
+        except OSError:
+            return False
+        return True
+
+
+def iter_repo_folders(cache_dir: Path) -> Iterator[tuple[str, str, Path]]:
+    """``(repo_type, repo_id, folder)`` for every repo folder of a cache, sorted."""
+    if not cache_dir.is_dir():
+        return
+    for entry in sorted(cache_dir.iterdir()):
+        parsed = parse_repo_folder_name(entry.name)
+        if parsed is not None and entry.is_dir() and not entry.is_symlink():
+            yield parsed[0], parsed[1], entry
+
+
+@contextlib.contextmanager
+def repo_lock(layout: RepoLayout, etag: str, *, timeout: float = 600) -> Iterator[None]:
+    """The lock huggingface_hub takes while it writes ``blobs/<etag>`` (``.locks/<repo>/<etag>.lock``)."""
+    from filelock import FileLock
+
+    path = layout.lock(etag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mode 0o664 as huggingface_hub's WeakFileLock, so users sharing a cache can wait on each other's locks.
+    with FileLock(str(path), timeout=timeout, mode=0o664):
+        yield

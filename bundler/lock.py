@@ -1,0 +1,209 @@
+"""The lock: every repo pinned to a commit and every file the loaders will open, with the Hub's hashes.
+
+A lock is the output of ``resolve`` and the input of ``build``; it is also embedded in every bundle manifest.
+Schema: ``docs/LOCK.md``. Records are frozen; ``to_json``/``from_json`` are exact inverses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BundleFormatError
+from .hashing import is_sha1, is_sha256
+from .paths import check_commit, check_relpath, check_repo_id, check_repo_type
+
+LOCK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """One file of a repo at a commit, described as the Hub describes it.
+
+    ``blob_id`` is the git blob sha1 (the Hub's ``oid``); ``lfs_sha256`` is set for LFS files. The HF cache
+    names the file's blob by its :attr:`etag`. ``sha256`` is the content's sha256 once known (always, for LFS).
+    """
+
+    path: str
+    size: int
+    blob_id: str
+    lfs_sha256: str | None = None
+    xet_hash: str | None = None
+    sha256: str | None = None
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.lfs_sha256 is not None
+
+    @property
+    def etag(self) -> str:
+        """Blob file name in the HF cache: sha256 for LFS files, git blob sha1 otherwise."""
+        return self.lfs_sha256 if self.lfs_sha256 is not None else self.blob_id
+
+    @property
+    def content_sha256(self) -> str | None:
+        return self.lfs_sha256 if self.lfs_sha256 is not None else self.sha256
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "size": self.size, "blob_id": self.blob_id}
+        if self.lfs_sha256 is not None:
+            out["lfs_sha256"] = self.lfs_sha256
+        if self.xet_hash is not None:
+            out["xet_hash"] = self.xet_hash
+        if self.sha256 is not None and self.sha256 != self.lfs_sha256:
+            out["sha256"] = self.sha256
+        return out
+
+    def tree_entry(self) -> dict[str, Any]:
+        """Entry of huggingface_hub's ``trees/<commit>.json`` (``_tree_cache.TreeCacheEntry``)."""
+        info: dict[str, Any] = {"size": self.size, "blob_id": self.blob_id}
+        if self.lfs_sha256 is not None:
+            info["lfs_sha256"] = self.lfs_sha256
+            info["lfs_size"] = self.size
+        if self.xet_hash is not None:
+            info["xet_hash"] = self.xet_hash
+        return info
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RepoFile:
+        _expect_keys(data, {"path", "size", "blob_id"}, {"lfs_sha256", "xet_hash", "sha256"}, "file")
+        path = check_relpath(_str(data["path"], "file path"))
+        size = data["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BundleFormatError(f"file {path!r}: size must be a non-negative integer, got {size!r}")
+        blob_id = _str(data["blob_id"], "blob_id")
+        if not is_sha1(blob_id):
+            raise BundleFormatError(f"file {path!r}: blob_id {blob_id!r} is not 40 hex digits")
+        lfs = data.get("lfs_sha256")
+        if lfs is not None and not (isinstance(lfs, str) and is_sha256(lfs)):
+            raise BundleFormatError(f"file {path!r}: lfs_sha256 {lfs!r} is not 64 hex digits")
+        sha = data.get("sha256", lfs)
+        if sha is not None and not (isinstance(sha, str) and is_sha256(sha)):
+            raise BundleFormatError(f"file {path!r}: sha256 {sha!r} is not 64 hex digits")
+        if lfs is not None and sha != lfs:
+            raise BundleFormatError(f"file {path!r}: sha256 and lfs_sha256 disagree")
+        xet = data.get("xet_hash")
+        if xet is not None and not (isinstance(xet, str) and len(xet) == 64 and xet.isalnum()):
+            raise BundleFormatError(f"file {path!r}: invalid xet_hash")
+        return cls(path=path, size=size, blob_id=blob_id, lfs_sha256=lfs, xet_hash=xet, sha256=sha)
+
+
+@dataclass(frozen=True)
+class LockedRepo:
+    """One repo pinned to a commit, with the files to bundle and the full upstream file list."""
+
+    repo_type: str
+    repo_id: str
+    revision: str
+    commit: str
+    role: str
+    files: tuple[RepoFile, ...]
+    upstream: tuple[str, ...] = ()
+    name: str | None = None  # the recipe's name for this repo (e.g. "taesd")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "repo_type": self.repo_type,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "role": self.role,
+            "files": [f.to_json() for f in self.files],
+            "upstream": list(self.upstream),
+        }
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LockedRepo:
+        _expect_keys(
+            data, {"repo_type", "repo_id", "revision", "commit", "role", "files"}, {"upstream", "name"}, "repo"
+        )
+        files = data["files"]
+        upstream = data.get("upstream", [])
+        if not isinstance(files, list) or not isinstance(upstream, list):
+            raise BundleFormatError("repo 'files' and 'upstream' must be lists")
+        return cls(
+            repo_type=check_repo_type(_str(data["repo_type"], "repo_type")),
+            repo_id=check_repo_id(_str(data["repo_id"], "repo_id")),
+            revision=_str(data["revision"], "revision"),
+            commit=check_commit(_str(data["commit"], "commit")),
+            role=_str(data["role"], "role"),
+            files=tuple(RepoFile.from_json(f) for f in files),
+            upstream=tuple(check_relpath(_str(p, "upstream path")) for p in upstream),
+            name=data.get("name"),
+        )
+
+
+@dataclass(frozen=True)
+class Lock:
+    """Output of ``resolve``: what a recipe needs, pinned."""
+
+    repos: tuple[LockedRepo, ...]
+    recipe: str | None = None
+    version: int = LOCK_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)  # recipe's runner section, carried along
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for r in self.repos for f in r.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lock_version": self.version,
+            "recipe": self.recipe,
+            "repos": [r.to_json() for r in self.repos],
+            "extra": dict(self.extra),
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Lock:
+        if not isinstance(data, Mapping):
+            raise BundleFormatError("a lock must be a JSON object")
+        version = data.get("lock_version")
+        if version != LOCK_VERSION:
+            raise BundleFormatError(
+                f"unsupported lock version {version!r} (this hfbundle reads version {LOCK_VERSION})",
+                hint="re-run `hfbundle resolve` with this version of hfbundle",
+            )
+        _expect_keys(data, {"lock_version", "repos"}, {"recipe", "extra"}, "lock")
+        repos = data["repos"]
+        if not isinstance(repos, list):
+            raise BundleFormatError("lock 'repos' must be a list")
+        extra = data.get("extra") or {}
+        if not isinstance(extra, Mapping):
+            raise BundleFormatError("lock 'extra' must be an object")
+        return cls(
+            repos=tuple(LockedRepo.from_json(r) for r in repos), recipe=data.get("recipe"), extra=extra
+        )
+
+    @classmethod
+    def loads(cls, text: str) -> Lock:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise BundleFormatError(f"lock is not valid JSON: {e}") from None
+        return cls.from_json(data)
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise BundleFormatError(f"{what} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _expect_keys(data: Mapping[str, Any], required: set[str], optional: set[str], what: str) -> None:
+    if not isinstance(data, Mapping):
+        raise BundleFormatError(f"{what} must be a JSON object")
+    missing = required - data.keys()
+    if missing:
+        raise BundleFormatError(f"{what} is missing {', '.join(sorted(missing))}")
+    unknown = data.keys() - required - optional
+    if unknown:
+        raise BundleFormatError(f"{what} has unknown keys {', '.join(sorted(unknown))}")
