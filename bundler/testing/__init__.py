@@ -1,0 +1,1 @@
+"""Test and demo infrastructure: a loopback Hugging Face Hub (:mod:`bundler.testing.hub`)."""
