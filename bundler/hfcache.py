@@ -27,7 +27,7 @@ CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by huggingface_hub.\n"
     "# For information about cache directory tags, see:\n"
-    "#\thttp://www.brynosaurus.com/cachedir/\n"
+    "#\thttps://bford.info/cachedir/\n"
 )
 TREE_FORMAT_VERSION = 1
 

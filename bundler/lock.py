@@ -179,9 +179,7 @@ class Lock:
         extra = data.get("extra") or {}
         if not isinstance(extra, Mapping):
             raise BundleFormatError("lock 'extra' must be an object")
-        return cls(
-            repos=tuple(LockedRepo.from_json(r) for r in repos), recipe=data.get("recipe"), extra=extra
-        )
+        return cls(repos=tuple(LockedRepo.from_json(r) for r in repos), recipe=data.get("recipe"), extra=extra)
 
     @classmethod
     def loads(cls, text: str) -> Lock:

@@ -167,7 +167,7 @@ class Manifest:
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise BundleFormatError("not an hfbundle manifest (missing \"format\": \"hfbundle\")")
+            raise BundleFormatError('not an hfbundle manifest (missing "format": "hfbundle")')
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise BundleFormatError(
@@ -271,9 +271,7 @@ def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
             raise BundleFormatError(f"repo {repo_id}@{commit}: file {f.path!r} has no sha256")
         key = f.path.casefold()
         if key in folded:
-            raise BundleFormatError(
-                f"repo {repo_id}@{commit}: path {f.path!r} is listed twice (or twice up to case)"
-            )
+            raise BundleFormatError(f"repo {repo_id}@{commit}: path {f.path!r} is listed twice (or twice up to case)")
         folded.add(key)
     paths = {f.path for f in files}
     for f in files:  # a file may not also be a folder of another file

@@ -29,7 +29,7 @@ def check_repo_type(repo_type: str) -> str:
 def check_repo_id(repo_id: str) -> str:
     """``name`` or ``org/name`` with the Hub's characters; no ``..``, no leading dot or dash."""
     parts = repo_id.split("/") if isinstance(repo_id, str) else []
-    if not 1 <= len(parts) <= 2 or not all(_REPO_PART.match(p) for p in parts):
+    if not 1 <= len(parts) <= 2 or not all(_REPO_PART.fullmatch(p) for p in parts):
         raise UnsafePathError(
             f"invalid repo id {repo_id!r}",
             hint="a repo id is 'name' or 'org/name' made of letters, digits, '.', '_' and '-'",
@@ -40,7 +40,7 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def check_commit(commit: str) -> str:
-    if not isinstance(commit, str) or not _COMMIT.match(commit):
+    if not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
         raise UnsafePathError(f"invalid commit {commit!r}: expected 40 lowercase hex digits")
     return commit
 
@@ -48,7 +48,7 @@ def check_commit(commit: str) -> str:
 def check_ref(ref: str) -> str:
     """A ref name as stored under ``refs/``: ``main``, ``v1.0``, ``refs/pr/1``."""
     parts = ref.split("/") if isinstance(ref, str) else []
-    if not parts or not all(_REF_PART.match(p) and p not in (".", "..") for p in parts):
+    if not parts or not all(_REF_PART.fullmatch(p) and p not in (".", "..") for p in parts):
         raise UnsafePathError(f"invalid ref name {ref!r}")
     return ref
 

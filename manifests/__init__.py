@@ -1,0 +1,1 @@
+"""The shipped recipes (``*.toml``), installed as package data of ``bundler.manifests``."""
