@@ -1,0 +1,1513 @@
+"""Install a bundle into a Hugging Face cache: bundle source → cache destination → install report.
+
+Shaped like pypa/installer: :func:`plan_install` looks at a manifest and a cache and says what would be done
+(without hashing or writing anything, so ``--dry-run`` is free); :func:`execute` does it from a
+:class:`~bundler.source.BundleSource`; :func:`install` is both. The result is the layout huggingface_hub
+writes itself (``docs/CACHE.md``)::
+
+    >>> report = install(source, Path("~/.cache/huggingface/hub").expanduser())  # doctest: +SKIP
+    >>> report.bytes_written, report.layout  # doctest: +SKIP
+    (3411201, 'symlink')
+
+Order of work, so a loader never sees a snapshot whose files are not all there and a failed install leaves
+the cache as it was except for more *verified* blobs:
+
+1. re-hash what the cache already holds (blobs, foreign-shaped snapshot entries) unless ``trust_existing``;
+2. stream every blob still needed, once, into a temp file inside the target repo's ``blobs/`` while its size,
+   sha256 and git blob id are checked; only verified content is renamed into place (then hard-linked into
+   the other repos that need it, or copied where links are refused);
+3. snapshot entries: a new snapshot is assembled under a temp name and renamed into place, an existing one
+   gets entries one by one; 4. ``trees/`` and ``.no_exist/``; 5. refs last; 6. ``CACHEDIR.TAG``.
+
+Steps 3 to 5 keep an undo journal: if one fails, what they created is removed and what they overwrote restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import hfcache
+from .errors import BundleFormatError, HfBundleError, InstallError, IntegrityError, UnsafePathError
+from .hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256, lfs_blob_id
+from .hfcache import RepoLayout
+from .lock import RepoFile
+from .manifest import TREE_FILES, TREE_NONE, Manifest, RepoEntry, SnapshotEntry
+from .paths import check_relpath
+from .source import BundleSource
+
+__all__ = [
+    "LAYOUT_COPY",
+    "LAYOUT_SYMLINK",
+    "ContentStep",
+    "EntryStep",
+    "InstallPlan",
+    "InstallReport",
+    "Placement",
+    "Progress",
+    "RefMove",
+    "RefStep",
+    "ReplacedBlob",
+    "SnapshotStep",
+    "execute",
+    "install",
+    "parse_tree",
+    "plan_install",
+    "tree_etag",
+]
+
+LAYOUT_SYMLINK = "symlink"
+LAYOUT_COPY = "copy"
+TEMP_PREFIX = ".hfbundle-"
+# Our temp blob while it streams: `.hfbundle-<etag>.<8hex>.tmp` (never mistaken for `<etag>` or `.incomplete`).
+TEMP_BLOB_RE = re.compile(r"^\.hfbundle-([0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}\.tmp$")
+# place_symlink's and our temp entries in a snapshot: `.<name>.<8hex>.tmp`
+_LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+MAX_TREE_BYTES = 64 * 1024 * 1024
+STALE_SECONDS = 24 * 3600
+DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online machine"
+
+ProgressCallback = Callable[["Progress"], None]
+
+
+# -- records -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Sent to ``on_progress``: ``phase`` is verify, stream, link, snapshots, trees or refs."""
+
+    phase: str
+    done_bytes: int
+    total_bytes: int
+    item: str | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One place a content must exist: ``blobs/<etag>`` of a repo (symlink layout), or the snapshot file
+    ``commit/path`` itself (copy layout). ``state`` is ``absent`` or ``present`` (to re-hash)."""
+
+    repo_type: str
+    repo_id: str
+    etag: str
+    state: str
+    commit: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class ContentStep:
+    """One unique content (by sha256) and everywhere it must land.
+
+    ``action``: ``none`` (all present, only re-hashed), ``stream`` (from the bundle), ``link`` (from an identical
+    blob elsewhere in the cache, ``cache_copies``), ``missing`` (neither: an incremental bundle without its base),
+    ``regenerate`` (a saved trees listing no source carries: a listing of the files present is written instead).
+    """
+
+    sha256: str
+    size: int
+    placements: tuple[Placement, ...]
+    action: str
+    cache_copies: tuple[str, ...] = ()
+    git_sha1: str | None = None  # the content's git blob id, when a regular file of the bundle names it
+    where: str = ""  # "model org/name: path" of one file using it, for messages
+
+
+@dataclass(frozen=True)
+class EntryStep:
+    """One snapshot entry. ``state``: ``add`` (absent), ``present`` (already our exact link) or ``check``
+    (something is there: kept if its content verifies, replaced otherwise)."""
+
+    repo_type: str
+    repo_id: str
+    commit: str
+    path: str
+    etag: str
+    sha256: str
+    size: int
+    state: str
+
+
+@dataclass(frozen=True)
+class SnapshotStep:
+    repo_type: str
+    repo_id: str
+    commit: str
+    new: bool
+    tree: str
+    no_exist: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RefStep:
+    """``action``: ``write`` (new or moved), ``same`` (already there) or ``keep`` (differs; ``keep_refs``)."""
+
+    repo_type: str
+    repo_id: str
+    ref: str
+    old: str | None
+    new: str
+    action: str
+
+
+@dataclass(frozen=True)
+class RefMove:
+    repo_type: str
+    repo_id: str
+    ref: str
+    old: str | None
+    new: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repo_type": self.repo_type, "repo_id": self.repo_id, "ref": self.ref, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True)
+class ReplacedBlob:
+    """Something the cache held under a content name whose content did not match that name."""
+
+    repo_type: str
+    repo_id: str
+    path: str  # relative to the repo folder
+    expected: str
+    actual: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_type": self.repo_type,
+            "repo_id": self.repo_id,
+            "path": self.path,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """What :func:`execute` will do. Built without hashing or writing anything."""
+
+    cache_dir: Path
+    manifest: Manifest
+    bundle_id: str
+    layout: str
+    trust_existing: bool
+    contents: tuple[ContentStep, ...]
+    entries: tuple[EntryStep, ...]
+    snapshots: tuple[SnapshotStep, ...]
+    refs: tuple[RefStep, ...]
+
+    @property
+    def missing(self) -> tuple[ContentStep, ...]:
+        return tuple(c for c in self.contents if c.action == "missing")
+
+    @property
+    def bytes_to_stream(self) -> int:
+        return sum(c.size for c in self.contents if c.action == "stream")
+
+    def to_json(self) -> dict[str, Any]:
+        count: dict[str, int] = {}
+        for c in self.contents:
+            count[c.action] = count.get(c.action, 0) + 1
+        return {
+            "cache_dir": str(self.cache_dir),
+            "bundle_id": self.bundle_id,
+            "layout": self.layout,
+            "contents": count,
+            "bytes_to_stream": self.bytes_to_stream,
+            "missing": [{"sha256": c.sha256, "size": c.size, "file": c.where} for c in self.missing],
+            "new_snapshots": [f"{s.repo_type}:{s.repo_id}@{s.commit}" for s in self.snapshots if s.new],
+            "entries_to_add": sum(e.state != "present" for e in self.entries),
+            "refs": [
+                {"repo": f"{r.repo_type}:{r.repo_id}", "ref": r.ref, "old": r.old, "new": r.new, "action": r.action}
+                for r in self.refs
+            ],
+        }
+
+    def render(self) -> list[str]:
+        """Human lines for ``--dry-run`` (the CLI prints them)."""
+        by_action: dict[str, int] = {}
+        for c in self.contents:
+            by_action[c.action] = by_action.get(c.action, 0) + 1
+        lines = [
+            f"would install into {self.cache_dir} ({self.layout} layout): "
+            + ", ".join(f"{n} blob(s) {a}" for a, n in sorted(by_action.items())),
+            f"  {self.bytes_to_stream} bytes to stream, "
+            f"{sum(e.state != 'present' for e in self.entries)} snapshot entries to add, "
+            f"{sum(s.new for s in self.snapshots)} new snapshot(s)",
+        ]
+        lines += [f"  ref {r.repo_id}:{r.ref}: {r.old or '(new)'} -> {r.new} ({r.action})" for r in self.refs]
+        lines += [f"  missing: {c.sha256} ({c.size} bytes, {c.where})" for c in self.missing]
+        return lines
+
+
+@dataclass(frozen=True)
+class InstalledRepo:
+    repo_type: str
+    repo_id: str
+    commits: tuple[str, ...]
+    refs: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_type": self.repo_type,
+            "repo_id": self.repo_id,
+            "commits": list(self.commits),
+            "refs": dict(sorted(self.refs.items())),
+        }
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    """What an install did. ``blobs_*`` count placements: repo blobs (symlink layout) or snapshot files (copy)."""
+
+    cache_dir: str
+    bundle_id: str
+    layout: str
+    repos: tuple[InstalledRepo, ...]
+    refs_moved: tuple[RefMove, ...]
+    refs_kept: tuple[RefMove, ...]
+    blobs_written: int
+    blobs_linked: int
+    blobs_present: int
+    blobs_replaced: tuple[ReplacedBlob, ...]
+    bytes_written: int
+    bytes_deduplicated: int
+    bytes_hashed: int
+    entries_added: int
+    trees_written: int
+    no_exist_written: int
+    elapsed: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.blobs_written
+            or self.blobs_linked
+            or self.blobs_replaced
+            or self.entries_added
+            or self.trees_written
+            or self.no_exist_written
+            or self.refs_moved
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cache_dir": self.cache_dir,
+            "bundle_id": self.bundle_id,
+            "layout": self.layout,
+            "repos": [r.to_json() for r in self.repos],
+            "refs_moved": [r.to_json() for r in self.refs_moved],
+            "refs_kept": [r.to_json() for r in self.refs_kept],
+            "blobs_written": self.blobs_written,
+            "blobs_linked": self.blobs_linked,
+            "blobs_present": self.blobs_present,
+            "blobs_replaced": [b.to_json() for b in self.blobs_replaced],
+            "bytes_written": self.bytes_written,
+            "bytes_deduplicated": self.bytes_deduplicated,
+            "bytes_hashed": self.bytes_hashed,
+            "entries_added": self.entries_added,
+            "trees_written": self.trees_written,
+            "no_exist_written": self.no_exist_written,
+            "elapsed": round(self.elapsed, 3),
+            "notes": list(self.notes),
+        }
+
+    def render(self) -> list[str]:
+        """Human lines (the CLI prints them)."""
+        lines = [f"installed into {self.cache_dir} ({self.layout} layout) in {self.elapsed:.1f} s"]
+        lines += [f"  {r.repo_type}:{r.repo_id} @ {', '.join(c[:12] for c in r.commits)}" for r in self.repos]
+        lines.append(
+            f"blobs: {self.blobs_written} written, {self.blobs_linked} linked, {self.blobs_present} already "
+            f"present, {len(self.blobs_replaced)} replaced; {self.bytes_written} bytes written, "
+            f"{self.bytes_deduplicated} deduplicated"
+        )
+        lines += [f"ref {m.repo_id}:{m.ref} {m.old or '(new)'} -> {m.new}" for m in self.refs_moved]
+        lines += [f"ref {m.repo_id}:{m.ref} kept at {m.old} (bundle: {m.new})" for m in self.refs_kept]
+        lines += [f"replaced damaged {b.repo_id}:{b.path} ({b.actual})" for b in self.blobs_replaced]
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+
+# -- public API ----------------------------------------------------------------------------------------------
+
+
+def install(
+    source: BundleSource,
+    cache_dir: Path,
+    *,
+    copy: bool | None = None,
+    keep_refs: bool = False,
+    trust_existing: bool = False,
+    extra_sources: Sequence[BundleSource] = (),
+    on_progress: ProgressCallback | None = None,
+) -> InstallReport:
+    """Install everything ``source`` carries into the HF cache ``cache_dir``.
+
+    ``copy``: None picks the symlink layout where symlinks work (and ``HF_HUB_DISABLE_SYMLINKS`` is unset),
+    True forces real files in ``snapshots/``. ``keep_refs`` leaves existing refs alone. ``trust_existing``
+    skips re-hashing blobs already in the cache (sizes are still checked). ``extra_sources`` are base bundles
+    of an incremental backup, read only for blobs ``source`` does not carry.
+    """
+    available: set[str] = {b.sha256 for b in source.manifest.blobs}
+    for extra in extra_sources:
+        available.update(b.sha256 for b in extra.manifest.blobs)
+    plan = plan_install(
+        source.manifest,
+        cache_dir,
+        copy=copy,
+        keep_refs=keep_refs,
+        trust_existing=trust_existing,
+        available=available,
+    )
+    return execute(plan, source, extra_sources=extra_sources, on_progress=on_progress)
+
+
+def plan_install(
+    manifest: Manifest,
+    cache_dir: Path,
+    *,
+    copy: bool | None = None,
+    keep_refs: bool = False,
+    trust_existing: bool = False,
+    available: Collection[str] | None = None,
+) -> InstallPlan:
+    """What installing ``manifest`` into ``cache_dir`` would do. Reads the cache, writes nothing.
+
+    ``available``: sha256 of the blobs the sources carry (default: the manifest's own blobs).
+    Raises :class:`UnsafePathError` / :class:`InstallError` if a target path is unsafe or blocked.
+    """
+    cache_dir = Path(os.path.abspath(Path(cache_dir).expanduser()))
+    root = _real_root(cache_dir)
+    carried = set(available) if available is not None else {b.sha256 for b in manifest.blobs}
+    layout_kind = _choose_layout(cache_dir, copy)
+    guard = _Guard(cache_dir, root)
+
+    entries: list[EntryStep] = []
+    snapshots: list[SnapshotStep] = []
+    refs: list[RefStep] = []
+    # sha256 -> placements; (repo, etag) -> sha256 to catch inconsistent manifests
+    by_content: dict[str, list[Placement]] = {}
+    sizes: dict[str, int] = {}
+    git_ids: dict[str, str] = {}
+    where: dict[str, str] = {}
+    etag_owner: dict[tuple[str, str, str], str] = {}
+
+    for repo in manifest.repos:
+        lay = RepoLayout(cache_dir, repo.repo_type, repo.repo_id)
+        guard.check(lay.folder, is_dir=True)
+        for snap in repo.snapshots:
+            snap_dir = lay.snapshot(snap.commit)
+            guard.check(snap_dir, is_dir=True)
+            new = not os.path.lexists(snap_dir)
+            snapshots.append(SnapshotStep(repo.repo_type, repo.repo_id, snap.commit, new, snap.tree, snap.no_exist))
+            if snap.tree != TREE_NONE:
+                guard.check(lay.tree(snap.commit))
+            for p in snap.no_exist:
+                guard.check(lay.no_exist(snap.commit, p))
+            for f in snap.files:
+                assert f.sha256 is not None  # guaranteed by Manifest parsing
+                key = (repo.repo_type, repo.repo_id, f.etag)
+                if etag_owner.setdefault(key, f.sha256) != f.sha256:
+                    raise BundleFormatError(
+                        f"{repo.repo_type} {repo.repo_id}: blob {f.etag} is declared with two different contents",
+                        hint=DAMAGED_HINT,
+                    )
+                sizes[f.sha256] = f.size
+                where.setdefault(f.sha256, f"{repo.repo_type} {repo.repo_id}: {f.path}")
+                if not f.is_lfs:
+                    git_ids[f.sha256] = f.blob_id
+                target = lay.snapshot_file(snap.commit, f.path)
+                guard.check(target)
+                state = "add"
+                if not new and os.path.lexists(target):
+                    exact = layout_kind == LAYOUT_SYMLINK and _is_link_to(target, lay.blob(f.etag))
+                    state = "present" if exact else "check"
+                entries.append(
+                    EntryStep(repo.repo_type, repo.repo_id, snap.commit, f.path, f.etag, f.sha256, f.size, state)
+                )
+                if layout_kind == LAYOUT_COPY:
+                    by_content.setdefault(f.sha256, []).append(
+                        Placement(
+                            repo.repo_type,
+                            repo.repo_id,
+                            f.etag,
+                            "absent" if state == "add" else "present",
+                            snap.commit,
+                            f.path,
+                        )
+                    )
+        for ref, commit in sorted(repo.refs.items()):
+            guard.check(lay.ref(ref))
+            old = lay.read_ref(ref)
+            if old == commit:
+                action = "same"
+            elif keep_refs and old is not None and old.strip() != commit:
+                action = "keep"
+            else:
+                action = "write"
+            refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, action))
+
+    if layout_kind == LAYOUT_SYMLINK:
+        for (repo_type, repo_id, etag), sha in etag_owner.items():
+            blob = RepoLayout(cache_dir, repo_type, repo_id).blob(etag)
+            guard.check(blob)
+            state = "present" if _usable_file(blob, root) else "absent"
+            by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, state))
+
+    # Tree blobs of backups are contents too: read from the bundle, never placed as blobs.
+    tree_contents: dict[str, int] = {}
+    declared = {b.sha256: b.size for b in manifest.blobs}
+    for repo in manifest.repos:
+        for snap in repo.snapshots:
+            if snap.tree not in (TREE_FILES, TREE_NONE) and snap.tree not in by_content:
+                tree_contents[snap.tree] = declared.get(snap.tree, -1)
+
+    other_blobs = (
+        _index_cache_blobs(cache_dir, root)
+        if any(p.state == "absent" for ps in by_content.values() for p in ps)
+        else {}
+    )
+    contents: list[ContentStep] = []
+    for sha in sorted(by_content):
+        placements = tuple(by_content[sha])
+        size = sizes[sha]
+        copies: tuple[str, ...] = ()
+        if all(p.state == "present" for p in placements):
+            action = "none"
+        else:
+            names = {sha} | ({git_ids[sha]} if sha in git_ids else set())
+            copies = tuple(str(p) for name in sorted(names) for p in other_blobs.get(name, ()) if _size_is(p, size))
+            action = "link" if copies else "stream" if sha in carried else "missing"
+        contents.append(ContentStep(sha, size, placements, action, copies, git_ids.get(sha), where.get(sha, "")))
+    for sha, size in sorted(tree_contents.items()):
+        action = "stream" if sha in carried else "regenerate"  # a listing can be rebuilt, content cannot
+        contents.append(ContentStep(sha, size, (), action, (), None, "trees listing"))
+
+    return InstallPlan(
+        cache_dir=cache_dir,
+        manifest=manifest,
+        bundle_id=manifest.bundle_id,
+        layout=layout_kind,
+        trust_existing=trust_existing,
+        contents=tuple(contents),
+        entries=tuple(entries),
+        snapshots=tuple(snapshots),
+        refs=tuple(refs),
+    )
+
+
+def execute(
+    plan: InstallPlan,
+    source: BundleSource,
+    *,
+    extra_sources: Sequence[BundleSource] = (),
+    on_progress: ProgressCallback | None = None,
+) -> InstallReport:
+    """Carry out ``plan`` reading blobs from ``source`` (and ``extra_sources`` for an incremental bundle)."""
+    if source.manifest.bundle_id != plan.bundle_id:
+        raise InstallError("this plan was made for another bundle", hint="plan and execute with the same bundle source")
+    run = _Run(plan, source, tuple(extra_sources), on_progress)
+    try:
+        return run.go()
+    except HfBundleError:
+        raise
+    except TimeoutError as e:  # filelock.Timeout (an OSError too)
+        raise InstallError(
+            f"timed out waiting for a lock in {plan.cache_dir / '.locks'} ({e})",
+            hint="another download or install is writing the same file: wait for it to finish and re-run",
+        ) from e
+    except OSError as e:
+        raise _os_error(e, run.doing) from e
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Journal:
+    """Undo log of snapshot/tree/no_exist/ref writes, replayed backwards if a later step fails."""
+
+    created: list[Path] = field(default_factory=list)  # files, links or whole new snapshot folders
+    overwritten: list[tuple[Path, bytes | None]] = field(default_factory=list)
+    dirs: list[Path] = field(default_factory=list)
+
+    def mkdirs(self, folder: Path) -> None:
+        missing: list[Path] = []
+        p = folder
+        while not os.path.lexists(p):
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            d.mkdir(exist_ok=True)
+            self.dirs.append(d)
+
+    def undo(self) -> None:
+        for path, old in reversed(self.overwritten):
+            with contextlib.suppress(OSError):
+                if old is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    hfcache.atomic_write_bytes(path, old)
+        for path in reversed(self.created):
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+        for d in reversed(self.dirs):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: InstallPlan,
+        source: BundleSource,
+        extras: tuple[BundleSource, ...],
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.plan = plan
+        self.cache_dir = plan.cache_dir
+        self.root = _real_root(plan.cache_dir)
+        self.guard = _Guard(plan.cache_dir, self.root)
+        self.source = source
+        self.extras = extras
+        self.on_progress = on_progress
+        self.copy_layout = plan.layout == LAYOUT_COPY
+        self.doing = "preparing the install"
+        self.t0 = time.monotonic()
+        # content sha256 -> a verified file holding it (a placed blob, a staged temp, or a cache copy)
+        self.local: dict[str, Path] = {}
+        self.staged: set[Path] = set()  # our temp files to move or remove
+        self.temps: set[Path] = set()
+        self.tree_blobs: dict[str, bytes] = {}
+        self.streamed: set[str] = set()
+        self.need: dict[str, list[Placement]] = {}  # sha -> placements still to materialize
+        self.entry_ok: dict[tuple[str, str, str, str], bool] = {}
+        self.replaced: list[ReplacedBlob] = []
+        self.notes: list[str] = []
+        self.journal = _Journal()
+        self.created_dirs: list[Path] = []
+        self.n_written = self.n_linked = self.n_present = 0
+        self.bytes_written = self.bytes_dedup = self.bytes_hashed = 0
+        self.entries_added = self.trees_written = self.no_exist_written = 0
+        self.moved: list[RefMove] = []
+        self.kept: list[RefMove] = []
+        self.done_bytes = 0
+        self.total_bytes = 0
+
+    # -- driver --
+
+    def go(self) -> InstallReport:
+        ok = False
+        try:
+            self._verify_existing()
+            self._stream_and_place()
+            self._snapshots()
+            self._trees_and_markers()
+            self._refs()
+            hfcache.ensure_cachedir_tag(self.cache_dir)
+            ok = True
+            with contextlib.suppress(OSError):  # housekeeping: never fails an install that succeeded
+                self._sweep()
+        finally:
+            self._cleanup(ok)
+        return self._report()
+
+    def _progress(self, phase: str, n: int, item: str | None = None) -> None:
+        self.done_bytes += n
+        if self.on_progress is not None:
+            self.on_progress(Progress(phase, self.done_bytes, self.total_bytes, item))
+
+    def _layout(self, repo_type: str, repo_id: str) -> RepoLayout:
+        return RepoLayout(self.cache_dir, repo_type, repo_id)
+
+    def _placement_path(self, p: Placement) -> Path:
+        lay = self._layout(p.repo_type, p.repo_id)
+        if p.commit is not None and p.path is not None:
+            return lay.snapshot_file(p.commit, p.path)
+        return lay.blob(p.etag)
+
+    # -- 1. verify what is there --
+
+    def _check_file(self, path: Path, sha256: str, size: int, etag: str | None) -> tuple[bool, str]:
+        """Does ``path`` hold this content? Returns (ok, actual-description). Never reads outside the cache."""
+        if not _usable_file(path, self.root):
+            return False, "missing, or outside the cache"
+        try:
+            actual_size = os.path.getsize(path)
+        except OSError:
+            return False, "missing"
+        if actual_size != size:
+            return False, f"size {actual_size}"
+        if self.plan.trust_existing:
+            return True, ""
+        self.doing = f"re-hashing {path}"
+        d = digest_file(str(path))
+        self.bytes_hashed += d.size
+        self._progress("verify", d.size, str(path))
+        ok = d.sha256 == sha256 and (etag is None or _digest_matches(d, etag))
+        return ok, f"sha256 {d.sha256}"
+
+    def _verify_existing(self) -> None:
+        plan = self.plan
+        self.total_bytes = (
+            sum(c.size for c in plan.contents for p in c.placements if p.state == "present")
+            if not plan.trust_existing
+            else 0
+        )
+        for c in plan.contents:
+            need: list[Placement] = []
+            for p in c.placements:
+                if p.state != "present":
+                    need.append(p)
+                    continue
+                path = self._placement_path(p)
+                ok, actual = self._check_file(path, c.sha256, c.size, p.etag)
+                if ok:
+                    self.n_present += 1
+                    self.bytes_dedup += c.size
+                    self.local.setdefault(c.sha256, path)
+                    if p.commit is not None and p.path is not None:
+                        self.entry_ok[(p.repo_type, p.repo_id, p.commit, p.path)] = True
+                else:
+                    rel = str(path.relative_to(self._layout(p.repo_type, p.repo_id).folder))
+                    self.replaced.append(ReplacedBlob(p.repo_type, p.repo_id, rel, f"sha256 {c.sha256}", actual))
+                    need.append(p)
+            if need:
+                self.need[c.sha256] = need
+            elif not c.placements:  # a trees blob
+                self.need[c.sha256] = []
+        # Foreign-shaped entries in symlink layout (a real file, a link elsewhere): keep them if they verify.
+        if not self.copy_layout:
+            blob_used: dict[tuple[str, str, str], bool] = {}  # (repo, etag) -> an entry will link to it
+            for e in plan.entries:
+                ok = False
+                if e.state == "check":
+                    path = self._layout(e.repo_type, e.repo_id).snapshot_file(e.commit, e.path)
+                    ok, _ = self._check_file(path, e.sha256, e.size, None)
+                    self.entry_ok[(e.repo_type, e.repo_id, e.commit, e.path)] = ok
+                key = (e.repo_type, e.repo_id, e.etag)
+                blob_used[key] = blob_used.get(key, False) or not ok
+            for sha, placements in list(self.need.items()):  # no orphan blob behind entries we keep
+                kept = [p for p in placements if blob_used.get((p.repo_type, p.repo_id, p.etag), True)]
+                if kept or not placements:
+                    self.need[sha] = kept
+                else:
+                    del self.need[sha]
+        # Contents still needed: an identical verified blob elsewhere in the cache beats streaming.
+        for c in plan.contents:
+            if c.sha256 in self.need and c.sha256 not in self.local:
+                for cand in c.cache_copies:
+                    ok, _ = self._check_file(Path(cand), c.sha256, c.size, Path(cand).name)
+                    if ok:
+                        self.local[c.sha256] = Path(cand)
+                        break
+                    self.notes.append(f"ignored {cand}: its content does not match its name")
+
+    # -- 2. stream and place blobs --
+
+    def _stream_and_place(self) -> None:
+        plan = self.plan
+        contents = {c.sha256: c for c in plan.contents}
+        wanted = {sha for sha in self.need if sha not in self.local}
+        # Pick a source for each wanted blob: the bundle itself, then the base bundles in order.
+        assignment: list[tuple[BundleSource, set[str]]] = []
+        left = set(wanted)
+        for src in (self.source, *self.extras):
+            carried = {b.sha256 for b in src.manifest.blobs} & left
+            if carried:
+                assignment.append((src, carried))
+                left -= carried
+        trees_missing = {sha for sha in left if not contents[sha].placements}
+        left -= trees_missing
+        if left:
+            c = contents[min(left)]
+            raise InstallError(
+                f"{len(left)} blob(s) are neither in this bundle nor in the cache, e.g. {c.sha256} "
+                f"({c.size} bytes, {c.where})",
+                hint="this is an incremental bundle: pass its base bundle(s) too, or install the base first",
+            )
+        for sha in trees_missing:  # fall back to a generated listing (see _trees_and_markers)
+            self.need.pop(sha, None)
+            self.notes.append(f"trees blob {sha[:12]}… not available: a listing was generated instead")
+
+        self.total_bytes = sum(max(contents[s].size, 0) for s in wanted - trees_missing)
+        self.done_bytes = 0
+        for src, shas in assignment:
+            got: set[str] = set()
+            for entry, stream in src.iter_blobs(wanted=shas):
+                if entry.sha256 not in shas or entry.sha256 in got:
+                    continue  # the source broke its contract: never trust it
+                c = contents[entry.sha256]
+                if c.size < 0:  # a trees listing only a base bundle declares
+                    c = contents[entry.sha256] = ContentStep(c.sha256, entry.size, (), c.action, where=c.where)
+                if entry.size != c.size:
+                    raise IntegrityError(
+                        f"{c.where}: the bundle declares blob {c.sha256[:12]}… with size {entry.size}, "
+                        f"the manifest with {c.size}",
+                        path=c.where,
+                        expected=str(c.size),
+                        actual=str(entry.size),
+                        hint=DAMAGED_HINT,
+                    )
+                if c.placements:
+                    self._receive(c, stream)
+                else:
+                    self.tree_blobs[c.sha256] = self._read_tree_blob(c, stream)
+                got.add(entry.sha256)
+                self.streamed.add(entry.sha256)
+            if got != shas:
+                lost = contents[min(shas - got)]
+                raise BundleFormatError(
+                    f"the bundle does not contain blob {lost.sha256} ({lost.where}) its manifest declares",
+                    hint=DAMAGED_HINT,
+                )
+        # Contents with a verified local copy: link or copy into the placements that need them.
+        if not self.copy_layout:
+            for sha, placements in self.need.items():
+                if sha not in self.streamed:
+                    for p in placements:
+                        self._place_blob(contents[sha], p, self.local[sha])
+
+    def _receive(self, c: ContentStep, stream: BinaryIO) -> None:
+        """Stream one content into a temp file next to its first placement, verify it, then place it."""
+        placements = self.need[c.sha256]
+        first = placements[0]
+        lay = self._layout(first.repo_type, first.repo_id)
+        self.doing = f"writing {c.where}"
+        self._mkdirs(lay.blobs)
+        self.guard.check(lay.blob(first.etag))
+        with _locked(lay, first.etag, self.copy_layout):
+            if not self.copy_layout:
+                _remove_stale_temps(lay.blobs, first.etag)
+            tmp = lay.blobs / f"{TEMP_PREFIX}{first.etag}.{secrets.token_hex(4)}.tmp"
+            if self.copy_layout:  # kept until the snapshot phase, outside any lock: not swept by others
+                tmp = tmp.with_suffix(".stage.tmp")
+            self.temps.add(tmp)
+            d = self._copy_stream(stream, tmp, c.size)
+            self._check_digest(c, d)
+            self.bytes_written += d.size
+            if self.copy_layout:
+                self.staged.add(tmp)
+                self.local[c.sha256] = tmp
+                return
+            self._replace(tmp, lay.blob(first.etag))
+            self.temps.discard(tmp)
+            self.n_written += 1
+        self.local[c.sha256] = lay.blob(first.etag)
+        for p in placements[1:]:
+            self._place_blob(c, p, self.local[c.sha256])
+
+    def _check_digest(self, c: ContentStep, d: Digests) -> None:
+        if d.size != c.size:
+            kind = "longer than" if d.size > c.size else "shorter than"
+            raise IntegrityError(
+                f"{c.where}: blob {c.sha256[:12]}… is {kind} the {c.size} bytes the manifest declares",
+                path=c.where,
+                expected=f"{c.size} bytes",
+                actual=f"{d.size}{'+' if d.size > c.size else ''} bytes",
+                hint=DAMAGED_HINT,
+            )
+        if d.sha256 != c.sha256:
+            raise IntegrityError(
+                f"{c.where}: content does not match the manifest (expected sha256 {c.sha256}, got {d.sha256})",
+                path=c.where,
+                expected=c.sha256,
+                actual=d.sha256,
+                hint=DAMAGED_HINT,
+            )
+        for p in self.need.get(c.sha256, ()):
+            if not _digest_matches(d, p.etag):
+                raise IntegrityError(
+                    f"{p.repo_type} {p.repo_id}: {p.path or c.where}: content hashes to git blob {d.git_sha1}, "
+                    f"the manifest names it {p.etag}",
+                    path=c.where,
+                    expected=p.etag,
+                    actual=d.git_sha1,
+                    hint=DAMAGED_HINT,
+                )
+
+    def _copy_stream(self, stream: BinaryIO, tmp: Path, size: int) -> Digests:
+        """Copy at most ``size + 1`` bytes (more is refused without reading on) while hashing."""
+        hasher = StreamHasher(size)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "wb") as out:
+            remaining = size + 1
+            while remaining > 0:
+                chunk = stream.read(min(CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                hasher.update(chunk)
+                if hasher.size > size:
+                    break
+                out.write(chunk)
+                self._progress("stream", len(chunk), str(tmp.name))
+            out.flush()
+            os.fsync(out.fileno())
+        return hasher.digests()
+
+    def _place_blob(self, c: ContentStep, p: Placement, src: Path) -> None:
+        """Make ``blobs/<etag>`` of ``p``'s repo hold the verified content ``src``: hard link, else copy."""
+        lay = self._layout(p.repo_type, p.repo_id)
+        dst = lay.blob(p.etag)
+        if src == dst:
+            return
+        self.doing = f"linking {c.where} into {lay.folder.name}"
+        self._mkdirs(lay.blobs)
+        self.guard.check(dst)
+        with _locked(lay, p.etag, False):
+            _remove_stale_temps(lay.blobs, p.etag)
+            tmp = lay.blobs / f"{TEMP_PREFIX}{p.etag}.{secrets.token_hex(4)}.tmp"
+            self.temps.add(tmp)
+            if self._link_or_copy(c, p.etag, src, tmp):
+                self.n_linked += 1
+                self.bytes_dedup += c.size
+            else:
+                self.n_written += 1
+            self._replace(tmp, dst)
+            self.temps.discard(tmp)
+        self._progress("link", 0, str(dst))
+
+    def _link_or_copy(self, c: ContentStep, etag: str | None, src: Path, tmp: Path) -> bool:
+        """Hard-link ``src`` at ``tmp`` (True), or copy it while hashing (False). Never a symlink."""
+        real = Path(os.path.realpath(src))
+        try:
+            os.link(real, tmp)
+            return True
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+                raise
+        with open(real, "rb") as f:
+            d = self._copy_stream(f, tmp, c.size)
+        self._check_digest_simple(c, d, etag)
+        self.bytes_written += d.size
+        return False
+
+    def _check_digest_simple(self, c: ContentStep, d: Digests, etag: str | None) -> None:
+        if d.size != c.size or d.sha256 != c.sha256 or (etag is not None and not _digest_matches(d, etag)):
+            raise IntegrityError(
+                f"{c.where}: a cache file changed while it was copied (expected sha256 {c.sha256}, got {d.sha256})",
+                path=c.where,
+                expected=c.sha256,
+                actual=d.sha256,
+                hint="something else is writing the cache: wait for it to finish and re-run the install",
+            )
+
+    def _read_tree_blob(self, c: ContentStep, stream: BinaryIO) -> bytes:
+        if c.size > MAX_TREE_BYTES:
+            raise BundleFormatError(f"trees blob {c.sha256[:12]}… is {c.size} bytes, over the {MAX_TREE_BYTES} limit")
+        parts: list[bytes] = []
+        hasher = StreamHasher(c.size)
+        while hasher.size <= c.size and (chunk := stream.read(min(CHUNK, c.size + 1 - hasher.size))):
+            hasher.update(chunk)
+            parts.append(chunk)
+        self._check_digest(c, hasher.digests())
+        return b"".join(parts)
+
+    # -- 3. snapshots --
+
+    def _snapshots(self) -> None:
+        plan = self.plan
+        self.doing = "writing snapshot entries"
+        uses: dict[str, int] = {}
+        for e in plan.entries:
+            uses[e.sha256] = uses.get(e.sha256, 0) + 1
+        by_snap: dict[tuple[str, str, str], list[EntryStep]] = {}
+        for e in plan.entries:
+            by_snap.setdefault((e.repo_type, e.repo_id, e.commit), []).append(e)
+        for s in plan.snapshots:
+            entries = by_snap.get((s.repo_type, s.repo_id, s.commit), [])
+            lay = self._layout(s.repo_type, s.repo_id)
+            final = lay.snapshot(s.commit)
+            if s.new and not os.path.lexists(final) and self._assemble_new(lay, final, entries, uses):
+                continue
+            for e in entries:
+                self._add_entry(lay, e, uses)
+
+    def _assemble_new(self, lay: RepoLayout, final: Path, entries: list[EntryStep], uses: dict[str, int]) -> bool:
+        """Build a brand-new snapshot under a temp name in ``snapshots/`` and rename it into place."""
+        self._mkdirs(final.parent)
+        _remove_stale_dirs(final.parent, final.name)
+        staging = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(4)}.tmp"
+        staging.mkdir()
+        self.temps.add(staging)
+        for e in entries:
+            dst = final / e.path  # link targets are computed for the final place, same depth as staging
+            tmp_dst = staging / e.path
+            tmp_dst.parent.mkdir(parents=True, exist_ok=True)
+            if self.copy_layout:
+                self._materialize_file(e, tmp_dst, uses)
+            else:
+                os.symlink(hfcache.relative_link_target(dst, lay.blob(e.etag)), tmp_dst)
+            self.entries_added += 1
+        try:
+            os.rename(staging, final)
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+                raise
+            self._merge_staging(lay, staging, final, entries)  # created meanwhile (a concurrent download)
+            return True
+        self.temps.discard(staging)
+        self.journal.created.append(final)
+        return True
+
+    def _merge_staging(self, lay: RepoLayout, staging: Path, final: Path, entries: list[EntryStep]) -> None:
+        """Move the verified entries of ``staging`` one by one into the snapshot someone else created."""
+        for e in entries:
+            dst = final / e.path
+            self.guard.check(dst)
+            self.journal.mkdirs(dst.parent)
+            with _locked(lay, e.etag, False):
+                if not os.path.lexists(dst):
+                    self.journal.created.append(dst)
+                os.replace(staging / e.path, dst)
+
+    def _add_entry(self, lay: RepoLayout, e: EntryStep, uses: dict[str, int]) -> None:
+        key = (e.repo_type, e.repo_id, e.commit, e.path)
+        if e.state == "present" or self.entry_ok.get(key):
+            uses[e.sha256] -= 1
+            return
+        dst = lay.snapshot_file(e.commit, e.path)
+        self.guard.check(dst)
+        self.journal.mkdirs(dst.parent)
+        with _locked(lay, e.etag, False):
+            existed = os.path.lexists(dst)
+            if self.copy_layout:
+                tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
+                self.temps.add(tmp)
+                self._materialize_file(e, tmp, uses)
+                self._replace(tmp, dst)
+                self.temps.discard(tmp)
+            else:
+                hfcache.place_symlink(dst, lay.blob(e.etag))
+        if existed:
+            if e.state == "check" and not self.copy_layout:  # copy layout: reported when re-hashed
+                rel = str(dst.relative_to(lay.folder))
+                self.replaced.append(ReplacedBlob(e.repo_type, e.repo_id, rel, f"sha256 {e.sha256}", "mismatch"))
+        else:
+            self.journal.created.append(dst)
+        self.entries_added += 1
+
+    def _materialize_file(self, e: EntryStep, dst: Path, uses: dict[str, int]) -> None:
+        """Copy layout: put the verified content at ``dst`` (moving our staged temp on its last use)."""
+        src = self.local[e.sha256]
+        uses[e.sha256] -= 1
+        c = ContentStep(e.sha256, e.size, (), "", where=f"{e.repo_type} {e.repo_id}: {e.path}")
+        if src in self.staged and uses[e.sha256] == 0:
+            os.replace(src, dst)
+            self.staged.discard(src)
+            self.temps.discard(src)
+        else:
+            self._copy_file(c, src, dst)
+        self.n_written += 1
+
+    def _copy_file(self, c: ContentStep, src: Path, dst: Path) -> None:
+        with open(src, "rb") as f:
+            d = self._copy_stream(f, dst, c.size)
+        self._check_digest_simple(c, d, None)
+        self.bytes_written += d.size
+
+    # -- 4. trees and .no_exist --
+
+    def _trees_and_markers(self) -> None:
+        self.doing = "writing trees/ and .no_exist/"
+        for repo in self.plan.manifest.repos:
+            lay = self._layout(repo.repo_type, repo.repo_id)
+            for snap in repo.snapshots:
+                snap_dir = lay.snapshot(snap.commit)
+                present = _present_files(snap_dir)
+                present |= {f.path for f in snap.files if os.path.isfile(snap_dir / f.path)}
+                if snap.tree != TREE_NONE:
+                    self._write_tree(lay, repo, snap, present)
+                self._write_markers(lay, snap, present)
+
+    def _write_tree(self, lay: RepoLayout, repo: RepoEntry, snap: SnapshotEntry, present: set[str]) -> None:
+        target = lay.tree(snap.commit)
+        old = _read_bytes(target)
+        data: bytes | None = None
+        hints: list[Mapping[str, Mapping[str, Any]]] = []
+        if snap.tree != TREE_FILES:
+            raw = self.tree_blobs.get(snap.tree)
+            if raw is None and snap.tree in self.local:  # the listing is also a file's content
+                raw = _read_bytes(self.local[snap.tree])
+            if raw is None and old is not None and _sha256_bytes(old) == snap.tree:
+                raw = old
+            parsed = parse_tree(raw) if raw is not None else None
+            if parsed is not None:
+                hints.append(parsed)
+                if set(parsed) <= present and _agrees(parsed, snap.files):
+                    data = raw
+                else:
+                    self.notes.append(
+                        f"{repo.repo_id}@{snap.commit[:8]}: the saved trees listing names files this snapshot "
+                        "lacks or disagrees with it: wrote the listing of the files present instead"
+                    )
+            elif raw is not None:
+                self.notes.append(f"{repo.repo_id}@{snap.commit[:8]}: saved trees listing is invalid: regenerated")
+        if data is None:
+            if old is not None and (parsed_old := parse_tree(old)) is not None:
+                hints.append(parsed_old)
+            entries = _describe(lay, snap, present, hints)
+            undescribed = present - set(entries)
+            if undescribed:
+                self.notes.append(
+                    f"{repo.repo_id}@{snap.commit[:8]}: {len(undescribed)} file(s) already in the snapshot could "
+                    f"not be described and are left out of trees/{snap.commit}.json (e.g. {min(undescribed)})"
+                )
+            data = hfcache.tree_json(entries)
+        if data == old:
+            return
+        self.guard.check(target)
+        self.journal.mkdirs(target.parent)
+        self.journal.overwritten.append((target, old))
+        hfcache.atomic_write_bytes(target, data)
+        self.trees_written += 1
+
+    def _write_markers(self, lay: RepoLayout, snap: SnapshotEntry, present: set[str]) -> None:
+        for path in snap.no_exist:
+            if path in present:
+                self.notes.append(f"{lay.repo_id}@{snap.commit[:8]}: no .no_exist marker for {path}: the file exists")
+                continue
+            marker = lay.no_exist(snap.commit, path)
+            if os.path.lexists(marker):
+                continue
+            self.guard.check(marker)
+            self.journal.mkdirs(marker.parent)
+            self.journal.overwritten.append((marker, None))
+            hfcache.atomic_write_bytes(marker, b"")
+            self.no_exist_written += 1
+        # A marker for a file that now exists would make try_to_load_from_cache report it missing.
+        for f in snap.files:
+            marker = lay.no_exist(snap.commit, f.path)
+            if os.path.isfile(marker) and not os.path.islink(marker):
+                self.journal.overwritten.append((marker, b""))
+                marker.unlink()
+                self.notes.append(f"{lay.repo_id}@{snap.commit[:8]}: removed a stale .no_exist marker for {f.path}")
+
+    # -- 5. refs --
+
+    def _refs(self) -> None:
+        self.doing = "writing refs"
+        for r in self.plan.refs:
+            lay = self._layout(r.repo_type, r.repo_id)
+            if r.action == "keep":
+                self.kept.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
+                continue
+            if r.action == "same":
+                continue
+            target = lay.ref(r.ref)
+            self.guard.check(target)
+            old = _read_bytes(target)
+            self.journal.mkdirs(target.parent)
+            self.journal.overwritten.append((target, old))
+            if hfcache.write_ref(lay, r.ref, r.new):
+                self.moved.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
+
+    # -- helpers --
+
+    def _replace(self, tmp: Path, dst: Path) -> None:
+        try:
+            os.replace(tmp, dst)
+        except IsADirectoryError:
+            raise InstallError(
+                f"{dst} is a folder where a file belongs", hint="move that folder away and re-run the install"
+            ) from None
+
+    def _mkdirs(self, folder: Path) -> None:
+        missing: list[Path] = []
+        p = folder
+        while not os.path.lexists(p):
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            d.mkdir(exist_ok=True)
+            self.created_dirs.append(d)
+
+    def _sweep(self) -> None:
+        """Remove what killed installs left in the repos we touched: temp blobs (under their etag's lock, which
+        any writer of that blob holds) and staging folders older than a day."""
+        for repo in self.plan.manifest.repos:
+            lay = self._layout(repo.repo_type, repo.repo_id)
+            for name in _listdir(lay.blobs):
+                m = TEMP_BLOB_RE.fullmatch(name)
+                if m:  # a short wait: a lock held this long belongs to a live download, not a dead install
+                    with hfcache.repo_lock(lay, m.group(1), timeout=0.5):
+                        _remove_stale_temps(lay.blobs, m.group(1))
+            _remove_stale_dirs(lay.folder / "snapshots", None)
+
+    def _cleanup(self, ok: bool) -> None:
+        for tmp in self.temps:
+            with contextlib.suppress(OSError):
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink(missing_ok=True)
+        if not ok:
+            self.journal.undo()
+            for d in reversed(self.created_dirs):  # only the empty ones: verified blobs stay
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+    def _report(self) -> InstallReport:
+        repos = tuple(
+            InstalledRepo(r.repo_type, r.repo_id, tuple(s.commit for s in r.snapshots), dict(r.refs))
+            for r in self.plan.manifest.repos
+        )
+        return InstallReport(
+            cache_dir=str(self.cache_dir),
+            bundle_id=self.plan.bundle_id,
+            layout=self.plan.layout,
+            repos=repos,
+            refs_moved=tuple(self.moved),
+            refs_kept=tuple(self.kept),
+            blobs_written=self.n_written,
+            blobs_linked=self.n_linked,
+            blobs_present=self.n_present,
+            blobs_replaced=tuple(self.replaced),
+            bytes_written=self.bytes_written,
+            bytes_deduplicated=self.bytes_dedup,
+            bytes_hashed=self.bytes_hashed,
+            entries_added=self.entries_added,
+            trees_written=self.trees_written,
+            no_exist_written=self.no_exist_written,
+            elapsed=time.monotonic() - self.t0,
+            notes=tuple(self.notes),
+        )
+
+
+# -- path safety -----------------------------------------------------------------------------------------------
+
+
+class _Guard:
+    """Checks that a target path stays inside the cache: no component of it that exists is a symlink leading
+    outside, a file where a folder must be, or a folder where a file must be."""
+
+    def __init__(self, cache_dir: Path, root: Path) -> None:
+        self.cache_dir = cache_dir
+        self.root = root
+
+    def check(self, path: Path, *, is_dir: bool = False) -> None:
+        rel = path.relative_to(self.cache_dir)  # ValueError would be a bug: paths come from RepoLayout
+        cur = self.cache_dir
+        for i, part in enumerate(rel.parts):
+            cur = cur / part
+            last = i == len(rel.parts) - 1
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                return
+            except NotADirectoryError:
+                raise _blocked(cur.parent, "a file is where a folder must be") from None
+            if stat.S_ISLNK(st.st_mode):
+                if last and not is_dir:
+                    return  # a link in a file's place is replaced, never written through
+                real = Path(os.path.realpath(cur))
+                if not _inside(real, self.root):
+                    raise UnsafePathError(
+                        f"{cur} is a symlink leading outside the cache (to {real}); refusing to write through it",
+                        hint="remove that link, or point --cache-dir / HF_HUB_CACHE at the real cache location",
+                    )
+                if not real.is_dir() and not last:
+                    raise _blocked(cur, "a link to a file is where a folder must be")
+            elif stat.S_ISDIR(st.st_mode):
+                if last and not is_dir:
+                    raise _blocked(cur, "a folder is where a file must be")
+            elif not last or is_dir:
+                raise _blocked(cur, "a file is where a folder must be")
+
+
+def _blocked(path: Path, what: str) -> InstallError:
+    return InstallError(
+        f"cannot install: {path}: {what}", hint="move it away (it is not part of a valid cache) and re-run"
+    )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _real_root(cache_dir: Path) -> Path:
+    return Path(os.path.realpath(cache_dir))
+
+
+# -- small helpers --------------------------------------------------------------------------------------------
+
+
+def _choose_layout(cache_dir: Path, copy: bool | None) -> str:
+    if copy:
+        return LAYOUT_COPY
+    probe = cache_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        supported = hfcache.symlinks_supported(probe)
+    except OSError:  # not writable: the install itself will say so, with a hint
+        supported = not _env_disables_symlinks()
+    if not supported and copy is False:
+        raise InstallError(
+            f"symlinks cannot be created in {cache_dir} (or HF_HUB_DISABLE_SYMLINKS is set)",
+            hint="install with the copy layout (the default when symlinks do not work), or use another disk",
+        )
+    return LAYOUT_SYMLINK if supported else LAYOUT_COPY
+
+
+def _env_disables_symlinks() -> bool:
+    return os.environ.get("HF_HUB_DISABLE_SYMLINKS", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+@contextlib.contextmanager
+def _locked(lay: RepoLayout, etag: str, skip: bool) -> Iterator[None]:
+    if skip:
+        yield
+        return
+    with hfcache.repo_lock(lay, etag):
+        yield
+
+
+def _digest_matches(d: Digests, etag: str) -> bool:
+    if is_sha256(etag):
+        return d.sha256 == etag
+    if is_sha1(etag):
+        return d.git_sha1 == etag
+    return False
+
+
+def _is_link_to(link: Path, target: Path) -> bool:
+    try:
+        return os.readlink(link) == hfcache.relative_link_target(link, target)
+    except OSError:
+        return False
+
+
+def _usable_file(path: Path, root: Path) -> bool:
+    """A regular file (or a link to one) inside the cache."""
+    try:
+        real = Path(os.path.realpath(path))
+        return _inside(real, root) and stat.S_ISREG(os.stat(real).st_mode)
+    except OSError:
+        return False
+
+
+def _size_is(path: Path, size: int) -> bool:
+    try:
+        return os.path.getsize(path) == size
+    except OSError:
+        return False
+
+
+def _index_cache_blobs(cache_dir: Path, root: Path) -> dict[str, list[Path]]:
+    """Blob name → blob files of every repo in the cache (links into the shared Xet store included)."""
+    index: dict[str, list[Path]] = {}
+    for _type, _id, folder in hfcache.iter_repo_folders(cache_dir):
+        try:
+            names = os.listdir(folder / "blobs")
+        except OSError:
+            continue
+        for name in names:
+            if (is_sha256(name) or is_sha1(name)) and _usable_file(folder / "blobs" / name, root):
+                index.setdefault(name, []).append(folder / "blobs" / name)
+    return index
+
+
+def _remove_stale_temps(blobs: Path, etag: str) -> None:
+    """Our temp blobs for ``etag`` left by a killed install. Called under the etag's lock, which every
+    writer of that blob holds, so they are not in use."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(blobs):
+            m = TEMP_BLOB_RE.fullmatch(name)
+            if m and m.group(1) == etag:
+                with contextlib.suppress(OSError):
+                    (blobs / name).unlink()
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def _remove_stale_dirs(snapshots: Path, commit: str | None) -> None:
+    """Staging folders of a killed install (older than a day, so a concurrent install's are spared)."""
+    now = time.time()
+    prefix = f"{TEMP_PREFIX}{commit}." if commit else TEMP_PREFIX
+    with contextlib.suppress(OSError):
+        for name in os.listdir(snapshots):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                path = snapshots / name
+                with contextlib.suppress(OSError):
+                    if now - path.lstat().st_mtime > STALE_SECONDS:
+                        shutil.rmtree(path)
+
+
+def _present_files(snapshot: Path) -> set[str]:
+    """Repo paths of the snapshot's files, as huggingface_hub sees them (``os.path.isfile``, links followed)."""
+    out: set[str] = set()
+    if not snapshot.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(snapshot):
+        dirnames[:] = [d for d in dirnames if not d.startswith(TEMP_PREFIX)]
+        for name in filenames:
+            if name.startswith(TEMP_PREFIX) or _LINK_TEMP_RE.fullmatch(name):
+                continue
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full):
+                out.add(os.path.relpath(full, snapshot).replace(os.sep, "/"))
+    return out
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_TREE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+def _sha256_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def parse_tree(raw: bytes) -> dict[str, dict[str, Any]] | None:
+    """A ``trees/<commit>.json`` as huggingface_hub's ``read_tree_cache`` accepts it (format 1), with every entry
+    checked (safe path, sizes, hashes); ``None`` if anything is off."""
+    if len(raw) > MAX_TREE_BYTES:
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("format_version") != hfcache.TREE_FORMAT_VERSION:
+        return None
+    files = data.get("files")
+    if not isinstance(files, dict):
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for path, info in files.items():
+        entry = _tree_entry(path, info)
+        if entry is None:
+            return None
+        out[path] = entry
+    return out
+
+
+def _tree_entry(path: Any, info: Any) -> dict[str, Any] | None:
+    try:
+        check_relpath(path)
+    except UnsafePathError:
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("size"), int) or isinstance(info.get("size"), bool):
+        return None
+    if info["size"] < 0 or not (isinstance(info.get("blob_id"), str) and is_sha1(info["blob_id"])):
+        return None
+    out: dict[str, Any] = {"size": info["size"], "blob_id": info["blob_id"]}
+    lfs = info.get("lfs_sha256")
+    if lfs is not None:
+        if not (isinstance(lfs, str) and is_sha256(lfs)):
+            return None
+        out["lfs_sha256"] = lfs
+        out["lfs_size"] = info.get("lfs_size", info["size"])
+    xet = info.get("xet_hash")
+    if xet is not None:
+        if not (isinstance(xet, str) and len(xet) == 64 and all(ch in "0123456789abcdef" for ch in xet)):
+            return None
+        out["xet_hash"] = xet
+    return out
+
+
+def tree_etag(entry: Mapping[str, Any]) -> str:
+    """The blob name (etag) a trees entry describes."""
+    return str(entry.get("lfs_sha256") or entry["blob_id"])
+
+
+def _agrees(parsed: Mapping[str, Mapping[str, Any]], files: Sequence[RepoFile]) -> bool:
+    for f in files:
+        e = parsed.get(f.path)
+        if e is not None and (e["size"] != f.size or tree_etag(e) != f.etag):
+            return False
+    return True
+
+
+def _describe(
+    lay: RepoLayout, snap: SnapshotEntry, present: set[str], hints: Sequence[Mapping[str, Mapping[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """Tree entries for every present file we can describe: the bundle's own files, then files already in
+    the snapshot described by an earlier listing that agrees with them on disk, or by the blob they link to."""
+    entries: dict[str, dict[str, Any]] = {f.path: f.tree_entry() for f in snap.files if f.path in present}
+    snap_dir = lay.snapshot(snap.commit)
+    for path in sorted(present - set(entries)):
+        full = snap_dir / path
+        try:
+            size = os.path.getsize(full)
+        except OSError:
+            continue
+        blob_name = _linked_blob_name(lay, full)
+        for hint in hints:
+            e = hint.get(path)
+            if e is not None and e["size"] == size and (blob_name is None or blob_name == tree_etag(e)):
+                entries[path] = dict(e)
+                break
+        else:
+            if blob_name is not None and is_sha256(blob_name):
+                entries[path] = {
+                    "size": size,
+                    "blob_id": lfs_blob_id(blob_name, size),
+                    "lfs_sha256": blob_name,
+                    "lfs_size": size,
+                }
+            elif blob_name is not None and is_sha1(blob_name):
+                entries[path] = {"size": size, "blob_id": blob_name}
+    return entries
+
+
+def _linked_blob_name(lay: RepoLayout, link: Path) -> str | None:
+    """``<etag>`` if ``link`` is a symlink to this repo's ``blobs/<etag>``."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return None
+    resolved = Path(os.path.normpath(link.parent / target))
+    return resolved.name if resolved.parent == lay.blobs else None
+
+
+def _os_error(e: OSError, doing: str) -> InstallError:
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InstallError(
+            f"disk full while {doing}{where}",
+            hint="free some space (blobs written so far are kept, so a re-run resumes), or install into a cache "
+            "on another disk with --cache-dir / HF_HUB_CACHE",
+        )
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return InstallError(
+            f"permission denied while {doing}{where}",
+            hint="run as the owner of the cache or fix its permissions, or choose a writable cache with "
+            "--cache-dir / HF_HUB_CACHE",
+        )
+    if e.errno == errno.EROFS:
+        return InstallError(
+            f"the cache is on a read-only filesystem ({doing}{where})",
+            hint="remount it read-write, or choose a writable cache with --cache-dir / HF_HUB_CACHE",
+        )
+    return InstallError(
+        f"could not write the cache while {doing}: {e.strerror or e}{where}",
+        hint="check the disk and re-run: blobs already verified are kept and the install resumes",
+    )

@@ -1,0 +1,702 @@
+"""Offline verification of a Hugging Face cache, with or without the bundle that filled it.
+
+huggingface_hub checks sizes while it downloads, never hashes, and ``hf cache verify`` needs the Hub. Here every
+blob is re-hashed against its own name (64 hex: sha256, 40 hex: git blob id), every snapshot entry must resolve
+inside its repo (or the cache's shared Xet store), refs must be a bare 40-hex commit of an existing snapshot,
+and a ``trees/<commit>.json`` must not list files the snapshot lacks (the ``IncompleteSnapshotError`` trap)::
+
+    >>> report = verify_cache(Path("~/.cache/huggingface/hub").expanduser())  # doctest: +SKIP
+    >>> report.ok, report.counts  # doctest: +SKIP
+    (False, {'bad_ref': 1})
+
+Everything is streamed (bounded memory) and each inode is hashed once. Issue kinds: ``docs/CACHE.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CacheError
+from .hashing import Digests, digest_file, is_sha1, is_sha256
+from .hfcache import RepoLayout, iter_repo_folders
+from .install import MAX_TREE_BYTES, parse_tree, tree_etag
+from .manifest import TREE_NONE, Manifest
+from .paths import REPO_TYPES
+
+__all__ = ["ERROR", "INFO", "WARNING", "Issue", "VerifyReport", "verify_cache", "verify_installed"]
+
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_XET_RE = re.compile(r"^[0-9a-f]{64}$")
+# Leftovers: our temp files and folders (`.hfbundle-….tmp`), huggingface_hub's downloads in flight
+# (`<etag>.<8hex>.incomplete`), its atomic-write temps (`main.<8hex>.tmp`, `tmpXXXX.tmp`, `.<etag>.<8hex>.shared`).
+_TEMP_RE = re.compile(r"(\.incomplete|\.tmp|\.[0-9a-f]{8}\.shared)$")
+
+_HINT_CORRUPT = (
+    "delete it, then re-install the bundle that carries it (hfbundle install), or re-download the file online"
+)
+_HINT_DANGLING = "its blob is gone: re-install the bundle (hfbundle install) or re-download the file online"
+_HINT_LEFTOVER = "left by an interrupted download or install: safe to delete once nothing is writing the cache"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding. ``path`` is relative to the repo folder (``blobs/…``, ``snapshots/<commit>/…``, ``refs/…``)."""
+
+    kind: str
+    severity: str
+    message: str
+    repo_type: str | None = None
+    repo: str | None = None
+    commit: str | None = None
+    path: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    cache_dir: str
+    issues: tuple[Issue, ...]
+    repos: tuple[str, ...]
+    blobs_checked: int = 0
+    files_checked: int = 0
+    refs_checked: int = 0
+    trees_checked: int = 0
+    bytes_hashed: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is an error (warnings such as leftovers or orphan blobs do not break loading)."""
+        return not any(i.severity == ERROR for i in self.issues)
+
+    @property
+    def errors(self) -> tuple[Issue, ...]:
+        return tuple(i for i in self.issues if i.severity == ERROR)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.issues:
+            out[i.kind] = out.get(i.kind, 0) + 1
+        return dict(sorted(out.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cache_dir": self.cache_dir,
+            "ok": self.ok,
+            "repos": list(self.repos),
+            "counts": self.counts,
+            "blobs_checked": self.blobs_checked,
+            "files_checked": self.files_checked,
+            "refs_checked": self.refs_checked,
+            "trees_checked": self.trees_checked,
+            "bytes_hashed": self.bytes_hashed,
+            "elapsed": round(self.elapsed, 3),
+            "issues": [i.to_json() for i in self.issues],
+        }
+
+    def render(self) -> list[str]:
+        """Human lines (the CLI prints them)."""
+        lines = []
+        for i in self.issues:
+            where = ":".join(x for x in (i.repo_type, i.repo) if x) or self.cache_dir
+            lines.append(f"{i.severity}: [{i.kind}] {where}: {i.message}")
+            if i.hint:
+                lines.append(f"  hint: {i.hint}")
+        state = "ok" if self.ok else f"{len(self.errors)} error(s)"
+        lines.append(
+            f"{state}: {len(self.repos)} repo(s), {self.blobs_checked} blobs, {self.files_checked} files, "
+            f"{self.refs_checked} refs, {self.trees_checked} trees, {self.bytes_hashed} bytes hashed"
+        )
+        return lines
+
+
+@dataclass
+class _Hasher:
+    """Hashes each inode once; the stats of the whole run."""
+
+    by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
+    bytes_hashed: int = 0
+
+    def digest(self, path: Path) -> Digests:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        d = self.by_inode.get(key)
+        if d is None:
+            d = digest_file(str(path))
+            self.by_inode[key] = d
+            self.bytes_hashed += d.size
+        return d
+
+
+@dataclass
+class _Run:
+    cache_dir: Path
+    hasher: _Hasher = field(default_factory=_Hasher)
+    issues: list[Issue] = field(default_factory=list)
+    repos: list[str] = field(default_factory=list)
+    blobs: int = 0
+    files: int = 0
+    refs: int = 0
+    trees: int = 0
+
+    def report(self, t0: float) -> VerifyReport:
+        return VerifyReport(
+            cache_dir=str(self.cache_dir),
+            issues=tuple(self.issues),
+            repos=tuple(self.repos),
+            blobs_checked=self.blobs,
+            files_checked=self.files,
+            refs_checked=self.refs,
+            trees_checked=self.trees,
+            bytes_hashed=self.hasher.bytes_hashed,
+            elapsed=time.monotonic() - t0,
+        )
+
+
+# -- verify_cache ----------------------------------------------------------------------------------------------
+
+
+def verify_cache(cache_dir: Path, repos: Sequence[str] | None = None, *, repo_type: str | None = None) -> VerifyReport:
+    """Check every repo of the cache ``cache_dir`` (or only ``repos``, ids like ``org/name``), offline."""
+    t0 = time.monotonic()
+    cache_dir = Path(cache_dir).expanduser()
+    if not cache_dir.is_dir():
+        raise CacheError(f"no cache at {cache_dir}", hint="pass the hub cache folder (--cache-dir) or set HF_HUB_CACHE")
+    if repo_type is not None and repo_type not in REPO_TYPES:
+        raise CacheError(f"unknown repo type {repo_type!r}", hint=f"use one of {', '.join(REPO_TYPES)}")
+    run = _Run(cache_dir)
+    wanted = {r.lower() for r in repos} if repos else None
+    seen: set[str] = set()
+    for rtype, rid, folder in iter_repo_folders(cache_dir):
+        if (repo_type is not None and rtype != repo_type) or (wanted is not None and rid.lower() not in wanted):
+            continue
+        seen.add(rid.lower())
+        run.repos.append(f"{rtype}:{rid}")
+        _RepoCheck(run, rtype, rid, folder).check()
+    for rid in sorted((wanted or set()) - seen):
+        run.issues.append(
+            Issue("missing", ERROR, f"{rid} is not in this cache", repo=rid, hint="install or download it first")
+        )
+    return run.report(t0)
+
+
+class _RepoCheck:
+    def __init__(self, run: _Run, repo_type: str, repo_id: str, folder: Path) -> None:
+        self.run = run
+        self.repo_type = repo_type
+        self.repo_id = repo_id
+        self.folder = folder
+        self.real = Path(os.path.realpath(folder))
+        self.shared = Path(os.path.realpath(run.cache_dir / "blobs"))
+        self.blob_ok: dict[str, bool] = {}  # blob name -> content matches its name
+        self.referenced: set[str] = set()
+
+    def issue(self, kind: str, severity: str, message: str, **kw: Any) -> None:
+        self.run.issues.append(Issue(kind, severity, message, self.repo_type, self.repo_id, **kw))
+
+    def check(self) -> None:
+        self.check_blobs()
+        commits = self.check_snapshots()
+        self.check_refs(commits)
+        self.check_no_exist(commits)
+        for name in sorted(self.blob_ok):
+            if name not in self.referenced:
+                self.issue(
+                    "orphan",
+                    WARNING,
+                    f"blob {name} is used by no snapshot",
+                    path=f"blobs/{name}",
+                    hint="harmless; `hf cache prune` or deleting it frees the space",
+                )
+
+    # -- blobs --
+
+    def check_blobs(self) -> None:
+        for name, path in _listdir(self.folder / "blobs"):
+            rel = f"blobs/{name}"
+            if _TEMP_RE.search(name):
+                self.issue("leftover", WARNING, f"{rel} is a temp file", path=rel, hint=_HINT_LEFTOVER)
+                continue
+            if not (is_sha256(name) or is_sha1(name)) or path.is_dir():
+                self.issue(
+                    "unknown",
+                    WARNING,
+                    f"{rel} is not named by a hash: cannot verify it",
+                    path=rel,
+                    hint="not written by huggingface_hub or hfbundle; move it away if you do not know it",
+                )
+                continue
+            self.run.blobs += 1
+            if not os.path.exists(path):
+                self.blob_ok[name] = False
+                # a warning here: the snapshot entries that use it are reported as errors on their own
+                self.issue("dangling", WARNING, f"{rel} is a link to nothing", path=rel, hint=_HINT_DANGLING)
+                continue
+            real = Path(os.path.realpath(path))
+            if not (_inside(real, self.real) or _is_shared_blob(real, self.shared)):
+                self.blob_ok[name] = False
+                self.issue(
+                    "unsafe",
+                    ERROR,
+                    f"{rel} leads outside the repo and the shared blob store (to {real})",
+                    path=rel,
+                    hint="replace it: re-install the bundle or re-download the file",
+                )
+                continue
+            d = self.run.hasher.digest(path)
+            actual = d.sha256 if is_sha256(name) else d.git_sha1
+            self.blob_ok[name] = actual == name
+            if actual != name:
+                self.issue(
+                    "corrupt",
+                    ERROR,
+                    f"{rel}: content does not match its name",
+                    path=rel,
+                    expected=name,
+                    actual=actual,
+                    hint=_HINT_CORRUPT,
+                )
+
+    # -- snapshots and trees --
+
+    def check_snapshots(self) -> set[str]:
+        commits: set[str] = set()
+        for name, path in _listdir(self.folder / "snapshots"):
+            rel = f"snapshots/{name}"
+            if _TEMP_RE.search(name):
+                self.issue("leftover", WARNING, f"{rel} is a temp folder", path=rel, hint=_HINT_LEFTOVER)
+            elif not path.is_dir():
+                self.issue(
+                    "extra",
+                    ERROR,
+                    f"{rel} is a file in snapshots/",
+                    path=rel,
+                    hint="scan_cache_dir refuses the whole repo: delete that file",
+                )
+            elif not _COMMIT_RE.fullmatch(name):
+                self.issue(
+                    "extra",
+                    WARNING,
+                    f"{rel} is not named by a commit",
+                    path=rel,
+                    hint="not written by huggingface_hub or hfbundle; move it away",
+                )
+            else:
+                commits.add(name)
+                self.check_snapshot(name, path)
+        for name, _path in _listdir(self.folder / "trees"):
+            rel = f"trees/{name}"
+            commit = name[: -len(".json")]
+            if name.endswith(".json") and _COMMIT_RE.fullmatch(commit):
+                if commit not in commits:
+                    self.issue(
+                        "orphan", WARNING, f"{rel} has no snapshot", commit=commit, path=rel, hint="harmless; delete it"
+                    )
+            elif _TEMP_RE.search(name) or name.endswith(".tmp"):
+                self.issue("leftover", WARNING, f"{rel} is a temp file", path=rel, hint=_HINT_LEFTOVER)
+            else:
+                self.issue("extra", WARNING, f"{rel} is not a trees listing", path=rel, hint="move it away")
+        return commits
+
+    def check_snapshot(self, commit: str, snap: Path) -> None:
+        tree = self.read_tree(commit)
+        present: set[str] = set()
+        for rel_path, full in _walk_files(snap):
+            rel = f"snapshots/{commit}/{rel_path}"
+            if _TEMP_RE.search(full.name) and not (tree and rel_path in tree):
+                self.issue("leftover", WARNING, f"{rel} is a temp file", commit=commit, path=rel, hint=_HINT_LEFTOVER)
+                continue
+            self.run.files += 1
+            entry = tree.get(rel_path) if tree else None
+            if full.is_symlink():
+                if self.check_link(commit, rel_path, full, entry):
+                    present.add(rel_path)
+            elif full.is_file():
+                present.add(rel_path)
+                self.check_copy(commit, rel_path, full, entry)
+        if tree is not None:
+            self.run.trees += 1
+            missing = sorted(set(tree) - present)
+            if missing:
+                sample = ", ".join(missing[:3]) + (f", … ({len(missing) - 3} more)" if len(missing) > 3 else "")
+                self.issue(
+                    "incomplete_tree",
+                    ERROR,
+                    f"trees/{commit}.json lists {len(missing)} file(s) the snapshot lacks ({sample}): offline, "
+                    "snapshot_download and diffusers raise IncompleteSnapshotError",
+                    commit=commit,
+                    path=f"trees/{commit}.json",
+                    expected=f"{len(tree)} files",
+                    actual=f"{len(tree) - len(missing)} present",
+                    hint="install the missing files (hfbundle install of a bundle that has them), or delete "
+                    f"trees/{commit}.json (without it huggingface_hub trusts the snapshot offline)",
+                )
+
+    def read_tree(self, commit: str) -> dict[str, dict[str, Any]] | None:
+        path = self.folder / "trees" / f"{commit}.json"
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_TREE_BYTES + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            self.issue("bad_tree", WARNING, f"trees/{commit}.json is unreadable: {e}", commit=commit)
+            return None
+        parsed = parse_tree(raw)
+        if parsed is None:
+            self.issue(
+                "bad_tree",
+                WARNING,
+                f"trees/{commit}.json is not a valid format-1 listing: huggingface_hub ignores it",
+                commit=commit,
+                path=f"trees/{commit}.json",
+                hint="delete it; the next online download rewrites it",
+            )
+        return parsed
+
+    def check_link(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> bool:
+        rel = f"snapshots/{commit}/{rel_path}"
+        target = os.readlink(full)
+        if not os.path.exists(full):
+            self.issue(
+                "dangling",
+                ERROR,
+                f"{rel} → {target} points at nothing",
+                commit=commit,
+                path=rel,
+                actual=target,
+                hint=_HINT_DANGLING,
+            )
+            return False
+        real = Path(os.path.realpath(full))
+        if not (_inside(real, self.real) or _is_shared_blob(real, self.shared)):
+            self.issue(
+                "unsafe",
+                ERROR,
+                f"{rel} leads outside the repo (to {real})",
+                commit=commit,
+                path=rel,
+                actual=target,
+                hint="re-install the bundle or re-download the file",
+            )
+            return False
+        hop = Path(os.path.normpath(full.parent / target))
+        blob = hop.name if hop.parent == self.folder / "blobs" else None
+        if blob is not None:
+            self.referenced.add(blob)
+        if entry is not None:
+            etag = tree_etag(entry)
+            size = os.path.getsize(full)
+            if (blob is not None and blob != etag) or size != entry["size"]:
+                self.issue(
+                    "mismatch",
+                    ERROR,
+                    f"{rel} disagrees with trees/{commit}.json",
+                    commit=commit,
+                    path=rel,
+                    expected=f"{etag} ({entry['size']} bytes)",
+                    actual=f"{blob or real} ({size} bytes)",
+                    hint="re-install the bundle (or re-download the file) to repair the entry",
+                )
+            elif blob is None:  # not a plain blob link: check the content against the listing
+                self.check_content(commit, rel, full, entry)
+        return True
+
+    def check_copy(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> None:
+        """A real file (copy layout): verifiable only against the trees listing."""
+        if entry is not None:
+            self.check_content(commit, f"snapshots/{commit}/{rel_path}", full, entry)
+
+    def check_content(self, commit: str, rel: str, full: Path, entry: dict[str, Any]) -> None:
+        d = self.run.hasher.digest(full)
+        expected = tree_etag(entry)
+        actual = d.sha256 if entry.get("lfs_sha256") else d.git_sha1
+        if d.size != entry["size"] or actual != expected:
+            self.issue(
+                "corrupt",
+                ERROR,
+                f"{rel}: content does not match trees/{commit}.json",
+                commit=commit,
+                path=rel,
+                expected=expected,
+                actual=actual,
+                hint=_HINT_CORRUPT,
+            )
+
+    # -- refs and .no_exist --
+
+    def check_refs(self, commits: set[str]) -> None:
+        refs_dir = self.folder / "refs"
+        for rel_name, full in _walk_files(refs_dir):
+            rel = f"refs/{rel_name}"
+            if _TEMP_RE.search(full.name):
+                self.issue(
+                    "leftover",
+                    WARNING,
+                    f"{rel} is a temp file (scan_cache_dir reads it as a ref)",
+                    path=rel,
+                    hint=_HINT_LEFTOVER,
+                )
+                continue
+            self.run.refs += 1
+            _check_ref_bytes(self, rel_name, full, commits)
+
+    def check_no_exist(self, commits: set[str]) -> None:
+        base = self.folder / ".no_exist"
+        for commit, cdir in _listdir(base):
+            for rel_path, _marker in _walk_files(cdir):
+                if commit in commits and (self.folder / "snapshots" / commit / rel_path).is_file():
+                    self.issue(
+                        "shadowed",
+                        ERROR,
+                        f".no_exist/{commit}/{rel_path} marks a file missing that the snapshot has: "
+                        "try_to_load_from_cache reports it missing",
+                        commit=commit,
+                        path=f".no_exist/{commit}/{rel_path}",
+                        hint="delete the marker",
+                    )
+
+
+def _check_ref_bytes(chk: _RepoCheck, name: str, full: Path, commits: set[str], expected: str | None = None) -> None:
+    rel = f"refs/{name}"
+    try:
+        with open(full, "rb") as f:
+            raw = f.read(4096)
+    except OSError as e:
+        chk.issue("bad_ref", ERROR, f"{rel} is unreadable: {e}", path=rel, hint="fix its permissions")
+        return
+    text = raw.decode("utf-8", "replace")
+    stripped = text.strip()
+    if _COMMIT_RE.fullmatch(text):
+        if text not in commits:
+            chk.issue(
+                "bad_ref",
+                ERROR,
+                f"{rel} points at {text}, which has no snapshot",
+                commit=text,
+                path=rel,
+                hint=f"install that revision again, or delete {rel} (scan_cache_dir refuses the repo meanwhile)",
+            )
+        elif expected is not None and text != expected:
+            chk.issue(
+                "moved_ref",
+                INFO,
+                f"{rel} points at {text[:12]}…, the bundle at {expected[:12]}…",
+                commit=text,
+                path=rel,
+                expected=expected,
+                actual=text,
+                hint="kept by --keep-refs or moved by a later download; re-install without --keep-refs to move it",
+            )
+    elif _COMMIT_RE.fullmatch(stripped):
+        chk.issue(
+            "bad_ref",
+            ERROR,
+            f"{rel} has whitespace around the commit: hf_hub_download and snapshot_download fail offline",
+            commit=stripped,
+            path=rel,
+            expected=stripped,
+            actual=repr(text),
+            hint=f"rewrite it without the newline: printf %s {stripped} > '{full}'",
+        )
+    else:
+        chk.issue(
+            "bad_ref",
+            ERROR,
+            f"{rel} does not hold a commit id",
+            path=rel,
+            actual=repr(text[:80]),
+            hint=f"delete {rel}; the next online download rewrites it",
+        )
+
+
+# -- verify_installed ------------------------------------------------------------------------------------------
+
+
+def verify_installed(manifest: Manifest, cache_dir: Path, *, rehash: bool = True) -> VerifyReport:
+    """Is everything ``manifest`` installs present and intact in ``cache_dir``? Contents are re-hashed
+    against the manifest's sha256 (``rehash=False``: sizes only); refs that point elsewhere are *info*."""
+    t0 = time.monotonic()
+    cache_dir = Path(cache_dir).expanduser()
+    run = _Run(cache_dir)
+    for repo in manifest.repos:
+        run.repos.append(f"{repo.repo_type}:{repo.repo_id}")
+        lay = RepoLayout(cache_dir, repo.repo_type, repo.repo_id)
+        chk = _RepoCheck(run, repo.repo_type, repo.repo_id, lay.folder)
+        commits: set[str] = set()
+        for snap in repo.snapshots:
+            snap_dir = lay.snapshot(snap.commit)
+            if snap_dir.is_dir():
+                commits.add(snap.commit)
+            present: set[str] = set()
+            for f in snap.files:
+                run.files += 1
+                full = lay.snapshot_file(snap.commit, f.path)
+                rel = f"snapshots/{snap.commit}/{f.path}"
+                if not os.path.lexists(full):
+                    chk.issue(
+                        "missing",
+                        ERROR,
+                        f"{rel} is missing",
+                        commit=snap.commit,
+                        path=rel,
+                        hint="re-run hfbundle install with this bundle",
+                    )
+                    continue
+                if not full.is_file():
+                    chk.issue(
+                        "dangling",
+                        ERROR,
+                        f"{rel} points at nothing",
+                        commit=snap.commit,
+                        path=rel,
+                        hint="re-run hfbundle install with this bundle",
+                    )
+                    continue
+                present.add(f.path)
+                size = os.path.getsize(full)
+                if size != f.size:
+                    chk.issue(
+                        "corrupt",
+                        ERROR,
+                        f"{rel} has the wrong size",
+                        commit=snap.commit,
+                        path=rel,
+                        expected=str(f.size),
+                        actual=str(size),
+                        hint=_HINT_CORRUPT,
+                    )
+                elif rehash and (d := run.hasher.digest(full)).sha256 != f.sha256:
+                    chk.issue(
+                        "corrupt",
+                        ERROR,
+                        f"{rel}: content does not match the bundle",
+                        commit=snap.commit,
+                        path=rel,
+                        expected=f.sha256,
+                        actual=d.sha256,
+                        hint=_HINT_CORRUPT,
+                    )
+            for path in snap.no_exist:
+                if not lay.no_exist(snap.commit, path).is_file() and path not in present:
+                    chk.issue(
+                        "missing",
+                        WARNING,
+                        f".no_exist/{snap.commit}/{path} marker is missing",
+                        commit=snap.commit,
+                        path=f".no_exist/{snap.commit}/{path}",
+                        hint="harmless offline (the loader finds no file either); re-install to restore it",
+                    )
+            if snap.tree != TREE_NONE:
+                _check_installed_tree(chk, lay, snap.commit, snap.files, present)
+        for ref, commit in sorted(repo.refs.items()):
+            run.refs += 1
+            full = lay.ref(ref)
+            if not full.is_file():
+                chk.issue(
+                    "missing",
+                    ERROR,
+                    f"refs/{ref} is missing: loading by name fails offline",
+                    path=f"refs/{ref}",
+                    expected=commit,
+                    hint="re-run hfbundle install with this bundle",
+                )
+                continue
+            _check_ref_bytes(chk, ref, full, commits | _existing_commits(lay), expected=commit)
+    return run.report(t0)
+
+
+def _check_installed_tree(chk: _RepoCheck, lay: RepoLayout, commit: str, files: Any, present: set[str]) -> None:
+    tree = chk.read_tree(commit)
+    if tree is None:
+        return
+    chk.run.trees += 1
+    snap_dir = lay.snapshot(commit)
+    missing = sorted(p for p in tree if p not in present and not (snap_dir / p).is_file())
+    if missing:
+        chk.issue(
+            "incomplete_tree",
+            ERROR,
+            f"trees/{commit}.json lists {len(missing)} file(s) the snapshot lacks (e.g. {missing[0]})",
+            commit=commit,
+            path=f"trees/{commit}.json",
+            hint=f"re-run hfbundle install, or delete trees/{commit}.json",
+        )
+    for f in files:
+        e = tree.get(f.path)
+        if e is not None and (e["size"] != f.size or tree_etag(e) != f.etag):
+            chk.issue(
+                "mismatch",
+                ERROR,
+                f"trees/{commit}.json describes {f.path} differently from the bundle",
+                commit=commit,
+                path=f"trees/{commit}.json",
+                expected=f.etag,
+                actual=tree_etag(e),
+                hint="re-run hfbundle install to rewrite the listing",
+            )
+
+
+def _existing_commits(lay: RepoLayout) -> set[str]:
+    return {n for n, p in _listdir(lay.folder / "snapshots") if _COMMIT_RE.fullmatch(n) and p.is_dir()}
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _is_shared_blob(real: Path, shared: Path) -> bool:
+    """``<cache>/blobs/<2hex>/<xet hash>``: huggingface_hub's cache-wide Xet store (utils/_shared_blobs.py)."""
+    return (
+        real.parent.parent == shared and _XET_RE.fullmatch(real.name) is not None and real.parent.name == real.name[:2]
+    )
+
+
+def _listdir(folder: Path) -> list[tuple[str, Path]]:
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [(n, folder / n) for n in names]
+
+
+def _walk_files(top: Path) -> Iterator[tuple[str, Path]]:
+    """Files and links below ``top`` (links to folders are not followed), as '/'-joined relative paths."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        keep = []
+        for d in dirnames:
+            full = Path(dirpath) / d
+            if full.is_symlink():  # os.walk lists links to folders here and does not descend
+                filenames.append(d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            try:
+                mode = os.lstat(full).st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                yield os.path.relpath(full, top).replace(os.sep, "/"), full
