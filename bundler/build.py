@@ -1,0 +1,173 @@
+"""Build a bundle: lock → fetch into the cache → verify every byte against the Hub's hashes → pack.
+
+Regular (git) files are small: they are hashed first, because the manifest (written first) names every blob
+by sha256 and the Hub gives only their git blob id. LFS files are large: their sha256 comes from the Hub and
+is checked *while* they are compressed, so each of their bytes is read once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import __version__
+from .errors import IntegrityError
+from .fetch import FetchedFile, fetch
+from .hashing import digest_file
+from .lock import Lock, RepoFile
+from .manifest import TREE_FILES, BlobEntry, Manifest, RepoEntry, SnapshotEntry
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What ``build`` wrote."""
+
+    output: str
+    bundle_id: str
+    repos: tuple[tuple[str, str, str], ...]  # (repo_type, repo_id, commit)
+    files: int
+    blobs: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+    lock: Lock
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "bundle_id": self.bundle_id,
+            "repos": [{"repo_type": t, "repo_id": r, "commit": c} for t, r, c in self.repos],
+            "files": self.files,
+            "blobs": self.blobs,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def verify_regular_files(fetched: list[FetchedFile]) -> list[FetchedFile]:
+    """Hash every non-LFS file (git blob sha1 against the Hub's ``oid``) and fill in its sha256."""
+    out: list[FetchedFile] = []
+    for item in fetched:
+        f = item.file
+        if f.is_lfs:
+            size = item.local_path.stat().st_size
+            if size != f.size:
+                raise _mismatch(item, "size", str(f.size), str(size))
+            out.append(item)
+            continue
+        d = digest_file(str(item.local_path))
+        if d.git_sha1 != f.blob_id or d.size != f.size:
+            raise _mismatch(item, "git blob sha1", f.blob_id, d.git_sha1)
+        out.append(FetchedFile(item.repo, _with_sha256(f, d.sha256), item.local_path))
+    return out
+
+
+def manifest_for(lock: Lock, files: list[FetchedFile], *, recipe: dict[str, Any] | None = None) -> Manifest:
+    """The manifest of a bundle holding exactly ``files`` (all with a known sha256)."""
+    by_repo: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in files:
+        r = item.repo
+        entry = by_repo.setdefault((r.repo_type, r.repo_id), {"refs": {}, "snaps": {}})
+        if r.revision != r.commit:
+            entry["refs"][r.revision] = r.commit
+        entry["snaps"].setdefault(r.commit, {})[item.file.path] = item.file
+    for r in lock.repos:  # repos whose resolved file set is empty still get their ref and snapshot
+        entry = by_repo.setdefault((r.repo_type, r.repo_id), {"refs": {}, "snaps": {}})
+        entry["snaps"].setdefault(r.commit, {})
+        if r.revision != r.commit:
+            entry["refs"][r.revision] = r.commit
+    repos: list[RepoEntry] = []
+    blobs: dict[str, BlobEntry] = {}
+    for (repo_type, repo_id), entry in by_repo.items():
+        snaps = []
+        for commit, paths in entry["snaps"].items():
+            snap_files = tuple(paths[p] for p in sorted(paths))
+            for f in snap_files:
+                assert f.content_sha256 is not None
+                blobs.setdefault(f.content_sha256, BlobEntry(f.content_sha256, f.size))
+            snaps.append(SnapshotEntry(commit=commit, files=snap_files, tree=TREE_FILES))
+        repos.append(RepoEntry(repo_type, repo_id, dict(entry["refs"]), tuple(snaps)))
+    return Manifest(
+        repos=tuple(repos),
+        blobs=tuple(blobs.values()),
+        kind="bundle",
+        creator=f"hfbundle {__version__}",
+        lock=lock,
+        recipe=recipe,
+    )
+
+
+def build(
+    lock: Lock,
+    output: str | Path | BinaryIO,
+    *,
+    cache_dir: Path | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    recipe: dict[str, Any] | None = None,
+    level: int | None = None,
+    threads: int = 0,
+    split_size: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BuildReport:
+    """Fetch, verify and pack ``lock`` into ``output`` (a path, ``-`` handled by the caller as a stream).
+
+    The output appears only when everything verified: a mismatch raises :class:`IntegrityError` naming the
+    repo, path, expected and actual hash, and leaves no file behind.
+    """
+    from .archive import BundleWriter
+
+    start = time.monotonic()
+    fetched = verify_regular_files(fetch(lock, cache_dir=cache_dir, token=token, endpoint=endpoint))
+    manifest = manifest_for(lock, fetched, recipe=recipe)
+    # One source file per blob, in lock order (files of one repo together: better locality on disk).
+    sources: dict[str, FetchedFile] = {}
+    for item in fetched:
+        assert item.file.content_sha256 is not None
+        sources.setdefault(item.file.content_sha256, item)
+    total = sum(item.file.size for item in sources.values())
+    done = 0
+    with BundleWriter(output, level=level, threads=threads, split_size=split_size) as writer:
+        writer.write_manifest(manifest.dumps())
+        for sha, item in sources.items():
+            label = f"{item.repo.repo_id}@{item.repo.commit[:8]}: {item.file.path}"
+            with open(item.local_path, "rb") as stream:
+                try:
+                    writer.add_blob(sha, item.file.size, stream, label=label)
+                except IntegrityError as e:
+                    raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from None
+            done += item.file.size
+            if on_progress is not None:
+                on_progress(done, total)
+        written = writer.finish()
+    return BuildReport(
+        output=str(output) if isinstance(output, (str, Path)) else "-",
+        bundle_id=manifest.bundle_id,
+        repos=tuple((r.repo_type, r.repo_id, s.commit) for r in manifest.repos for s in r.snapshots),
+        files=sum(len(s.files) for r in manifest.repos for s in r.snapshots),
+        blobs=len(manifest.blobs),
+        bytes_in=total,
+        bytes_out=written.bytes_out,
+        seconds=time.monotonic() - start,
+        lock=lock,
+    )
+
+
+def _with_sha256(f: RepoFile, sha256: str) -> RepoFile:
+    return RepoFile(f.path, f.size, f.blob_id, f.lfs_sha256, f.xet_hash, sha256)
+
+
+def _mismatch(item: FetchedFile, what: str, expected: str, actual: str) -> IntegrityError:
+    r = item.repo
+    return IntegrityError(
+        f"{r.repo_id}@{r.commit[:8]}: {item.file.path} does not match the Hub's {what} "
+        f"(expected {expected}, got {actual}); nothing was packed",
+        path=item.file.path,
+        expected=expected,
+        actual=actual,
+        hint=f"the cached copy is damaged: delete {item.local_path} (or run `hf cache delete`) and build again",
+    )

@@ -1,0 +1,466 @@
+"""The ``hfbundle`` command line: parses, calls :mod:`bundler.api`, renders the report. Nothing else.
+
+Exit codes: 0 done, 1 the operation failed (corrupt input, mismatch, missing files), 2 usage error.
+A user error prints one line plus a hint and no traceback (``--debug`` or ``HFBUNDLE_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import HfBundleError
+from .output import Output, human_size
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- shared options ----------------------------------------------------------------------------------------
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "json_mode", is_flag=True, help="Print one JSON document instead of text.")(f)
+
+
+def quiet_option(f: F) -> F:
+    return click.option("-q", "--quiet", is_flag=True, help="No progress output.")(f)
+
+
+def cache_dir_option(f: F) -> F:
+    return click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Hugging Face hub cache (default: what huggingface_hub uses: HF_HUB_CACHE, HF_HOME/hub).",
+    )(f)
+
+
+def spec_refinements(f: F) -> F:
+    f = click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out files matching GLOB.")(f)
+    f = click.option("--include", multiple=True, metavar="GLOB", help="Also take files matching GLOB.")(f)
+    return click.option("--variant", default=None, help="Weights variant, e.g. fp16 (as diffusers' variant=).")(f)
+
+
+def parse_size(value: str | None) -> int | None:
+    if value is None:
+        return None
+    units = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9}
+    units |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    v = value.strip().upper()
+    num = v.rstrip("KMGIB")
+    try:
+        n = int(float(num) * units[v[len(num) :]])
+    except (ValueError, KeyError):
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 4G, 700M, 1GiB)") from None
+    if n <= 0:
+        raise click.BadParameter("the size must be positive")
+    return n
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hfbundle")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Make Hugging Face / diffusers models work offline, for sure.
+
+    \b
+    On an online machine:   hfbundle build SimianLuo/LCM_Dreamshaper_v7 -o lcm.tar.zst
+    On the offline machine: hfbundle install lcm.tar.zst && hfbundle verify
+    Then:                   hfbundle run lcm-dreamshaper-v7-taesd --prompt "a cat" -o cat.png
+
+    SPEC is a recipe name (see `hfbundle resolve --list`), a recipe .toml file, or a repo id org/name[@revision].
+    """
+    ctx.obj = {"debug": debug or os.environ.get("HFBUNDLE_DEBUG") == "1"}
+
+
+@cli.command()
+@click.argument("specs", nargs=-1)
+@spec_refinements
+@click.option("--list", "list_recipes", is_flag=True, help="List the shipped recipes and exit.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the lock to a file.")
+@json_option
+def resolve(
+    specs: Sequence[str],
+    variant: str | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    list_recipes: bool,
+    output: Path | None,
+    json_mode: bool,
+) -> None:
+    """Pin SPEC's repos to commits and list every file its loaders will read (a lock). Needs the Hub.
+
+    \b
+    hfbundle resolve tiny-demo --json
+    hfbundle resolve stabilityai/sd-turbo --variant fp16 -o sd-turbo.lock.json
+    """
+    from . import api
+
+    out = Output(json_mode=json_mode)
+    if list_recipes:
+        out.result(api.list_recipes(), _render_recipes)
+        return
+    if not specs:
+        raise click.UsageError("give at least one SPEC (or --list)")
+    lock = api.resolve(*specs, variant=variant, include=include, exclude=exclude)
+    if output is not None:
+        from .hfcache import atomic_write_bytes
+
+        atomic_write_bytes(output, lock.dumps().encode())
+    if json_mode:
+        click.echo(lock.dumps(), nl=False)
+    else:
+        for line in _render_lock(lock):
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("specs", nargs=-1)
+@spec_refinements
+@click.option("-o", "--output", required=True, help="Bundle file to write, or - for stdout.")
+@click.option(
+    "--lock", "lock_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Build exactly this lock."
+)
+@cache_dir_option
+@click.option("--level", type=click.IntRange(1, 22), default=None, help="zstd level (default: chosen per member).")
+@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Compression threads (0: all cores).")
+@click.option("--split-size", default=None, metavar="SIZE", help="Split into numbered volumes of SIZE (e.g. 4G).")
+@quiet_option
+@json_option
+def build(
+    specs: Sequence[str],
+    variant: str | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    output: str,
+    lock_file: Path | None,
+    cache_dir: Path | None,
+    level: int | None,
+    threads: int,
+    split_size: str | None,
+    quiet: bool,
+    json_mode: bool,
+) -> None:
+    """Download SPEC's files, verify every hash against the Hub, and pack one portable bundle.
+
+    \b
+    hfbundle build tiny-demo -o demo.tar.zst
+    hfbundle build SimianLuo/LCM_Dreamshaper_v7 --variant fp16 -o lcm.tar.zst --split-size 4G
+    hfbundle build --lock sd-turbo.lock.json -o - | ssh offline-box hfbundle install -
+    """
+    from . import api
+
+    if not specs and lock_file is None:
+        raise click.UsageError("give at least one SPEC or --lock FILE")
+    out = Output(json_mode=json_mode, quiet=quiet or output == "-")
+    with out.progress("packing", 1) as progress:
+        report = api.build(
+            *specs,
+            output=output,
+            lock=lock_file,
+            variant=variant,
+            include=include,
+            exclude=exclude,
+            cache_dir=cache_dir,
+            level=level,
+            threads=threads,
+            split_size=parse_size(split_size),
+            on_progress=progress,
+        )
+    if output == "-":  # stdout carries the bundle: the summary goes to stderr
+        click.echo(f"bundle {report.bundle_id} ({human_size(report.bytes_out)})", err=True)
+        return
+    out.result(report, _render_build)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@json_option
+def inspect(bundle: Path, json_mode: bool) -> None:
+    """Show a bundle's repos, commits, files and sizes without unpacking it."""
+    from . import api
+
+    Output(json_mode=json_mode).result(api.inspect(bundle), _render_inspect)
+
+
+@cli.command()
+@click.argument("bundle")
+@cache_dir_option
+@click.option("--copy", is_flag=True, default=None, help="Real files in snapshots/ instead of symlinks.")
+@click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
+@click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
+@click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
+@quiet_option
+@json_option
+def install(
+    bundle: str,
+    cache_dir: Path | None,
+    copy: bool | None,
+    keep_refs: bool,
+    trust_existing: bool,
+    dry_run: bool,
+    quiet: bool,
+    json_mode: bool,
+) -> None:
+    """Install a bundle (a file, its first volume, or - for stdin) into a Hugging Face cache, offline.
+
+    \b
+    hfbundle install demo.tar.zst
+    hfbundle install lcm.tar.zst.001 --cache-dir /models/hub
+    ssh online-box hfbundle build tiny-demo -o - | hfbundle install -
+    """
+    from . import api
+
+    out = Output(json_mode=json_mode, quiet=quiet)
+    report = api.install(
+        bundle,
+        cache_dir=cache_dir,
+        copy=copy,
+        keep_refs=keep_refs,
+        trust_existing=trust_existing,
+        dry_run=dry_run,
+    )
+    out.result(report, _render_generic)
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@cache_dir_option
+@json_option
+def verify(targets: Sequence[str], cache_dir: Path | None, json_mode: bool) -> None:
+    """Check a cache offline: every blob re-hashed, links, refs and trees. Exit 1 on any problem.
+
+    \b
+    hfbundle verify                      # the whole default cache
+    hfbundle verify org/name other/repo  # some repos
+    hfbundle verify demo.tar.zst         # is everything this bundle installs present and intact?
+    """
+    from . import api
+
+    report = api.verify(*targets, cache_dir=cache_dir)
+    Output(json_mode=json_mode).result(report, _render_generic)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1)
+@cache_dir_option
+@click.option("-o", "--output", help="Backup bundle to write, or - for stdout.")
+@click.option("--type", "repo_type", type=click.Choice(["model", "dataset", "space"]), default=None)
+@click.option("--revision", default=None, help="Only this revision (ref or commit) of each repo.")
+@click.option(
+    "--base",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Incremental: skip blobs this previous backup holds.",
+)
+@click.option(
+    "--skip-corrupt", is_flag=True, help="Leave corrupt blobs out (recorded in the manifest) instead of failing."
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@quiet_option
+@json_option
+def backup(
+    patterns: Sequence[str],
+    cache_dir: Path | None,
+    output: str | None,
+    repo_type: str | None,
+    revision: str | None,
+    base: Path | None,
+    skip_corrupt: bool,
+    dry_run: bool,
+    quiet: bool,
+    json_mode: bool,
+) -> None:
+    """Pack what a cache holds (all repos, or those matching PATTERNS) into a bundle, with no network."""
+    from . import api
+
+    if output is None and not dry_run:
+        raise click.UsageError("give -o FILE (or --dry-run)")
+    report = api.backup(
+        *patterns,
+        cache_dir=cache_dir,
+        output=output,
+        repo_type=repo_type,
+        revision=revision,
+        base=base,
+        skip_corrupt=skip_corrupt,
+        dry_run=dry_run,
+    )
+    Output(json_mode=json_mode, quiet=quiet).result(report, _render_generic)
+
+
+@cli.command()
+@click.argument("bundles", nargs=-1, required=True)
+@cache_dir_option
+@quiet_option
+@json_option
+def restore(bundles: Sequence[str], cache_dir: Path | None, quiet: bool, json_mode: bool) -> None:
+    """Restore backups (a full one, then its increments) into a cache, through the installer."""
+    from . import api
+
+    report = api.restore(*bundles, cache_dir=cache_dir)
+    Output(json_mode=json_mode, quiet=quiet).result(report, _render_generic)
+
+
+@cli.command()
+@click.argument("spec")
+@cache_dir_option
+@json_option
+def doctor(spec: str, cache_dir: Path | None, json_mode: bool) -> None:
+    """Will SPEC load offline from this cache? If not: exactly what is missing and how to get it."""
+    from . import api
+
+    report = api.doctor(spec, cache_dir=cache_dir)
+    Output(json_mode=json_mode).result(report, _render_generic)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("spec")
+@click.option("--prompt", required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--steps", type=click.IntRange(1, 200), default=None)
+@click.option("--guidance", type=float, default=None)
+@click.option("--width", type=click.IntRange(8, 4096), default=None)
+@click.option("--height", type=click.IntRange(8, 4096), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--negative-prompt", default=None)
+@click.option("--threads", type=click.IntRange(0, 256), default=0, help="torch threads (0: physical cores).")
+@cache_dir_option
+@quiet_option
+@json_option
+def run(
+    spec: str,
+    prompt: str,
+    output: Path,
+    steps: int | None,
+    guidance: float | None,
+    width: int | None,
+    height: int | None,
+    seed: int,
+    negative_prompt: str | None,
+    threads: int,
+    cache_dir: Path | None,
+    quiet: bool,
+    json_mode: bool,
+) -> None:
+    """Generate an image on the CPU from what is installed, with the network off (needs the runner extra).
+
+    \b
+    hfbundle run tiny-demo --prompt "a red cube" -o cube.png
+    """
+    from . import api
+
+    out = Output(json_mode=json_mode, quiet=quiet)
+    report = api.run(
+        spec,
+        prompt=prompt,
+        output=output,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        seed=seed,
+        negative_prompt=negative_prompt,
+        threads=threads,
+        cache_dir=cache_dir,
+        progress=not (quiet or json_mode),
+    )
+    out.result(report, _render_generic)
+
+
+# -- renderers ---------------------------------------------------------------------------------------------
+
+
+def _render_recipes(report: Any) -> list[str]:
+    return [f"{r['name']:32} {r.get('description', '')}" for r in report.to_json()["recipes"]]
+
+
+def _render_lock(lock: Any) -> list[str]:
+    lines = []
+    for r in lock.repos:
+        size = sum(f.size for f in r.files)
+        lines.append(
+            f"{r.repo_type}:{r.repo_id}@{r.revision} → {r.commit}  ({r.role}, {len(r.files)} files, {human_size(size)})"
+        )
+        lines.extend(f"    {f.path}  {human_size(f.size)}" for f in r.files)
+    lines.append(f"total {human_size(lock.total_size)}")
+    return lines
+
+
+def _render_build(report: Any) -> list[str]:
+    ratio = report.bytes_out / report.bytes_in if report.bytes_in else 1.0
+    rate = report.bytes_in / report.seconds / 1e6 if report.seconds else 0.0
+    return [
+        *(f"  {t}:{r}@{c}" for t, r, c in report.repos),
+        f"wrote {report.output}: {report.files} files, {report.blobs} blobs, "
+        f"{human_size(report.bytes_in)} → {human_size(report.bytes_out)} ({ratio:.2f}) in {report.seconds:.1f} s "
+        f"({rate:.0f} MB/s)",
+        f"bundle id {report.bundle_id}",
+    ]
+
+
+def _render_inspect(info: Any) -> list[str]:
+    data = info.to_json()
+    lines = [f"bundle {data.get('bundle_id')}  format {data.get('format_version')}  kind {data.get('kind')}"]
+    for repo in data.get("repos", []):
+        lines.append(f"  {repo.get('repo_type')}:{repo.get('repo_id')}")
+        for key, val in repo.items():
+            if key not in ("repo_type", "repo_id"):
+                lines.append(f"      {key}: {val}")
+    for key in ("files", "blobs", "total_size", "compressed_size"):
+        if key in data:
+            lines.append(f"{key}: {data[key]}")
+    return lines
+
+
+def _render_generic(report: Any) -> list[str]:
+    render = getattr(report, "render", None)
+    if callable(render):
+        return list(render())
+    return [f"{k}: {v}" for k, v in report.to_json().items()]
+
+
+# -- entry point -------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: one error boundary mapping library errors to messages and exit codes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("HFBUNDLE_DEBUG") == "1"
+    try:
+        cli.main(args=args, prog_name="hfbundle", standalone_mode=False)
+    except HfBundleError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {e.message}", err=True)
+        if e.hint:
+            click.echo(f"  hint: {e.hint}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing partial was left behind", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,86 @@
+"""Download the files of a lock into a Hugging Face cache through the real client, pinned to commits.
+
+``huggingface_hub.hf_hub_download`` reuses what the cache already holds and resumes partial downloads; it
+checks sizes only, so the builder verifies every byte afterwards (see :mod:`bundler.build`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HfBundleError, ResolveError
+from .lock import Lock, LockedRepo, RepoFile
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """A locked file and where its content lies in the cache (the blob, links resolved)."""
+
+    repo: LockedRepo
+    file: RepoFile
+    local_path: Path
+
+
+def fetch(
+    lock: Lock,
+    *,
+    cache_dir: Path | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    max_workers: int = 8,
+    on_file: Callable[[FetchedFile], None] | None = None,
+) -> list[FetchedFile]:
+    """Make sure every file of ``lock`` is in ``cache_dir`` (downloading what is missing) and return them in
+    lock order. Network errors become :class:`~bundler.errors.ResolveError` with a hint."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    jobs = [(repo, f) for repo in lock.repos for f in repo.files]
+
+    def one(job: tuple[LockedRepo, RepoFile]) -> FetchedFile:
+        repo, f = job
+        where = f"{repo.repo_id}@{repo.commit[:8]}: {f.path}"
+        try:
+            path = hf_hub_download(
+                repo.repo_id,
+                f.path,
+                repo_type=repo.repo_type,
+                revision=repo.commit,
+                cache_dir=str(cache_dir) if cache_dir is not None else None,
+                token=token,
+                endpoint=endpoint,
+            )
+        except GatedRepoError:
+            raise ResolveError(
+                f"{repo.repo_id} is gated: access was refused while downloading {f.path}",
+                hint="accept the repo's terms on the Hub, then set HF_TOKEN or run `hf auth login`",
+            ) from None
+        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+            raise ResolveError(
+                f"{where} is no longer on the Hub ({type(e).__name__})",
+                hint="re-run `hfbundle resolve` to refresh the lock",
+            ) from None
+        except LocalEntryNotFoundError:
+            raise ResolveError(
+                f"{where} is not in the cache and the Hub cannot be reached",
+                hint="build on a machine that reaches the Hub (check HF_ENDPOINT, proxies, HF_HUB_OFFLINE)",
+            ) from None
+        except OSError as e:
+            raise HfBundleError(f"could not download {where}: {e}", hint="check disk space and the network") from None
+        fetched = FetchedFile(repo, f, Path(os.path.realpath(path)))
+        if on_file is not None:
+            on_file(fetched)
+        return fetched
+
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        return list(pool.map(one, jobs))

@@ -1,0 +1,70 @@
+"""Rendering of reports: one object the CLI hands every result to, human text or ``--json``.
+
+Modelled on huggingface_hub's ``cli/_output.py``: the library returns report objects with ``to_json()``;
+this module is the only place (with ``cli.py``) that writes to the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import click
+
+
+class Reportable(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+class Output:
+    """Where a command's result goes. ``json`` → one JSON document on stdout; else text lines."""
+
+    def __init__(self, *, json_mode: bool = False, quiet: bool = False) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+
+    def result(self, report: Reportable, render: Callable[[Any], list[str]]) -> None:
+        if self.json_mode:
+            click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        else:
+            for line in render(report):
+                click.echo(line)
+
+    def info(self, line: str) -> None:
+        """Progress and notes: stderr, never in --json output, silent with --quiet."""
+        if not self.quiet:
+            click.echo(line, err=True)
+
+    @contextmanager
+    def progress(self, label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+        """A byte progress bar on stderr when it is a terminal (and not --quiet / --json)."""
+        if self.quiet or self.json_mode or not sys.stderr.isatty() or total <= 0:
+            yield lambda done, total: None
+            return
+        bar: Any
+        with click.progressbar(
+            length=total,
+            label=label,
+            file=sys.stderr,
+            show_eta=True,
+            show_percent=True,
+            item_show_func=None,
+        ) as bar:
+            last = [0]
+
+            def update(done: int, _total: int) -> None:
+                bar.update(done - last[0])
+                last[0] = done
+
+            yield update

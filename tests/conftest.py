@@ -1,0 +1,47 @@
+"""Shared fixtures: the tiny generated repos, a loopback Hub serving them, and CLI/subprocess helpers.
+
+Building the tiny repos imports torch/diffusers (~5 s once per session); tests that need them are marked
+``slow`` or use these session fixtures, so ``-m "not slow"`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bundler.testing.hub import HubServer, publish
+
+CLOSED_ENDPOINT = "http://127.0.0.1:9"  # nothing listens on the discard port: any request fails loudly
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    # Two torch threads on a busy 2-core machine made tiny inference 40x slower (HF-FACTS).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every standard tiny repo built once: ``{repo_id: folder}``."""
+    from bundler.testing.factory import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-repos"))
+
+
+@pytest.fixture(scope="session")
+def hub_root(tmp_path_factory: pytest.TempPathFactory, tiny_repos: dict[str, Path]) -> Path:
+    """A loopback Hub store with every standard tiny repo published on ``main``."""
+    root = tmp_path_factory.mktemp("hub")
+    for repo_id, folder in tiny_repos.items():
+        publish(root, repo_id, folder)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hub(hub_root: Path) -> Iterator[HubServer]:
+    """The loopback Hub serving :func:`hub_root` (shared by the session: do not publish into it)."""
+    with HubServer(hub_root) as server:
+        yield server

@@ -1,0 +1,84 @@
+"""The CLI contract: exit codes, one-line errors with hints, no tracebacks, instant --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bundler.cli import main, parse_size
+
+COMMANDS = ("resolve", "build", "inspect", "install", "verify", "backup", "restore", "doctor", "run")
+
+
+def call(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out = capsys.readouterr()
+    code = exc.value.code
+    return (code if isinstance(code, int) else 1), out.out, out.err
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = call(["--help"], capsys)
+    assert code == 0
+    for name in COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_command_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = call([name, "--help"], capsys)
+    assert code == 0 and "Usage:" in out
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys\nfrom bundler.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "names = ('torch', 'diffusers', 'transformers', 'huggingface_hub', 'zstandard')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_unknown_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = call(["frobnicate"], capsys)
+    assert code == 2 and "No such command" in err
+
+
+def test_missing_bundle_is_usage_error_with_hint(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = call(["install", str(tmp_path / "nope.tar.zst"), "--cache-dir", str(tmp_path / "c")], capsys)
+    assert code == 2
+    assert err.startswith("error: no such bundle") and "hint:" in err and "Traceback" not in err
+
+
+def test_garbage_bundle_fails_with_exit_1_and_no_traceback(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.tar.zst"
+    junk.write_bytes(b"this is not a bundle" * 10)
+    code, _, err = call(["install", str(junk), "--cache-dir", str(tmp_path / "c")], capsys)
+    assert code == 1 and err.startswith("error:") and "Traceback" not in err
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").glob("models--*"))
+
+
+def test_unknown_recipe_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = call(["resolve", "tiny-dmeo"], capsys)
+    assert code == 2 and "tiny-demo" in err  # did-you-mean
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("4G", 4 * 10**9), ("700M", 700 * 10**6), ("1GiB", 2**30), ("512", 512), ("1.5K", 1500)]
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "4Q"])
+def test_parse_size_rejects(text: str) -> None:
+    import click
+
+    with pytest.raises(click.BadParameter):
+        parse_size(text)
