@@ -62,7 +62,7 @@ def resolve(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     endpoint: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
 ) -> Lock:
     """Resolve SPECs (recipe names, recipe files, ``org/name[@rev]``) into one lock. Needs the Hub."""
     from .lock import Lock
@@ -91,7 +91,7 @@ def build(
     threads: int = 0,
     split_size: int | None = None,
     endpoint: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout)."""
@@ -140,7 +140,7 @@ def _open_source(bundle: str | Path | BinaryIO) -> Any:
         return open_bundle(sys.stdin.buffer)
     if isinstance(bundle, (str, Path)):
         path = Path(bundle)
-        if not path.exists():
+        if not path.exists() and not path.with_name(path.name + ".001").exists():
             raise UsageError(
                 f"no such bundle: {path}", hint="give the bundle file (or its first volume), or - for stdin"
             )

@@ -421,9 +421,9 @@ def _render_inspect(info: Any) -> list[str]:
         for key, val in repo.items():
             if key not in ("repo_type", "repo_id"):
                 lines.append(f"      {key}: {val}")
-    for key in ("files", "blobs", "total_size", "compressed_size"):
-        if key in data:
-            lines.append(f"{key}: {data[key]}")
+    for key in ("file_count", "blob_count", "total_size", "compressed_size", "volumes"):
+        if data.get(key) is not None:
+            lines.append(f"{key.replace('_', ' ')}: {data[key]}")
     return lines
 
 
