@@ -106,7 +106,7 @@ def build(
     output: str | Path | BinaryIO,
     *,
     cache_dir: Path | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
     endpoint: str | None = None,
     recipe: dict[str, Any] | None = None,
     level: int | None = None,
@@ -130,8 +130,12 @@ def build(
         assert item.file.content_sha256 is not None
         sources.setdefault(item.file.content_sha256, item)
     total = sum(item.file.size for item in sources.values())
-    done = 0
-    with BundleWriter(output, level=level, threads=threads, split_size=split_size) as writer:
+
+    def progress(done: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total)
+
+    with BundleWriter(output, level=level, threads=threads, split_size=split_size, on_progress=progress) as writer:
         writer.write_manifest(manifest.dumps())
         for sha, item in sources.items():
             label = f"{item.repo.repo_id}@{item.repo.commit[:8]}: {item.file.path}"
@@ -140,9 +144,6 @@ def build(
                     writer.add_blob(sha, item.file.size, stream, label=label)
                 except IntegrityError as e:
                     raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from None
-            done += item.file.size
-            if on_progress is not None:
-                on_progress(done, total)
         written = writer.finish()
     return BuildReport(
         output=str(output) if isinstance(output, (str, Path)) else "-",

@@ -164,7 +164,7 @@ def build(
     if not specs and lock_file is None:
         raise click.UsageError("give at least one SPEC or --lock FILE")
     out = Output(json_mode=json_mode, quiet=quiet or output == "-")
-    with out.progress("packing", 1) as progress:
+    with out.progress("packing") as progress:
         report = api.build(
             *specs,
             output=output,

@@ -29,7 +29,7 @@ def fetch(
     lock: Lock,
     *,
     cache_dir: Path | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
     endpoint: str | None = None,
     max_workers: int = 8,
     on_file: Callable[[FetchedFile], None] | None = None,

@@ -47,24 +47,28 @@ class Output:
             click.echo(line, err=True)
 
     @contextmanager
-    def progress(self, label: str, total: int) -> Iterator[Callable[[int, int], None]]:
-        """A byte progress bar on stderr when it is a terminal (and not --quiet / --json)."""
-        if self.quiet or self.json_mode or not sys.stderr.isatty() or total <= 0:
+    def progress(self, label: str) -> Iterator[Callable[[int, int], None]]:
+        """A byte progress bar (rate, ETA) on stderr when it is a terminal and not --quiet / --json.
+
+        Yields ``update(done, total)``; the bar appears on the first call, once the total is known.
+        """
+        if self.quiet or self.json_mode or not sys.stderr.isatty():
             yield lambda done, total: None
             return
-        bar: Any
-        with click.progressbar(
-            length=total,
-            label=label,
-            file=sys.stderr,
-            show_eta=True,
-            show_percent=True,
-            item_show_func=None,
-        ) as bar:
-            last = [0]
+        state: dict[str, Any] = {"bar": None, "last": 0}
 
-            def update(done: int, _total: int) -> None:
-                bar.update(done - last[0])
-                last[0] = done
+        def update(done: int, total: int) -> None:
+            if state["bar"] is None:
+                if total <= 0:
+                    return
+                bar: Any = click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True)
+                bar.__enter__()
+                state["bar"] = bar
+            state["bar"].update(done - state["last"])
+            state["last"] = done
 
+        try:
             yield update
+        finally:
+            if state["bar"] is not None:
+                state["bar"].__exit__(None, None, None)
