@@ -1,0 +1,148 @@
+"""The builder: lock → fetch through the real client → verify every byte → one reproducible bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bundler.api import build, install, resolve
+from bundler.archive import open_bundle
+from bundler.build import manifest_for, verify_regular_files
+from bundler.errors import IntegrityError
+from bundler.fetch import fetch
+from bundler.lock import Lock
+from bundler.testing.hub import HubServer
+from bundler.verify import verify_cache
+from tests.conftest import CLOSED_ENDPOINT
+from tests.testing.hf_client import client_env
+
+pytestmark = pytest.mark.slow
+
+SD = "hfbundle-test/tiny-sd"
+
+
+@pytest.fixture(scope="module")
+def lock(hub: HubServer) -> Lock:
+    return resolve("tiny-demo", endpoint=hub.endpoint, token=False)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_building_twice_gives_identical_bytes(hub: HubServer, lock: Lock, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tar.zst", tmp_path / "b.tar.zst"
+    ra = build(output=a, lock=lock, endpoint=hub.endpoint, cache_dir=tmp_path / "cache1", token=False)
+    # another cache, another thread count: still the same bytes
+    rb = build(output=b, lock=lock, endpoint=hub.endpoint, cache_dir=tmp_path / "cache2", token=False, threads=1)
+    assert a.read_bytes() == b.read_bytes()
+    assert ra.bundle_id == rb.bundle_id
+    with open_bundle(a) as reader:
+        assert reader.bundle_id == ra.bundle_id
+        assert {r.repo_id for r in reader.manifest.repos} == {r.repo_id for r in lock.repos}
+
+
+def test_lock_file_round_trip_builds_the_same_bundle(hub: HubServer, lock: Lock, tmp_path: Path) -> None:
+    lock_file = tmp_path / "demo.lock.json"
+    lock_file.write_text(lock.dumps())
+    a = build(output=tmp_path / "a.tar.zst", lock=lock, endpoint=hub.endpoint, cache_dir=tmp_path / "c", token=False)
+    b = build(output=tmp_path / "b.tar.zst", lock=lock_file, endpoint=hub.endpoint, cache_dir=tmp_path / "c")
+    assert a.bundle_id == b.bundle_id
+
+
+def test_manifest_carries_no_local_path_or_token(hub: HubServer, lock: Lock, tmp_path: Path) -> None:
+    cache = tmp_path / "secret-cache-location"
+    out = tmp_path / "x.tar.zst"
+    build(output=out, lock=lock, endpoint=hub.endpoint, cache_dir=cache, token=False)
+    with open_bundle(out) as reader:
+        text = reader.manifest_bytes.decode()
+    assert str(tmp_path) not in text and "secret-cache-location" not in text
+    assert hub.endpoint not in text
+
+
+@pytest.mark.parametrize("which", ["lfs", "regular"])
+def test_corrupt_cached_file_is_caught_and_nothing_is_packed(
+    hub: HubServer, lock: Lock, tmp_path: Path, which: str
+) -> None:
+    cache = tmp_path / "cache"
+    fetched = fetch(lock, cache_dir=cache, endpoint=hub.endpoint, token=False)
+    victim = next(f for f in fetched if f.file.is_lfs == (which == "lfs") and f.file.size > 10)
+    data = bytearray(victim.local_path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.local_path.write_bytes(bytes(data))
+    out = tmp_path / "bad.tar.zst"
+    with pytest.raises(IntegrityError) as exc:
+        build(output=out, lock=lock, endpoint=hub.endpoint, cache_dir=cache, token=False)
+    message = str(exc.value)
+    assert victim.repo.repo_id in message and victim.file.path in message
+    assert exc.value.expected and exc.value.actual and exc.value.expected != exc.value.actual
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".bad", "bad"))]
+
+
+def test_manifest_lists_each_content_once(hub: HubServer, lock: Lock, tmp_path: Path) -> None:
+    files = verify_regular_files(fetch(lock, cache_dir=tmp_path / "c", endpoint=hub.endpoint, token=False))
+    manifest = manifest_for(lock, files)
+    shas = [b.sha256 for b in manifest.blobs]
+    assert len(shas) == len(set(shas))
+    assert {f.content_sha256 for _, _, f in manifest.iter_files()} == set(shas)
+    assert all(r.refs == {"main": r.snapshots[0].commit} for r in manifest.repos)
+
+
+def test_plain_tar_extracts_the_manifest_blobs(hub: HubServer, lock: Lock, tmp_path: Path) -> None:
+    if shutil.which("zstd") is None:
+        pytest.skip("zstd command not installed (scripts/setup installs it)")
+    out = tmp_path / "x.tar.zst"
+    build(output=out, lock=lock, endpoint=hub.endpoint, cache_dir=tmp_path / "c", token=False)
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", str(out), "-C", str(dest)], check=True)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    for blob in manifest["blobs"]:
+        path = dest / "blobs" / "sha256" / blob["sha256"]
+        assert path.stat().st_size == blob["size"]
+        assert sha256_file(path) == blob["sha256"]
+
+
+def test_split_volumes_build_and_install(hub: HubServer, tmp_path: Path) -> None:
+    out = tmp_path / "sd.tar.zst"
+    build(SD, output=out, endpoint=hub.endpoint, cache_dir=tmp_path / "c", token=False, split_size=64 * 1024)
+    volumes = sorted(tmp_path.glob("sd.tar.zst.*"))
+    assert len(volumes) >= 2 and not out.exists()
+    report = install(out, cache_dir=tmp_path / "offline")
+    assert report.to_json()["bytes_written"] > 0
+    assert verify_cache(tmp_path / "offline").ok
+
+
+def test_stdout_bundle_pipes_into_install(hub: HubServer, tmp_path: Path) -> None:
+    online = client_env(cache=tmp_path / "online", endpoint=hub.endpoint)
+    offline = client_env(cache=tmp_path / "offline", endpoint=CLOSED_ENDPOINT, offline=True)
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "bundler", "build", "hfbundle-test/tiny-taesd", "-o", "-"],
+        env=online,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    consumer = subprocess.run(
+        [sys.executable, "-m", "bundler", "install", "-", "--json"],
+        env=offline,
+        stdin=producer.stdout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert producer.stdout is not None
+    producer.stdout.close()
+    assert producer.wait(timeout=60) == 0, producer.stderr.read() if producer.stderr else ""
+    if producer.stderr:
+        producer.stderr.close()
+    assert consumer.returncode == 0, consumer.stderr
+    assert [r["repo_id"] for r in json.loads(consumer.stdout)["repos"]] == ["hfbundle-test/tiny-taesd"]
+    assert verify_cache(tmp_path / "offline").ok
