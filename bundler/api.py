@@ -187,12 +187,61 @@ def verify(*targets: str, cache_dir: str | Path | None = None) -> Any:
     return verify_cache(cache, list(targets) or None)
 
 
-def backup(*patterns: str, **kwargs: Any) -> Any:
-    raise NotBuiltYet("`hfbundle backup` is not built yet (issue: backup and restore)")
+def backup(
+    *patterns: str,
+    cache_dir: str | Path | None = None,
+    output: str | Path | BinaryIO | None = None,
+    repo_type: str | None = None,
+    revision: str | None = None,
+    base: str | Path | None = None,
+    skip_corrupt: bool = False,
+    dry_run: bool = False,
+    level: int | None = None,
+    threads: int = 0,
+    split_size: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Pack what a cache holds (all repos, or those matching ``patterns``) into a backup bundle, offline.
+
+    ``dry_run`` returns the plan; ``base`` makes an incremental backup over a previous one.
+    """
+    from .backup import backup as run_backup
+    from .backup import plan_backup
+
+    plan = plan_backup(_cache(cache_dir), patterns, repo_type=repo_type, revision=revision, base=base)
+    if dry_run:
+        return plan
+    if output is None:
+        raise UsageError("no output given for the backup", hint="pass -o FILE (or - for stdout)")
+    return run_backup(
+        plan,
+        output,
+        skip_corrupt=skip_corrupt,
+        level=level,
+        threads=threads,
+        split_size=split_size,
+        on_progress=on_progress,
+    )
 
 
-def restore(*bundles: str, **kwargs: Any) -> Any:
-    raise NotBuiltYet("`hfbundle restore` is not built yet (issue: backup and restore)")
+def restore(
+    *bundles: str | Path,
+    cache_dir: str | Path | None = None,
+    copy: bool | None = None,
+    keep_refs: bool = False,
+    trust_existing: bool = False,
+    dry_run: bool = False,
+) -> Any:
+    """Restore a backup chain (full + increments, any order) into a cache through the installer."""
+    from .restore import plan_restore
+    from .restore import restore as run_restore
+
+    if not bundles:
+        raise UsageError("no backup given", hint="pass the full backup and any increments")
+    cache = _cache(cache_dir)
+    if dry_run:
+        return plan_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
+    return run_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
 
 
 def doctor(spec: str, **kwargs: Any) -> Any:

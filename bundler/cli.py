@@ -133,7 +133,7 @@ def resolve(
     "--lock", "lock_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Build exactly this lock."
 )
 @cache_dir_option
-@click.option("--level", type=click.IntRange(1, 22), default=None, help="zstd level (default: chosen per member).")
+@click.option("--level", type=click.IntRange(-7, 22), default=None, help="zstd level (default: chosen per member).")
 @click.option("--threads", type=click.IntRange(0, 256), default=0, help="Compression threads (0: all cores).")
 @click.option("--split-size", default=None, metavar="SIZE", help="Split into numbered volumes of SIZE (e.g. 4G).")
 @quiet_option
@@ -263,12 +263,13 @@ def verify(targets: Sequence[str], cache_dir: Path | None, json_mode: bool) -> N
 @click.option(
     "--base",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Incremental: skip blobs this previous backup holds.",
+    help="Incremental: pack only blobs this previous backup (chain) does not hold.",
 )
-@click.option(
-    "--skip-corrupt", is_flag=True, help="Leave corrupt blobs out (recorded in the manifest) instead of failing."
-)
-@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@click.option("--skip-corrupt", is_flag=True, help="Leave corrupt blobs out (recorded in the manifest); exit 1.")
+@click.option("--level", type=click.IntRange(-7, 22), default=None, help="zstd level (default: per member).")
+@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Compression threads (0: all cores).")
+@click.option("--split-size", default=None, metavar="SIZE", help="Split into numbered volumes of SIZE (e.g. 4G).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (repos, revisions, sizes); write nothing.")
 @quiet_option
 @json_option
 def backup(
@@ -279,38 +280,78 @@ def backup(
     revision: str | None,
     base: Path | None,
     skip_corrupt: bool,
+    level: int | None,
+    threads: int,
+    split_size: str | None,
     dry_run: bool,
     quiet: bool,
     json_mode: bool,
 ) -> None:
-    """Pack what a cache holds (all repos, or those matching PATTERNS) into a bundle, with no network."""
+    """Pack what a cache holds into a bundle, with no network: all repos, or those matching PATTERNS.
+
+    \b
+    hfbundle backup -o hub-backup.tar.zst                   # everything in the default cache
+    hfbundle backup 'stabilityai/*' --type model -o sd.tar.zst
+    hfbundle backup --base hub-backup.tar.zst -o hub-incr-1.tar.zst
+    hfbundle backup --dry-run
+    """
     from . import api
 
     if output is None and not dry_run:
         raise click.UsageError("give -o FILE (or --dry-run)")
-    report = api.backup(
-        *patterns,
-        cache_dir=cache_dir,
-        output=output,
-        repo_type=repo_type,
-        revision=revision,
-        base=base,
-        skip_corrupt=skip_corrupt,
-        dry_run=dry_run,
-    )
-    Output(json_mode=json_mode, quiet=quiet).result(report, _render_generic)
+    out = Output(json_mode=json_mode, quiet=quiet or output == "-")
+    with out.progress("packing") as progress:
+        report = api.backup(
+            *patterns,
+            cache_dir=cache_dir,
+            output=output,
+            repo_type=repo_type,
+            revision=revision,
+            base=base,
+            skip_corrupt=skip_corrupt,
+            dry_run=dry_run,
+            level=level,
+            threads=threads,
+            split_size=parse_size(split_size),
+            on_progress=progress,
+        )
+    if output == "-":
+        click.echo(f"backup {getattr(report, 'bundle_id', '')}", err=True)
+    else:
+        out.result(report, _render_generic)
+    if getattr(report, "corrupt", None):
+        sys.exit(1)
 
 
 @cli.command()
 @click.argument("bundles", nargs=-1, required=True)
 @cache_dir_option
+@click.option("--copy/--no-copy", default=None, help="Real files in snapshots/ (default: what the cache supports).")
+@click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
+@click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
+@click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
 @quiet_option
 @json_option
-def restore(bundles: Sequence[str], cache_dir: Path | None, quiet: bool, json_mode: bool) -> None:
-    """Restore backups (a full one, then its increments) into a cache, through the installer."""
+def restore(
+    bundles: Sequence[str],
+    cache_dir: Path | None,
+    copy: bool | None,
+    keep_refs: bool,
+    trust_existing: bool,
+    dry_run: bool,
+    quiet: bool,
+    json_mode: bool,
+) -> None:
+    """Restore backups (a full one and its increments, in any order) into a cache, through the installer.
+
+    \b
+    hfbundle restore hub-backup.tar.zst hub-incr-1.tar.zst --cache-dir /models/hub
+    """
     from . import api
 
-    report = api.restore(*bundles, cache_dir=cache_dir)
+    report = api.restore(
+        *bundles, cache_dir=cache_dir, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, dry_run=dry_run
+    )
     Output(json_mode=json_mode, quiet=quiet).result(report, _render_generic)
 
 

@@ -1,0 +1,757 @@
+"""Backup of existing caches: cache → plan → bundle (restore: :mod:`bundler.restore`).
+
+:func:`plan_backup` reads a cache (:mod:`bundler.cachescan`: every real-world shape, no hashing, no network) and
+says what a backup would hold; :func:`backup` verifies every blob against its own name while it packs it into a
+bundle of kind ``backup``, packing only what a ``base`` backup chain lacks when given one.
+:func:`bundler.restore.restore` installs a chain of backups back into a cache. Decisions and formats:
+``docs/BACKUP.md``.
+
+    >>> plan = plan_backup(Path("~/.cache/huggingface/hub").expanduser(), ["stabilityai/*"])  # doctest: +SKIP
+    >>> report = backup(plan, "models.hfb")  # doctest: +SKIP
+    >>> later = backup(plan_backup(cache, base=Path("models.hfb")), "models-2.hfb")  # incremental  # doctest: +SKIP
+
+Nothing here imports huggingface_hub or touches the network: it works with ``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .cachescan import (
+    LAYOUT_EMPTY,
+    LAYOUT_MIXED,
+    CachedFile,
+    CachedRepo,
+    CachedRevision,
+    Leftover,
+    scan_cache,
+)
+from .errors import CacheError, IntegrityError
+from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
+from .lock import RepoFile
+from .manifest import TREE_NONE, BlobEntry, Manifest, RepoEntry, SkippedFile, SnapshotEntry
+from .source import BundleSource
+
+if TYPE_CHECKING:
+    from .writer import WriteReport
+
+__all__ = [
+    "BackupEstimate",
+    "BackupPlan",
+    "BackupReport",
+    "CorruptFile",
+    "backup",
+    "plan_backup",
+]
+
+BaseLike = BundleSource | Manifest | Path | str
+_MAX_ATTEMPTS = 3
+_CORRUPT_HINT = (
+    "delete the damaged blob(s) and download those files again (huggingface_hub re-fetches them), or back up with "
+    "--skip-corrupt: the backup then leaves them out and its manifest records what was left out"
+)
+
+
+def human_size(n: float) -> str:
+    """``1.2 MB``: decimal units, as ``hfbundle``'s output (``bundler.output.human_size``) prints sizes."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+# -- the plan ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupEstimate:
+    """What packing would cost, known without hashing. Copy-layout files nothing names count as to pack (their
+    identity is computed while backing up), so ``blobs_to_pack``/``bytes_to_pack`` are upper bounds then."""
+
+    unique_blobs: int
+    unique_bytes: int
+    blobs_to_pack: int
+    bytes_to_pack: int
+    blobs_in_base: int
+    bytes_in_base: int
+    trees: int
+    bytes_to_hash: int  # the pre-pass: regular files, unnamed copy-layout files, duplicate copies
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    """What a backup of ``cache_dir`` would hold. Built by :func:`plan_backup` without hashing or writing."""
+
+    cache_dir: Path
+    repos: tuple[CachedRepo, ...]
+    leftovers: tuple[Leftover, ...]
+    notes: tuple[str, ...]
+    estimate: BackupEstimate
+    base_id: str | None = None
+    base_blobs: Mapping[str, int] = field(default_factory=dict)  # sha256 → size of what the base chain holds
+    base_git: Mapping[str, str] = field(default_factory=dict)  # git blob id → sha256 of regular files it describes
+    patterns: tuple[str, ...] = ()
+    repo_type: str | None = None
+    revision: str | None = None
+
+    @property
+    def revisions(self) -> tuple[tuple[CachedRepo, CachedRevision], ...]:
+        return tuple((repo, rev) for repo in self.repos for rev in repo.revisions)
+
+    @property
+    def files(self) -> int:
+        return sum(len(rev.files) for _, rev in self.revisions)
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of every snapshot entry (content shared by several entries counts each time)."""
+        return sum(rev.size for _, rev in self.revisions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cache_dir": str(self.cache_dir),
+            "selection": {"patterns": list(self.patterns), "repo_type": self.repo_type, "revision": self.revision},
+            "base": self.base_id,
+            "repos": [r.to_json() for r in self.repos],
+            "files": self.files,
+            "total_size": self.total_size,
+            "estimate": self.estimate.to_json(),
+            "leftovers": [x.to_json() for x in self.leftovers],
+            "notes": list(self.notes),
+        }
+
+    def render(self) -> list[str]:
+        """Human lines for ``backup --dry-run`` (the CLI prints them)."""
+        e = self.estimate
+        lines = [
+            f"backup of {self.cache_dir}: {len(self.repos)} repo(s), {len(self.revisions)} revision(s), "
+            f"{self.files} file(s), {human_size(self.total_size)} ({human_size(e.unique_bytes)} unique)"
+        ]
+        for repo in self.repos:
+            lines.append(f"  {repo.repo_type} {repo.repo_id} ({repo.layout} layout)")
+            for rev in repo.revisions:
+                extras = [f"{len(rev.no_exist)} .no_exist"] if rev.no_exist else []
+                extras += ["trees listing"] if rev.tree is not None else []
+                lines.append(
+                    f"    {rev.commit[:12]}  {', '.join(rev.refs) or '(no ref)'}: {len(rev.files)} file(s), "
+                    f"{human_size(rev.size)}" + (f" + {', '.join(extras)}" if extras else "")
+                )
+        base = (
+            f"; {e.blobs_in_base} blob(s), {human_size(e.bytes_in_base)} found in base {self.base_id[:12]}…"
+            if (self.base_id)
+            else ""
+        )
+        lines.append(f"would pack {e.blobs_to_pack} blob(s), {human_size(e.bytes_to_pack)}{base}")
+        if self.leftovers:
+            lines.append(f"leftovers, not packed ({len(self.leftovers)}):")
+            lines += [f"  {x.where}: {x.reason}" for x in self.leftovers]
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+
+def plan_backup(
+    cache_dir: Path | str,
+    patterns: Sequence[str] = (),
+    *,
+    repo_type: str | None = None,
+    revision: str | None = None,
+    base: BaseLike | None = None,
+) -> BackupPlan:
+    """Plan a backup of the repos of ``cache_dir`` matching ``patterns`` (repo ids or globs; none: all) of
+    ``repo_type``, every revision with its refs or only ``revision`` (a ref name or a commit).
+
+    ``base`` (a previous backup: a path, an open :class:`~bundler.source.BundleSource` or its
+    :class:`~bundler.manifest.Manifest`) makes the backup incremental: blobs the base chain holds are not packed.
+    """
+    scan = scan_cache(cache_dir, patterns, repo_type=repo_type, revision=revision)
+    base_id, base_blobs, base_git = _read_base(base)
+    return BackupPlan(
+        cache_dir=scan.cache_dir,
+        repos=scan.repos,
+        leftovers=scan.leftovers,
+        notes=scan.notes,
+        estimate=_estimate(scan.repos, base_blobs, base_git),
+        base_id=base_id,
+        base_blobs=base_blobs,
+        base_git=base_git,
+        patterns=tuple(patterns),
+        repo_type=repo_type,
+        revision=revision,
+    )
+
+
+def _read_base(base: BaseLike | None) -> tuple[str | None, dict[str, int], dict[str, str]]:
+    """The base's id, every blob its chain holds (what its manifest's files and listings use: the chain holds
+    those by construction) and the git blob ids of its regular files."""
+    if base is None:
+        return None, {}, {}
+    if isinstance(base, Manifest):
+        manifest, base_id = base, base.bundle_id
+    elif isinstance(base, (str, os.PathLike)):
+        from .archive import open_bundle
+
+        with open_bundle(Path(base), threads=1) as reader:
+            manifest, base_id = reader.manifest, reader.bundle_id
+    else:
+        manifest, base_id = base.manifest, hashlib.sha256(base.manifest_bytes).hexdigest()
+    held = {b.sha256: b.size for b in manifest.blobs}
+    git: dict[str, str] = {}
+    for _repo, _snap, f in manifest.iter_files():
+        assert f.sha256 is not None  # guaranteed by Manifest parsing
+        held.setdefault(f.sha256, f.size)
+        if not f.is_lfs:
+            git[f.blob_id] = f.sha256
+    for repo in manifest.repos:  # listings: their size is declared by the link of the chain that carries them
+        for snap in repo.snapshots:
+            if is_sha256(snap.tree):
+                held.setdefault(snap.tree, -1)
+    return base_id, held, git
+
+
+def _estimate(repos: Sequence[CachedRepo], base: Mapping[str, int], base_git: Mapping[str, str]) -> BackupEstimate:
+    contents: dict[str, tuple[int, bool]] = {}  # key → (size, in base)
+    seen_inodes: dict[str, set[tuple[int, int]]] = {}
+    to_hash = 0
+    trees: dict[str, tuple[int, bool]] = {}
+    for repo in repos:
+        for rev in repo.revisions:
+            if rev.tree is not None:
+                trees[rev.tree.sha256] = (rev.tree.size, rev.tree.sha256 in base)
+            for f in rev.files:
+                key = f.etag or f"inode:{f.inode}"
+                in_base = f.etag is not None and (f.etag in base if f.lfs else base_git.get(f.etag, "") in base)
+                contents.setdefault(key, (f.size, in_base))
+                inodes = seen_inodes.setdefault(key, set())
+                if f.inode not in inodes:
+                    if inodes or not f.lfs or f.etag is None:
+                        to_hash += 0 if (f.lfs and in_base) else f.size
+                    inodes.add(f.inode)
+    pack = [s for s, b in list(contents.values()) + list(trees.values()) if not b]
+    based = [s for s, b in contents.values() if b]
+    return BackupEstimate(
+        unique_blobs=len(contents),
+        unique_bytes=sum(s for s, _ in contents.values()),
+        blobs_to_pack=len(pack),
+        bytes_to_pack=sum(pack),
+        blobs_in_base=len(based),
+        bytes_in_base=sum(based),
+        trees=len(trees),
+        bytes_to_hash=to_hash,
+    )
+
+
+# -- the report ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorruptFile:
+    """A snapshot file whose content does not match its name. ``action``: ``skipped`` (left out, recorded in
+    the manifest), ``packed from an intact copy`` or ``the base holds the content`` (the file is still backed
+    up, with the content its name says)."""
+
+    repo_type: str
+    repo_id: str
+    commit: str
+    path: str
+    source: str
+    expected: str
+    actual: str
+    action: str = "skipped"
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def line(self) -> str:
+        return (
+            f"{self.repo_type} {self.repo_id}@{self.commit[:8]}: {self.path} ({self.source}): "
+            f"expected {self.expected}, got {self.actual}"
+        )
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """What :func:`backup` wrote. ``bytes_packed`` is the content stored (uncompressed), ``bytes_out`` the file."""
+
+    output: str
+    paths: tuple[str, ...]
+    bundle_id: str
+    base_id: str | None
+    repos: int
+    revisions: int
+    files: int
+    blobs_packed: int
+    bytes_packed: int
+    bytes_out: int
+    blobs_in_base: int
+    bytes_in_base: int
+    bytes_hashed: int
+    corrupt: tuple[CorruptFile, ...]
+    skipped: tuple[SkippedFile, ...]
+    leftovers: tuple[Leftover, ...]
+    notes: tuple[str, ...]
+    attempts: int
+    elapsed: float
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes_out / self.bytes_packed if self.bytes_packed else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "paths": list(self.paths),
+            "bundle_id": self.bundle_id,
+            "base": self.base_id,
+            "repos": self.repos,
+            "revisions": self.revisions,
+            "files": self.files,
+            "blobs_packed": self.blobs_packed,
+            "bytes_packed": self.bytes_packed,
+            "bytes_out": self.bytes_out,
+            "ratio": round(self.ratio, 4),
+            "blobs_in_base": self.blobs_in_base,
+            "bytes_in_base": self.bytes_in_base,
+            "bytes_hashed": self.bytes_hashed,
+            "corrupt": [c.to_json() for c in self.corrupt],
+            "skipped": [s.to_json() for s in self.skipped],
+            "leftovers": [x.to_json() for x in self.leftovers],
+            "notes": list(self.notes),
+            "attempts": self.attempts,
+            "elapsed": round(self.elapsed, 3),
+        }
+
+    def render(self) -> list[str]:
+        rate = self.bytes_packed / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
+        lines = [
+            f"backup {self.output}: {self.repos} repo(s), {self.revisions} revision(s), {self.files} file(s)",
+            f"  {self.blobs_packed} blob(s) packed, {human_size(self.bytes_packed)} -> {human_size(self.bytes_out)} "
+            f"({self.ratio:.1%}) in {self.elapsed:.1f} s ({rate:.0f} MB/s)",
+            f"  id {self.bundle_id}",
+        ]
+        if self.base_id:
+            lines.append(
+                f"  incremental over {self.base_id}: {self.blobs_in_base} blob(s), "
+                f"{human_size(self.bytes_in_base)} left to the base"
+            )
+        lines += [f"corrupt ({c.action}): {c.line()}" for c in self.corrupt]
+        lines += [
+            f"left out: {s.repo_id}@{s.commit[:8]}: {s.path}: {s.reason}"
+            for s in self.skipped
+            if not s.reason.startswith("corrupt")
+        ]
+        if self.leftovers:
+            lines.append(f"{len(self.leftovers)} leftover(s) not packed (see --json for the list)")
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+
+# -- backing up ----------------------------------------------------------------------------------------------
+
+
+def backup(
+    plan: BackupPlan | Path | str,
+    output: Path | str | BinaryIO,
+    *,
+    skip_corrupt: bool = False,
+    level: int | None = None,
+    threads: int = 0,
+    split_size: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BackupReport:
+    """Pack what ``plan`` describes (or the whole cache at the path given) into the bundle ``output`` (a path,
+    ``"-"`` for stdout, or a binary file object), verifying every blob against its own name.
+
+    A corrupt blob raises :class:`IntegrityError` naming every corrupt file (repo, path, expected, actual) and
+    no output appears, unless ``skip_corrupt``: then those files are left out and recorded in the manifest's
+    ``skipped``. ``on_progress(done, total)`` counts bytes hashed and packed.
+    """
+    if not isinstance(plan, BackupPlan):
+        plan = plan_backup(plan)
+    return _Backup(plan, output, skip_corrupt, level, threads, split_size, on_progress).go()
+
+
+Inode = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Use:
+    repo: CachedRepo
+    rev: CachedRevision
+    file: CachedFile
+
+
+@dataclass(frozen=True)
+class _Pack:
+    sha256: str
+    size: int
+    source: Path
+    git_sha1: str | None
+    claim: tuple[str, Inode] | None  # (etag, inode) verified by this packing, for LFS content
+    label: str
+
+
+class _CorruptWhilePacking(Exception):
+    def __init__(self, claim: tuple[str, Inode] | None, error: IntegrityError) -> None:
+        super().__init__(str(error))
+        self.claim = claim
+        self.error = error
+
+
+class _Backup:
+    def __init__(
+        self,
+        plan: BackupPlan,
+        output: Path | str | BinaryIO,
+        skip_corrupt: bool,
+        level: int | None,
+        threads: int,
+        split_size: int | None,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.plan = plan
+        self.output = output
+        self.skip_corrupt = skip_corrupt
+        self.level = level
+        self.threads = threads
+        self.split_size = split_size
+        self.on_progress = on_progress
+        # A path can be written again after an abort; a stream cannot, so with skip_corrupt LFS blobs are
+        # pre-hashed for a stream and packed optimistically (a corrupt one restarts the backup) for a path.
+        self.retryable = isinstance(output, (str, os.PathLike)) and str(output) != "-"
+        self.prehash_lfs = skip_corrupt and not self.retryable
+        self.uses: list[_Use] = []
+        self.named: dict[str, list[Inode]] = {}  # etag → distinct inodes claiming it, in first-use order
+        self.unnamed: dict[Inode, None] = {}  # an ordered set
+        self.sources: dict[Inode, Path] = {}
+        self.sizes: dict[Inode, int] = {}
+        self.digests: dict[Inode, Digests] = {}
+        self.bad: dict[tuple[str, Inode], str] = {}  # claim → actual, found while packing
+        self.verified: set[tuple[str, Inode]] = set()
+        self.hashed = 0
+        self.done = 0
+        self.total = 0
+        self._lock = threading.Lock()
+
+    # -- driver --
+
+    def go(self) -> BackupReport:
+        t0 = time.monotonic()
+        for repo in self.plan.repos:
+            for rev in repo.revisions:
+                for f in rev.files:
+                    self.uses.append(_Use(repo, rev, f))
+                    self.sources.setdefault(f.inode, f.source)
+                    self.sizes.setdefault(f.inode, f.size)
+                    if f.etag is None:
+                        self.unnamed.setdefault(f.inode)
+                    elif f.inode not in (inodes := self.named.setdefault(f.etag, [])):
+                        inodes.append(f.inode)
+        attempts = 0
+        while True:
+            attempts += 1
+            self._prehash()
+            manifest, packs, corrupt = self._decide()
+            try:
+                written = self._write(manifest, packs)
+                break
+            except _CorruptWhilePacking as e:
+                if not (self.skip_corrupt and self.retryable) or e.claim is None or attempts >= _MAX_ATTEMPTS:
+                    raise e.error from None
+                self.bad[e.claim] = e.error.actual or "?"
+                self.prehash_lfs = True  # find every other corrupt one before the next attempt
+        packed = {p.sha256 for p in packs}
+        in_base = {f.sha256 for _, _, f in manifest.iter_files() if f.sha256 is not None and f.sha256 not in packed}
+        return BackupReport(
+            output=str(self.output) if isinstance(self.output, (str, os.PathLike)) else "-",
+            paths=tuple(str(p) for p in written.paths),
+            bundle_id=written.bundle_id,
+            base_id=self.plan.base_id,
+            repos=len(manifest.repos),
+            revisions=sum(len(r.snapshots) for r in manifest.repos),
+            files=sum(1 for _ in manifest.iter_files()),
+            blobs_packed=len(packs),
+            bytes_packed=sum(p.size for p in packs),
+            bytes_out=written.bytes_out,
+            blobs_in_base=len(in_base),
+            bytes_in_base=sum(max(self.plan.base_blobs.get(s, 0), 0) for s in in_base),
+            bytes_hashed=self.hashed,
+            corrupt=tuple(corrupt),
+            skipped=manifest.skipped,
+            leftovers=self.plan.leftovers,
+            notes=self.plan.notes,
+            attempts=attempts,
+            elapsed=time.monotonic() - t0,
+        )
+
+    def _progress(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            if self.on_progress is not None:
+                self.on_progress(self.done, self.total)
+
+    # -- 1. hash what the manifest needs before it is written --
+
+    def _prehash(self) -> None:
+        todo: list[Inode] = []
+        for etag, inodes in self.named.items():
+            if is_sha256(etag):
+                if etag in self.plan.base_blobs:
+                    continue  # the base holds it: not read (see docs/BACKUP.md)
+                todo += [i for i in (inodes if self.prehash_lfs else inodes[1:]) if (etag, i) not in self.verified]
+            else:
+                todo += inodes  # regular files: their sha256 is needed for the manifest
+        todo += list(self.unnamed)
+        todo = [i for i in dict.fromkeys(todo) if i not in self.digests]
+        self.total += sum(self.sizes[i] for i in todo)
+        if not todo:
+            return
+        from .writer import auto_threads
+
+        workers = max(1, min(len(todo), auto_threads(self.threads), 8))
+        with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
+            for inode, digests in zip(todo, pool.map(self._hash, todo), strict=True):
+                self.digests[inode] = digests
+                self.hashed += digests.size
+
+    def _hash(self, inode: Inode) -> Digests:
+        path = self.sources[inode]
+        try:
+            hasher = StreamHasher(os.path.getsize(path))
+            with open(path, "rb") as f:
+                while block := f.read(CHUNK):
+                    hasher.update(block)
+                    self._progress(len(block))
+        except OSError as e:
+            raise CacheError(
+                f"cannot read {path}: {e.strerror or e}",
+                hint="check the cache's permissions, and that nothing deletes files while backing up",
+            ) from None
+        return hasher.digests()
+
+    # -- 2. decide what goes in, build the manifest --
+
+    def _status(self, etag: str, inode: Inode) -> tuple[str, str]:
+        """(``ok`` | ``bad`` | ``unchecked``, actual) of one inode claiming content ``etag``."""
+        if (etag, inode) in self.bad:
+            return "bad", self.bad[(etag, inode)]
+        d = self.digests.get(inode)
+        if d is None:
+            held = self.plan.base_blobs.get(etag, -1) if is_sha256(etag) else -1
+            if held >= 0 and self.sizes[inode] != held:
+                return "bad", f"{self.sizes[inode]} bytes (the base holds {held})"
+            return "unchecked", ""
+        if is_sha256(etag):
+            return ("ok", "") if d.sha256 == etag else ("bad", f"sha256 {d.sha256}")
+        return ("ok", "") if d.git_sha1 == etag else ("bad", f"git blob {d.git_sha1}")
+
+    def _decide(self) -> tuple[Manifest, list[_Pack], list[CorruptFile]]:
+        base = self.plan.base_blobs
+        # content of each etag: (sha256, size, source inode or None when only the base holds it)
+        content: dict[str, tuple[str, int, Inode | None]] = {}
+        for etag, inodes in self.named.items():
+            states = [(i, self._status(etag, i)[0]) for i in inodes]
+            # An unchecked copy must be the one packed: the writer verifies it in the same read.
+            good = [i for i, s in states if s == "unchecked"] + [i for i, s in states if s == "ok"]
+            if is_sha256(etag):
+                if etag in base:  # -1: only known as a listing of the base; the size is then our own
+                    content[etag] = (etag, base[etag] if base[etag] >= 0 else self.sizes[inodes[0]], None)
+                elif good:
+                    d = self.digests.get(good[0])
+                    content[etag] = (etag, d.size if d is not None else self.sizes[good[0]], good[0])
+            else:
+                ok = [i for i, s in states if s == "ok"]
+                if ok:
+                    d = self.digests[ok[0]]
+                    content[etag] = (d.sha256, d.size, None if d.sha256 in base else ok[0])
+                elif (sha := self.plan.base_git.get(etag)) is not None and sha in base:
+                    content[etag] = (sha, base[sha], None)
+
+        files: dict[tuple[str, str, str], list[RepoFile]] = {}
+        corrupt: list[CorruptFile] = []
+        skipped: list[SkippedFile] = []
+        packs: dict[str, _Pack] = {}
+        for use in self.uses:
+            repo, rev, f = use.repo, use.rev, use.file
+            key = (repo.repo_type, repo.repo_id, rev.commit)
+            label = f"{repo.repo_type} {repo.repo_id}@{rev.commit[:8]}: {f.path}"
+            if f.etag is None:
+                d = self.digests[f.inode]
+                rf = _repo_file(f, d.sha256, d.size, d.git_sha1)
+                if d.sha256 not in base:
+                    packs.setdefault(d.sha256, _Pack(d.sha256, d.size, f.source, None, None, label))
+                files.setdefault(key, []).append(rf)
+                continue
+            state, actual = self._status(f.etag, f.inode)
+            got = content.get(f.etag)
+            if state == "bad":
+                kind = "sha256" if is_sha256(f.etag) else "git blob"
+                record = CorruptFile(
+                    repo.repo_type, repo.repo_id, rev.commit, f.path, str(f.source), f"{kind} {f.etag}", actual
+                )
+                if got is None:
+                    corrupt.append(record)
+                    skipped.append(
+                        SkippedFile(
+                            repo.repo_type,
+                            repo.repo_id,
+                            rev.commit,
+                            f.path,
+                            f"corrupt: expected {record.expected}, got {actual}",
+                        )
+                    )
+                    continue
+                how = "the base holds the content" if got[2] is None else "packed from an intact copy"
+                corrupt.append(CorruptFile(**{**record.__dict__, "action": how}))
+            if got is None:  # unreachable: an etag with no usable instance has only bad ones
+                continue
+            sha, size, inode = got
+            git = None if is_sha256(f.etag) else f.etag
+            files.setdefault(key, []).append(_repo_file(f, sha, size, git))
+            if inode is not None and sha not in base:
+                claim = (f.etag, inode) if is_sha256(f.etag) else None
+                packs.setdefault(sha, _Pack(sha, size, self.sources[inode], git, claim, label))
+        if corrupt and not self.skip_corrupt:
+            raise _corrupt_error(corrupt)
+
+        for repo in self.plan.repos:
+            for rev in repo.revisions:
+                if rev.tree is not None and rev.tree.sha256 not in base:
+                    label = f"{repo.repo_type} {repo.repo_id}: trees/{rev.commit}.json"
+                    packs.setdefault(
+                        rev.tree.sha256, _Pack(rev.tree.sha256, rev.tree.size, rev.tree.source, None, None, label)
+                    )
+        skipped += [
+            SkippedFile(x.repo_type, x.repo_id, x.commit, x.path, x.reason)
+            for x in self.plan.leftovers
+            if x.repo_type is not None and x.repo_id is not None and x.commit is not None and x.path is not None
+        ]
+        manifest = Manifest(
+            repos=tuple(
+                RepoEntry(
+                    repo.repo_type,
+                    repo.repo_id,
+                    dict(sorted(repo.refs.items())),
+                    tuple(
+                        SnapshotEntry(
+                            rev.commit,
+                            tuple(
+                                sorted(files.get((repo.repo_type, repo.repo_id, rev.commit), []), key=lambda f: f.path)
+                            ),
+                            rev.no_exist,
+                            rev.tree.sha256 if rev.tree is not None else TREE_NONE,
+                        )
+                        for rev in repo.revisions
+                    ),
+                )
+                for repo in self.plan.repos
+            ),
+            blobs=tuple(BlobEntry(p.sha256, p.size) for p in packs.values()),
+            kind="backup",
+            base=self.plan.base_id,
+            skipped=tuple(skipped),
+            extra={"backup": _backup_extra(self.plan.repos)},
+        )
+        return manifest, list(packs.values()), corrupt
+
+    # -- 3. write --
+
+    def _write(self, manifest: Manifest, packs: list[_Pack]) -> WriteReport:
+        from .archive import BundleWriter
+
+        start = self.done
+        self.total += sum(p.size for p in packs)
+
+        def progress(n: int) -> None:
+            with self._lock:
+                self.done = start + n
+                if self.on_progress is not None:
+                    self.on_progress(self.done, self.total)
+
+        with BundleWriter(
+            self.output, level=self.level, threads=self.threads, split_size=self.split_size, on_progress=progress
+        ) as writer:
+            writer.write_manifest(manifest.dumps())
+            for p in packs:
+                try:
+                    with open(p.source, "rb") as stream:
+                        writer.add_blob(p.sha256, p.size, stream, expected_git_sha1=p.git_sha1, label=p.label)
+                except IntegrityError as e:
+                    raise _CorruptWhilePacking(p.claim, self._packing_error(p, e)) from None
+                except OSError as e:
+                    raise CacheError(
+                        f"cannot read {p.source} ({p.label}): {e.strerror or e}",
+                        hint="check the cache's permissions, and that nothing deletes files while backing up",
+                    ) from None
+                if p.claim is not None:
+                    self.verified.add(p.claim)
+            return writer.finish()
+
+    def _packing_error(self, p: _Pack, e: IntegrityError) -> IntegrityError:
+        if p.claim is None:  # content hashed moments ago, or a trees listing: it changed while we read it
+            return IntegrityError(
+                f"{p.label} ({p.source}) changed while it was backed up: {e.message}; no backup was written",
+                path=p.label,
+                expected=e.expected,
+                actual=e.actual,
+                hint="wait until nothing downloads into the cache, then back up again",
+            )
+        use = next(u for u in self.uses if (u.file.etag, u.file.inode) == p.claim)
+        actual = f"sha256 {e.actual}" if e.actual and is_sha256(e.actual) else f"size {e.actual}"
+        record = CorruptFile(
+            use.repo.repo_type,
+            use.repo.repo_id,
+            use.rev.commit,
+            use.file.path,
+            str(p.source),
+            f"sha256 {p.sha256}",
+            actual,
+        )
+        error = _corrupt_error([record])
+        error.actual = actual
+        return error
+
+
+def _repo_file(f: CachedFile, sha256: str, size: int, git_sha1: str | None) -> RepoFile:
+    if f.lfs:
+        blob_id = f.blob_id if f.blob_id is not None and f.etag == sha256 else lfs_blob_id(sha256, size)
+        return RepoFile(f.path, size, blob_id, sha256, f.xet_hash, sha256)
+    assert git_sha1 is not None
+    return RepoFile(f.path, size, git_sha1, None, None, sha256)
+
+
+def _corrupt_error(items: Sequence[CorruptFile]) -> IntegrityError:
+    bad = [c for c in items if c.action == "skipped"] or list(items)
+    first = bad[0]
+    lines = [f"  {c.line()}" for c in bad[:10]]
+    if len(bad) > 10:
+        lines.append(f"  … and {len(bad) - 10} more")
+    return IntegrityError(
+        f"{len(bad)} corrupt file(s) in the cache; no backup was written:\n" + "\n".join(lines),
+        path=f"{first.repo_type} {first.repo_id}@{first.commit}: {first.path}",
+        expected=first.expected,
+        actual=first.actual,
+        hint=_CORRUPT_HINT,
+    )
+
+
+def _backup_extra(repos: Sequence[CachedRepo]) -> dict[str, Any]:
+    """What a restore needs beyond the manifest's repos: the cache's layout and its shared-store links."""
+    layouts = {r.layout for r in repos} - {LAYOUT_EMPTY}
+    layout = layouts.pop() if len(layouts) == 1 else LAYOUT_MIXED if layouts else LAYOUT_EMPTY
+    out: dict[str, Any] = {"layout": layout}
+    shared = {f"{r.repo_type}:{r.repo_id}": dict(sorted(r.shared.items())) for r in repos if r.shared}
+    if shared:
+        out["shared_xet"] = shared
+    return out
