@@ -46,22 +46,25 @@ class Digests:
 class StreamHasher:
     """Hashes a stream of known size with sha256 and the git blob sha1 at once.
 
-    The git header needs the size up front; pass it when known, else use :func:`digest_file`.
+    The git header needs the size up front; pass it when known, else use :func:`digest_file`. With
+    ``git=False`` only sha256 is computed (LFS content: its name is its sha256) and ``git_sha1`` is empty.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, git: bool = True) -> None:
         self.expected_size = size
         self.size = 0
         self._sha256 = hashlib.sha256()
-        self._sha1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+        self._sha1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if git else None
 
     def update(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
         self._sha256.update(chunk)
-        self._sha1.update(chunk)
+        if self._sha1 is not None:
+            self._sha1.update(chunk)
 
     def digests(self) -> Digests:
-        return Digests(size=self.size, sha256=self._sha256.hexdigest(), git_sha1=self._sha1.hexdigest())
+        git_sha1 = self._sha1.hexdigest() if self._sha1 is not None else ""
+        return Digests(size=self.size, sha256=self._sha256.hexdigest(), git_sha1=git_sha1)
 
 
 def sha256_file(path: str, *, chunk: int = CHUNK) -> str:

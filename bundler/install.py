@@ -541,7 +541,7 @@ class _Journal:
     """Undo log of snapshot/tree/no_exist/ref writes, replayed backwards if a later step fails."""
 
     created: list[Path] = field(default_factory=list)  # files, links or whole new snapshot folders
-    overwritten: list[tuple[Path, bytes | None]] = field(default_factory=list)
+    overwritten: list[tuple[Path, bytes | None, Path | None]] = field(default_factory=list)  # path, old, tmp dir
     dirs: list[Path] = field(default_factory=list)
 
     def mkdirs(self, folder: Path) -> None:
@@ -555,12 +555,12 @@ class _Journal:
             self.dirs.append(d)
 
     def undo(self) -> None:
-        for path, old in reversed(self.overwritten):
+        for path, old, tmp_dir in reversed(self.overwritten):
             with contextlib.suppress(OSError):
                 if old is None:
                     path.unlink(missing_ok=True)
                 else:
-                    hfcache.atomic_write_bytes(path, old)
+                    hfcache.atomic_write_bytes(path, old, tmp_dir=tmp_dir)
         for path in reversed(self.created):
             with contextlib.suppress(OSError):
                 if path.is_dir() and not path.is_symlink():
@@ -799,7 +799,10 @@ class _Run:
             if self.copy_layout:  # kept until the snapshot phase, outside any lock: not swept by others
                 tmp = tmp.with_suffix(".stage.tmp")
             self.temps.add(tmp)
-            d = self._copy_stream(stream, tmp, c.size)
+            needs_git = c.git_sha1 is not None or any(
+                not is_sha256(p.etag) for p in (*c.placements, *self.need.get(c.sha256, ()))
+            )
+            d = self._copy_stream(stream, tmp, c.size, git=needs_git)
             self._check_digest(c, d)
             self.bytes_written += d.size
             if self.copy_layout:
@@ -842,9 +845,12 @@ class _Run:
                     hint=DAMAGED_HINT,
                 )
 
-    def _copy_stream(self, stream: BinaryIO, tmp: Path, size: int) -> Digests:
-        """Copy at most ``size + 1`` bytes (more is refused without reading on) while hashing."""
-        hasher = StreamHasher(size)
+    def _copy_stream(self, stream: BinaryIO, tmp: Path, size: int, *, git: bool = True) -> Digests:
+        """Copy at most ``size + 1`` bytes (more is refused without reading on) while hashing.
+
+        ``git=False`` skips the git blob sha1 (content whose every name is its sha256): ~40% less hashing.
+        """
+        hasher = StreamHasher(size, git=git)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
         with os.fdopen(fd, "wb") as out:
             remaining = size + 1
@@ -894,7 +900,7 @@ class _Run:
             if e.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
                 raise
         with open(real, "rb") as f:
-            d = self._copy_stream(f, tmp, c.size)
+            d = self._copy_stream(f, tmp, c.size, git=etag is not None and not is_sha256(etag))
         self._check_digest_simple(c, d, etag)
         self.bytes_written += d.size
         return False
@@ -941,14 +947,18 @@ class _Run:
                 self._add_entry(lay, e, uses)
 
     def _assemble_new(self, lay: RepoLayout, final: Path, entries: list[EntryStep], uses: dict[str, int]) -> bool:
-        """Build a brand-new snapshot under a temp name in ``snapshots/`` and rename it into place."""
+        """Build a brand-new snapshot under a temp name in the repo folder and rename it into ``snapshots/``.
+
+        Not inside ``snapshots/``: ``scan_cache_dir`` lists every folder there as a revision, so a staging
+        folder (left by a killed install, or seen while one runs) showed up as a bogus revision."""
         self._mkdirs(final.parent)
-        _remove_stale_dirs(final.parent, final.name)
-        staging = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(4)}.tmp"
+        _remove_stale_dirs(final.parent, final.name)  # where older versions staged
+        _remove_stale_dirs(lay.folder, final.name)
+        staging = lay.folder / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(4)}.tmp"
         staging.mkdir()
         self.temps.add(staging)
         for e in entries:
-            dst = final / e.path  # link targets are computed for the final place, same depth as staging
+            dst = final / e.path  # link targets are computed for the final place (they dangle while staged)
             tmp_dst = staging / e.path
             tmp_dst.parent.mkdir(parents=True, exist_ok=True)
             if self.copy_layout:
@@ -1019,7 +1029,7 @@ class _Run:
 
     def _copy_file(self, c: ContentStep, src: Path, dst: Path) -> None:
         with open(src, "rb") as f:
-            d = self._copy_stream(f, dst, c.size)
+            d = self._copy_stream(f, dst, c.size, git=False)
         self._check_digest_simple(c, d, None)
         self.bytes_written += d.size
 
@@ -1075,7 +1085,7 @@ class _Run:
             return
         self.guard.check(target)
         self.journal.mkdirs(target.parent)
-        self.journal.overwritten.append((target, old))
+        self.journal.overwritten.append((target, old, None))
         hfcache.atomic_write_bytes(target, data)
         self.trees_written += 1
 
@@ -1089,14 +1099,14 @@ class _Run:
                 continue
             self.guard.check(marker)
             self.journal.mkdirs(marker.parent)
-            self.journal.overwritten.append((marker, None))
+            self.journal.overwritten.append((marker, None, None))
             hfcache.atomic_write_bytes(marker, b"")
             self.no_exist_written += 1
         # A marker for a file that now exists would make try_to_load_from_cache report it missing.
         for f in snap.files:
             marker = lay.no_exist(snap.commit, f.path)
             if os.path.isfile(marker) and not os.path.islink(marker):
-                self.journal.overwritten.append((marker, b""))
+                self.journal.overwritten.append((marker, b"", None))
                 marker.unlink()
                 self.notes.append(f"{lay.repo_id}@{snap.commit[:8]}: removed a stale .no_exist marker for {f.path}")
 
@@ -1115,7 +1125,7 @@ class _Run:
             self.guard.check(target)
             old = _read_bytes(target)
             self.journal.mkdirs(target.parent)
-            self.journal.overwritten.append((target, old))
+            self.journal.overwritten.append((target, old, lay.folder))
             if hfcache.write_ref(lay, r.ref, r.new):
                 self.moved.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
 
@@ -1150,6 +1160,7 @@ class _Run:
                     with hfcache.repo_lock(lay, m.group(1), timeout=0.5):
                         _remove_stale_temps(lay.blobs, m.group(1))
             _remove_stale_dirs(lay.folder / "snapshots", None)
+            _remove_stale_dirs(lay.folder, None)
 
     def _cleanup(self, ok: bool) -> None:
         for tmp in self.temps:
@@ -1343,17 +1354,21 @@ def _listdir(folder: Path) -> list[str]:
         return []
 
 
-def _remove_stale_dirs(snapshots: Path, commit: str | None) -> None:
-    """Staging folders of a killed install (older than a day, so a concurrent install's are spared)."""
+def _remove_stale_dirs(folder: Path, commit: str | None) -> None:
+    """Staging folders (and ref temps) of a killed install in ``folder``, older than a day so a concurrent
+    install's are spared."""
     now = time.time()
     prefix = f"{TEMP_PREFIX}{commit}." if commit else TEMP_PREFIX
     with contextlib.suppress(OSError):
-        for name in os.listdir(snapshots):
+        for name in os.listdir(folder):
             if name.startswith(prefix) and name.endswith(".tmp"):
-                path = snapshots / name
+                path = folder / name
                 with contextlib.suppress(OSError):
                     if now - path.lstat().st_mtime > STALE_SECONDS:
-                        shutil.rmtree(path)
+                        if path.is_dir() and not path.is_symlink():
+                            shutil.rmtree(path)
+                        else:
+                            path.unlink()
 
 
 def _present_files(snapshot: Path) -> set[str]:
