@@ -39,6 +39,7 @@ from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
 from .lock import RepoFile
 from .manifest import TREE_NONE, BlobEntry, Manifest, RepoEntry, SkippedFile, SnapshotEntry
 from .source import BundleSource
+from .units import human_size
 
 if TYPE_CHECKING:
     from .writer import WriteReport
@@ -58,15 +59,6 @@ _CORRUPT_HINT = (
     "delete the damaged blob(s) and download those files again (huggingface_hub re-fetches them), or back up with "
     "--skip-corrupt: the backup then leaves them out and its manifest records what was left out"
 )
-
-
-def human_size(n: float) -> str:
-    """``1.2 MB``: decimal units, as ``hfbundle``'s output (``bundler.output.human_size``) prints sizes."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 # -- the plan ----------------------------------------------------------------------------------------------------

@@ -48,6 +48,15 @@ def spec_refinements(f: F) -> F:
     return click.option("--variant", default=None, help="Weights variant, e.g. fp16 (as diffusers' variant=).")(f)
 
 
+def pack_options(f: F) -> F:
+    """--level/--threads/--split-size, shared by everything that writes a bundle (build, backup)."""
+    f = click.option("--split-size", default=None, metavar="SIZE", help="Split into numbered volumes of SIZE (4G).")(f)
+    f = click.option("--threads", type=click.IntRange(0, 256), default=0, help="Compression threads (0: all cores).")(f)
+    return click.option("--level", type=click.IntRange(-7, 22), default=None, help="zstd level (default: per member).")(
+        f
+    )
+
+
 def parse_size(value: str | None) -> int | None:
     if value is None:
         return None
@@ -133,9 +142,7 @@ def resolve(
     "--lock", "lock_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Build exactly this lock."
 )
 @cache_dir_option
-@click.option("--level", type=click.IntRange(-7, 22), default=None, help="zstd level (default: chosen per member).")
-@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Compression threads (0: all cores).")
-@click.option("--split-size", default=None, metavar="SIZE", help="Split into numbered volumes of SIZE (e.g. 4G).")
+@pack_options
 @quiet_option
 @json_option
 def build(
@@ -266,9 +273,7 @@ def verify(targets: Sequence[str], cache_dir: Path | None, json_mode: bool) -> N
     help="Incremental: pack only blobs this previous backup (chain) does not hold.",
 )
 @click.option("--skip-corrupt", is_flag=True, help="Leave corrupt blobs out (recorded in the manifest); exit 1.")
-@click.option("--level", type=click.IntRange(-7, 22), default=None, help="zstd level (default: per member).")
-@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Compression threads (0: all cores).")
-@click.option("--split-size", default=None, metavar="SIZE", help="Split into numbered volumes of SIZE (e.g. 4G).")
+@pack_options
 @click.option("--dry-run", is_flag=True, help="Print the plan (repos, revisions, sizes); write nothing.")
 @quiet_option
 @json_option

@@ -14,17 +14,13 @@ from typing import Any, Protocol
 
 import click
 
+from .units import human_size
+
+__all__ = ["Output", "Reportable", "human_size"]
+
 
 class Reportable(Protocol):
     def to_json(self) -> dict[str, Any]: ...
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 class Output:

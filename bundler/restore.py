@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backup import human_size
 from .cachescan import LAYOUT_COPY, SHARED_MARKER
 from .errors import IntegrityError, UsageError
 from .hashing import sha256_file
 from .hfcache import RepoLayout
 from .install import LAYOUT_SYMLINK, InstallPlan, InstallReport, ProgressCallback, execute, plan_install
 from .manifest import Manifest, SkippedFile
+from .units import human_size
 
 if TYPE_CHECKING:
     from .archive import BundleReader
