@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import HfBundleError, ResolveError
+from .hfcache import RepoLayout, default_cache_dir
 from .lock import Lock, LockedRepo, RepoFile
 
 
@@ -35,7 +36,19 @@ def fetch(
     on_file: Callable[[FetchedFile], None] | None = None,
 ) -> list[FetchedFile]:
     """Make sure every file of ``lock`` is in ``cache_dir`` (downloading what is missing) and return them in
-    lock order. Network errors become :class:`~bundler.errors.ResolveError` with a hint."""
+    lock order. Network errors become :class:`~bundler.errors.ResolveError` with a hint.
+
+    Files already in the cache's snapshot for the locked commit (with the locked size) are taken as they are,
+    without importing or asking huggingface_hub; the builder verifies every byte anyway.
+    """
+    cache = cache_dir if cache_dir is not None else default_cache_dir()
+    cached = [_cached(cache, repo, f) for repo in lock.repos for f in repo.files]
+    if all(c is not None for c in cached):
+        fetched = [c for c in cached if c is not None]
+        if on_file is not None:
+            for c in fetched:
+                on_file(c)
+        return fetched
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -84,3 +97,15 @@ def fetch(
 
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
         return list(pool.map(one, jobs))
+
+
+def _cached(cache_dir: Path, repo: LockedRepo, f: RepoFile) -> FetchedFile | None:
+    """The file as the cache already holds it at the locked commit (links resolved), if its size matches."""
+    try:
+        path = RepoLayout(cache_dir, repo.repo_type, repo.repo_id).snapshot_file(repo.commit, f.path)
+        real = Path(os.path.realpath(path))
+        if real.is_file() and real.stat().st_size == f.size:
+            return FetchedFile(repo, f, real)
+    except (OSError, HfBundleError):
+        pass
+    return None
