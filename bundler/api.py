@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import NotBuiltYet, UsageError
+from .errors import UsageError
 from .hfcache import default_cache_dir
 
 if TYPE_CHECKING:
@@ -244,8 +244,11 @@ def restore(
     return run_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
 
 
-def doctor(spec: str, **kwargs: Any) -> Any:
-    raise NotBuiltYet("`hfbundle doctor` is not built yet (issue: runner and doctor)")
+def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = True) -> Any:
+    """Will ``spec`` load offline from this cache? Fully offline; ``report.ok`` and the fixes to run."""
+    from .doctor import doctor as diagnose
+
+    return diagnose(spec, _cache(cache_dir), rehash=rehash)
 
 
 def run(spec: str, **kwargs: Any) -> Any:

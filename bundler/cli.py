@@ -363,12 +363,18 @@ def restore(
 @cli.command()
 @click.argument("spec")
 @cache_dir_option
+@click.option("--no-rehash", is_flag=True, help="Check sizes only (fast); by default every file is re-hashed.")
 @json_option
-def doctor(spec: str, cache_dir: Path | None, json_mode: bool) -> None:
-    """Will SPEC load offline from this cache? If not: exactly what is missing and how to get it."""
+def doctor(spec: str, cache_dir: Path | None, no_rehash: bool, json_mode: bool) -> None:
+    """Will SPEC load offline from this cache? If not: exactly what is missing and how to get it.
+
+    \b
+    hfbundle doctor lcm-lora-dreamshaper-8
+    hfbundle doctor SimianLuo/LCM_Dreamshaper_v7 --cache-dir /models/hub --json
+    """
     from . import api
 
-    report = api.doctor(spec, cache_dir=cache_dir)
+    report = api.doctor(spec, cache_dir=cache_dir, rehash=not no_rehash)
     Output(json_mode=json_mode).result(report, _render_generic)
     if not report.ok:
         sys.exit(1)
@@ -385,6 +391,7 @@ def doctor(spec: str, cache_dir: Path | None, json_mode: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--negative-prompt", default=None)
 @click.option("--threads", type=click.IntRange(0, 256), default=0, help="torch threads (0: physical cores).")
+@click.option("--verify", is_flag=True, help="Re-hash every file before loading (default: sizes and links).")
 @cache_dir_option
 @quiet_option
 @json_option
@@ -399,6 +406,7 @@ def run(
     seed: int,
     negative_prompt: str | None,
     threads: int,
+    verify: bool,
     cache_dir: Path | None,
     quiet: bool,
     json_mode: bool,
@@ -424,6 +432,7 @@ def run(
         threads=threads,
         cache_dir=cache_dir,
         progress=not (quiet or json_mode),
+        verify=verify,
     )
     out.result(report, _render_generic)
 

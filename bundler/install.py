@@ -42,6 +42,7 @@ from . import hfcache
 from .errors import BundleFormatError, HfBundleError, InstallError, IntegrityError, UnsafePathError
 from .hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256, lfs_blob_id
 from .hfcache import RepoLayout
+from .installed import record_install
 from .lock import RepoFile
 from .manifest import TREE_FILES, TREE_NONE, Manifest, RepoEntry, SnapshotEntry
 from .paths import check_relpath
@@ -69,7 +70,7 @@ __all__ = [
 
 LAYOUT_SYMLINK = "symlink"
 LAYOUT_COPY = "copy"
-TEMP_PREFIX = ".hfbundle-"
+TEMP_PREFIX = hfcache.TEMP_PREFIX
 # Our temp blob while it streams: `.hfbundle-<etag>.<8hex>.tmp` (never mistaken for `<etag>` or `.incomplete`).
 TEMP_BLOB_RE = re.compile(r"^\.hfbundle-([0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}\.tmp$")
 # place_symlink's and our temp entries in a snapshot: `.<name>.<8hex>.tmp`
@@ -353,13 +354,15 @@ def install(
     trust_existing: bool = False,
     extra_sources: Sequence[BundleSource] = (),
     on_progress: ProgressCallback | None = None,
+    record: bool = True,
 ) -> InstallReport:
     """Install everything ``source`` carries into the HF cache ``cache_dir``.
 
     ``copy``: None picks the symlink layout where symlinks work (and ``HF_HUB_DISABLE_SYMLINKS`` is unset),
     True forces real files in ``snapshots/``. ``keep_refs`` leaves existing refs alone. ``trust_existing``
     skips re-hashing blobs already in the cache (sizes are still checked). ``extra_sources`` are base bundles
-    of an incremental backup, read only for blobs ``source`` does not carry.
+    of an incremental backup, read only for blobs ``source`` does not carry. ``record`` writes the bundle's lock
+    per repo (:mod:`bundler.installed`) for ``doctor``.
     """
     available: set[str] = {b.sha256 for b in source.manifest.blobs}
     for extra in extra_sources:
@@ -372,7 +375,10 @@ def install(
         trust_existing=trust_existing,
         available=available,
     )
-    return execute(plan, source, extra_sources=extra_sources, on_progress=on_progress)
+    report = execute(plan, source, extra_sources=extra_sources, on_progress=on_progress)
+    if record:  # what the bundle's lock asked for, per repo and commit, so `doctor` can compare offline
+        record_install(cache_dir, source.manifest)
+    return report
 
 
 def plan_install(
@@ -790,6 +796,7 @@ class _Run:
         first = placements[0]
         lay = self._layout(first.repo_type, first.repo_id)
         self.doing = f"writing {c.where}"
+        self._mkdirs(lay.folder / "snapshots")  # first: a repo folder without it makes scan_cache_dir refuse it
         self._mkdirs(lay.blobs)
         self.guard.check(lay.blob(first.etag))
         with _locked(lay, first.etag, self.copy_layout):
@@ -875,6 +882,7 @@ class _Run:
         if src == dst:
             return
         self.doing = f"linking {c.where} into {lay.folder.name}"
+        self._mkdirs(lay.folder / "snapshots")
         self._mkdirs(lay.blobs)
         self.guard.check(dst)
         with _locked(lay, p.etag, False):
@@ -1161,6 +1169,7 @@ class _Run:
                         _remove_stale_temps(lay.blobs, m.group(1))
             _remove_stale_dirs(lay.folder / "snapshots", None)
             _remove_stale_dirs(lay.folder, None)
+            _remove_stale_dirs(lay.blobs, None, suffix=".stage.tmp")  # copy layout: staged outside any lock
 
     def _cleanup(self, ok: bool) -> None:
         for tmp in self.temps:
@@ -1172,6 +1181,8 @@ class _Run:
         if not ok:
             self.journal.undo()
             for d in reversed(self.created_dirs):  # only the empty ones: verified blobs stay
+                if d.name == "snapshots" and os.path.isdir(d.parent / "blobs"):
+                    continue  # blobs/ stays (not empty), so does the repo: scan_cache_dir needs its snapshots/
                 with contextlib.suppress(OSError):
                     d.rmdir()
 
@@ -1263,13 +1274,23 @@ def _real_root(cache_dir: Path) -> Path:
 def _choose_layout(cache_dir: Path, copy: bool | None) -> str:
     if copy:
         return LAYOUT_COPY
-    probe = cache_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    # Probe inside the cache's .locks/ (scan_cache_dir skips it; a probe folder left in the cache root by a
+    # killed install made it warn about that folder forever). A cache that does not exist yet is not created
+    # by planning: its nearest existing parent is probed instead.
+    probe = cache_dir / ".locks"
+    made = cache_dir.is_dir() and not probe.exists()
+    if not cache_dir.is_dir():
+        probe = cache_dir
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
     try:
         supported = hfcache.symlinks_supported(probe)
     except OSError:  # not writable: the install itself will say so, with a hint
         supported = not _env_disables_symlinks()
+    finally:
+        if made:  # planning leaves the cache as it found it
+            with contextlib.suppress(OSError):
+                probe.rmdir()
     if not supported and copy is False:
         raise InstallError(
             f"symlinks cannot be created in {cache_dir} (or HF_HUB_DISABLE_SYMLINKS is set)",
@@ -1354,14 +1375,14 @@ def _listdir(folder: Path) -> list[str]:
         return []
 
 
-def _remove_stale_dirs(folder: Path, commit: str | None) -> None:
-    """Staging folders (and ref temps) of a killed install in ``folder``, older than a day so a concurrent
-    install's are spared."""
+def _remove_stale_dirs(folder: Path, commit: str | None, *, suffix: str = ".tmp") -> None:
+    """Staging folders (and ref temps, staged copy-layout blobs) of a killed install in ``folder``, older than a
+    day so a concurrent install's are spared."""
     now = time.time()
     prefix = f"{TEMP_PREFIX}{commit}." if commit else TEMP_PREFIX
     with contextlib.suppress(OSError):
         for name in os.listdir(folder):
-            if name.startswith(prefix) and name.endswith(".tmp"):
+            if name.startswith(prefix) and name.endswith(suffix):
                 path = folder / name
                 with contextlib.suppress(OSError):
                     if now - path.lstat().st_mtime > STALE_SECONDS:

@@ -1,0 +1,861 @@
+"""Doctor: will a recipe load offline from this cache? If not, exactly what is missing and how to get it.
+
+Fully offline, and light (no torch, no huggingface_hub import). For every repo of the recipe it replays what
+the loaders do with the network off:
+
+1. the commit: ``refs/<revision>`` read byte for byte (huggingface_hub does not strip it: a trailing newline
+   makes ``hf_hub_download`` and ``snapshot_download`` fail offline), then ``snapshots/<commit>/``;
+2. the files the loader reads: the lock entry of the bundle that installed that commit
+   (:mod:`bundler.installed`) when it is for this recipe, else the recipe's rules (:mod:`bundler.rules`)
+   replayed on the best listing at hand: the record's upstream list, ``trees/<commit>.json`` (the upstream
+   listing when ``snapshot_download`` wrote it) or the snapshot's own files; the small JSON configs a rule
+   reads come from the snapshot;
+3. which of them are present, missing, corrupt (re-hashed against the blob's name: sha256 for 64-hex, the git
+   blob id for 40-hex; against the lock or listing in the copy layout), and which snapshot files are extra;
+4. the traps of caches filled by other tools: a ``trees/<commit>.json`` listing files the snapshot lacks
+   (``IncompleteSnapshotError`` since huggingface_hub 1.22), a ref with whitespace, a ref whose snapshot lacks
+   the weights while another snapshot has them.
+
+Each problem names the part of the mode that needs it ("TAESD swap needs madebyollin/taesd: not installed")
+and its fix; the report ends with the commands that fix everything::
+
+    >>> report = doctor("tiny-demo", Path("~/.cache/huggingface/hub").expanduser())  # doctest: +SKIP
+    >>> report.ok, report.fixes  # doctest: +SKIP
+    (False, ('on a machine with the Hub: hfbundle build tiny-demo -o tiny-demo.tar.zst',
+             'then here: hfbundle install tiny-demo.tar.zst'))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import stat
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import rules
+from .errors import CacheError, ResolveError, UnsafePathError
+from .hashing import Digests, digest_file, is_sha1, is_sha256
+from .hfcache import RepoLayout, default_cache_dir
+from .installed import InstalledRecord, read_record
+from .lock import RepoFile
+from .paths import check_relpath
+from .recipe import AUTO, Recipe, RepoSpec, load_spec
+
+__all__ = ["ERROR", "INFO", "WARNING", "DoctorReport", "Problem", "RepoDiagnosis", "doctor"]
+
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+
+# Where the expected file set came from, best first.
+SOURCE_LOCK = "lock"  # the install record's lock entry, for this recipe
+SOURCE_RECORD = "record"  # the recipe's rules on the upstream list an install record keeps
+SOURCE_TREES = "trees"  # the recipe's rules on trees/<commit>.json
+SOURCE_SNAPSHOT = "snapshot"  # the recipe's rules on the snapshot's own files (absent files are guessed)
+SOURCE_NONE = "none"
+
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_TEMP_RE = re.compile(r"(\.incomplete|\.tmp)$")
+MAX_JSON_BYTES = 16 * 1024 * 1024
+MAX_TREE_BYTES = 64 * 1024 * 1024
+_SAMPLE = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding. ``fix`` is an action or a shell command; ``needs_bundle`` means only new content fixes it."""
+
+    kind: str  # not_installed, no_ref, bad_ref, no_snapshot, missing, corrupt, mismatch, incomplete_tree, record
+    severity: str
+    message: str
+    fix: str | None = None
+    repo: str | None = None
+    name: str | None = None  # the recipe's name for the repo
+    commit: str | None = None
+    paths: tuple[str, ...] = ()
+    needs_bundle: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "message": self.message}
+        for key in ("fix", "repo", "name", "commit"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.paths:
+            out["paths"] = list(self.paths)
+        out["needs_bundle"] = self.needs_bundle
+        return out
+
+
+@dataclass(frozen=True)
+class RepoDiagnosis:
+    """One repo of the recipe: which commit loads, which files it needs, and what is wrong with them."""
+
+    name: str
+    repo_type: str
+    repo_id: str
+    revision: str
+    purpose: str  # "the pipeline", "TAESD swap", "LCM-LoRA"…
+    optional: bool
+    role: str | None = None  # the role the files were picked with (detected when the recipe says auto)
+    commit: str | None = None
+    source: str = SOURCE_NONE
+    bundle_id: str | None = None
+    expected: tuple[str, ...] = ()
+    present: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    corrupt: tuple[str, ...] = ()
+    unverified: tuple[str, ...] = ()  # present, but no hash known to check them against
+    extra: tuple[str, ...] = ()  # in the snapshot, not needed (info)
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == ERROR for p in self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "repo_type": self.repo_type,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "purpose": self.purpose,
+            "optional": self.optional,
+            "role": self.role,
+            "commit": self.commit,
+            "source": self.source,
+            "bundle_id": self.bundle_id,
+            "ok": self.ok,
+            "expected": list(self.expected),
+            "present": list(self.present),
+            "missing": list(self.missing),
+            "corrupt": list(self.corrupt),
+            "unverified": list(self.unverified),
+            "extra": list(self.extra),
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Whether ``recipe`` loads offline from ``cache_dir``; every problem with its fix; the commands that fix all."""
+
+    spec: str
+    recipe: str
+    cache_dir: str
+    repos: tuple[RepoDiagnosis, ...]
+    fixes: tuple[str, ...] = ()
+    rehash: bool = True
+    bytes_hashed: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return tuple(p for r in self.repos for p in r.problems)
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == ERROR)
+
+    @property
+    def ok(self) -> bool:
+        """True only when every repo the mode needs loads offline as the cache stands."""
+        return not self.errors
+
+    def summary(self) -> str:
+        """One line: ready, or the first error (and how many more)."""
+        if self.ok:
+            return f"{self.recipe} loads offline from {self.cache_dir}"
+        first, more = self.errors[0].message, len(self.errors) - 1
+        return f"{self.recipe} will not load offline from {self.cache_dir}: {first}" + (
+            f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "recipe": self.recipe,
+            "cache_dir": self.cache_dir,
+            "ok": self.ok,
+            "summary": self.summary(),
+            "repos": [r.to_json() for r in self.repos],
+            "fixes": list(self.fixes),
+            "rehash": self.rehash,
+            "bytes_hashed": self.bytes_hashed,
+            "elapsed": round(self.elapsed, 3),
+        }
+
+    def render(self) -> list[str]:
+        """Human lines (the CLI prints them)."""
+        lines = [f"doctor: {self.recipe} in {self.cache_dir}"]
+        width = max((len(r.purpose) for r in self.repos), default=0)
+        for r in self.repos:
+            where = f"{r.repo_id}@{r.revision}" + (f" → {r.commit[:12]}" if r.commit and r.commit != r.revision else "")
+            if r.ok:
+                state = f"ok, {len(r.present)} file(s) {_source_text(r)}"
+            else:
+                kinds = sorted({_KIND_TEXT.get(p.kind, p.kind) for p in r.problems if p.severity == ERROR})
+                state = "NOT READY: " + ", ".join(kinds)
+            lines.append(f"  {r.purpose:<{width}}  {where}  {state}")
+        for r in self.repos:
+            for p in r.problems:
+                lines.append(f"{p.severity}: {p.message}")
+                if p.fix:
+                    lines.append(f"  fix: {p.fix}")
+            if r.extra:
+                sample = ", ".join(r.extra[:_SAMPLE]) + (", …" if len(r.extra) > _SAMPLE else "")
+                lines.append(f"info: {r.repo_id}: {len(r.extra)} file(s) in the snapshot are not needed ({sample})")
+            if r.unverified and self.rehash:
+                lines.append(
+                    f"info: {r.repo_id}: {len(r.unverified)} file(s) could not be re-hashed: no hash is known for "
+                    "them (real files without a trees listing or install record)"
+                )
+        if self.fixes:
+            lines.append("to fix:")
+            lines.extend(f"  {f}" for f in self.fixes)
+        if self.ok:
+            lines.append(f"ok: {self.recipe} loads offline" + ("" if self.rehash else " (contents not re-hashed)"))
+        else:
+            n = len(self.errors)
+            lines.append(f"NOT READY: {self.recipe} will not load offline ({n} problem{'s' if n > 1 else ''})")
+        return lines
+
+
+_KIND_TEXT = {
+    "not_installed": "not installed",
+    "no_ref": "no ref",
+    "bad_ref": "damaged ref",
+    "no_snapshot": "no snapshot",
+    "missing": "files missing",
+    "corrupt": "corrupt files",
+    "mismatch": "foreign files",
+    "incomplete_tree": "incomplete trees listing",
+}
+
+
+def _source_text(r: RepoDiagnosis) -> str:
+    if r.source == SOURCE_LOCK:
+        return f"(as locked by bundle {r.bundle_id[:12] if r.bundle_id else '?'})"
+    return {
+        SOURCE_RECORD: "(recipe rules on the recorded upstream listing)",
+        SOURCE_TREES: "(recipe rules on trees/ listing)",
+        SOURCE_SNAPSHOT: "(recipe rules on the snapshot's files)",
+    }.get(r.source, "")
+
+
+# -- entry point -----------------------------------------------------------------------------------------------
+
+
+def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True) -> DoctorReport:
+    """Diagnose whether ``spec`` (a recipe name, ``.toml`` file, ``org/name[@rev]``, or a :class:`Recipe`) loads
+    offline from the hub cache ``cache_dir``. Reads only the cache; ``rehash=False`` checks sizes, not hashes.
+
+    >>> doctor("tiny-demo", tmp_cache).ok  # doctest: +SKIP
+    True
+    """
+    t0 = time.monotonic()
+    recipe = load_spec(spec) if isinstance(spec, str) else spec
+    spec_text = spec if isinstance(spec, str) else _spec_text(recipe)
+    cache = Path(cache_dir).expanduser()
+    hasher = _Hasher()
+    diagnoses = tuple(_RepoDoctor(recipe, r, cache, hasher, rehash).run() for r in recipe.repos)
+    return DoctorReport(
+        spec=spec_text,
+        recipe=recipe.name,
+        cache_dir=str(cache),
+        repos=diagnoses,
+        fixes=_fixes(diagnoses, spec_text, recipe, cache),
+        rehash=rehash,
+        bytes_hashed=hasher.bytes_hashed,
+        elapsed=time.monotonic() - t0,
+    )
+
+
+def purpose_of(recipe: Recipe, spec: RepoSpec) -> str:
+    """What the mode uses a repo for, in the words of the app: the pipeline, a TAESD swap, an LCM-LoRA."""
+    runner = recipe.runner
+    if spec.name == runner.pipeline:
+        return "the pipeline"
+    if spec.name == runner.vae:
+        return "TAESD swap"  # the runner loads the vae repo as an AutoencoderTiny, as FastSDCPU's toggle does
+    if spec.name == runner.lora:
+        lcm = "lcm" in spec.repo.lower() or (runner.scheduler or "").startswith("LCM")
+        return "LCM-LoRA" if lcm else "LoRA"
+    return f"repo {spec.name!r}"
+
+
+def _spec_text(recipe: Recipe) -> str:
+    """The SPEC that names ``recipe`` on the command line: its name when the search path finds it by name."""
+    from .recipe import available_recipes
+
+    source = recipe.source or ""
+    if source.startswith("repo:"):
+        return source[len("repo:") :]
+    found = available_recipes().get(recipe.name)
+    if source.endswith(".toml") and (found is None or str(found) != source):
+        return source
+    return recipe.name
+
+
+def _fixes(diagnoses: tuple[RepoDiagnosis, ...], spec_text: str, recipe: Recipe, cache: Path) -> tuple[str, ...]:
+    out: list[str] = []
+    problems = [p for r in diagnoses for p in r.problems if p.severity == ERROR]
+    if not any(p.needs_bundle for p in problems):  # local repairs suffice
+        for p in problems:
+            if p.fix and p.fix not in out:
+                out.append(p.fix)
+    else:  # an install also rewrites damaged refs and trees listings of the recipe's repos
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", recipe.name).strip("-.") or "bundle"
+        bundle = f"{stem}.tar.zst"
+        install = f"hfbundle install {bundle}"
+        if _resolved(cache) != _resolved(default_cache_dir()):
+            install += f" --cache-dir {shlex.quote(str(cache))}"
+        out.append(f"on a machine with the Hub: hfbundle build {shlex.quote(spec_text)} -o {bundle}")
+        out.append(f"then here: {install}")
+    return tuple(out)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.expanduser().resolve()
+    except OSError:
+        return path.expanduser().absolute()
+
+
+# -- one repo --------------------------------------------------------------------------------------------------
+
+
+class _Absent(Exception):
+    """A file a rule must read is not in the snapshot."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+@dataclass
+class _Hasher:
+    by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
+    bytes_hashed: int = 0
+
+    def digest(self, path: Path) -> Digests:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        d = self.by_inode.get(key)
+        if d is None:
+            d = digest_file(str(path))
+            self.by_inode[key] = d
+            self.bytes_hashed += d.size
+        return d
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What a file should be: from the lock (``RepoFile``) or a trees entry."""
+
+    size: int
+    etag: str  # sha256 for LFS files, git blob id otherwise
+    sha256: str | None = None
+
+
+class _RepoDoctor:
+    def __init__(self, recipe: Recipe, spec: RepoSpec, cache: Path, hasher: _Hasher, rehash: bool) -> None:
+        self.recipe = recipe
+        self.spec = spec
+        self.cache = cache
+        self.hasher = hasher
+        self.rehash = rehash
+        self.lay = RepoLayout(cache, spec.repo_type, spec.repo)
+        self.purpose = purpose_of(recipe, spec)
+        self.needs = f"{self.purpose} needs {spec.repo}"
+        self.problems: list[Problem] = []
+        self.fields: dict[str, Any] = {}
+
+    # -- reporting --
+
+    def problem(self, kind: str, message: str, *, severity: str = ERROR, **kw: Any) -> None:
+        if severity == ERROR and self.spec.optional and kind in ("not_installed", "missing"):
+            severity = WARNING
+            message += " (optional: the run goes without it)"
+        self.problems.append(Problem(kind, severity, message, repo=self.spec.repo, name=self.spec.name, **kw))
+
+    def diagnosis(self) -> RepoDiagnosis:
+        s = self.spec
+        return RepoDiagnosis(
+            name=s.name,
+            repo_type=s.repo_type,
+            repo_id=s.repo,
+            revision=s.revision,
+            purpose=self.purpose,
+            optional=s.optional,
+            problems=tuple(self.problems),
+            **self.fields,
+        )
+
+    # -- the steps --
+
+    def run(self) -> RepoDiagnosis:
+        if not self.lay.folder.is_dir():
+            self.problem(
+                "not_installed",
+                f"{self.needs}: not installed",
+                needs_bundle=True,
+            )
+            return self.diagnosis()
+        commit = self.commit()
+        if commit is None:
+            return self.diagnosis()
+        self.fields["commit"] = commit
+        self.check_snapshot(commit)
+        return self.diagnosis()
+
+    def commit(self) -> str | None:
+        """The commit the loaders would open, with a problem for every way the ref could fail them."""
+        s = self.spec
+        snapshots = self.snapshots()
+        if _COMMIT_RE.fullmatch(s.revision):
+            if s.revision not in snapshots:
+                self.problem(
+                    "no_snapshot",
+                    f"{self.needs} at commit {s.revision[:12]}: not installed" + _others(snapshots),
+                    commit=s.revision,
+                    needs_bundle=True,
+                )
+                return None
+            return s.revision
+        ref_path = self.lay.ref(s.revision)
+        try:
+            with open(ref_path, "rb") as f:
+                raw = f.read(4096)
+        except (FileNotFoundError, NotADirectoryError):
+            if len(snapshots) == 1:
+                only = next(iter(snapshots))
+                self.problem(
+                    "no_ref",
+                    f"{self.needs}: refs/{s.revision} is missing, so loading it by name fails offline "
+                    f"(the cache holds one snapshot, {only[:12]})",
+                    fix=f"printf %s {only} > {shlex.quote(str(ref_path))}",
+                )
+                return only
+            self.problem(
+                "no_ref",
+                f"{self.needs}: refs/{s.revision} is missing, so loading it by name fails offline" + _others(snapshots),
+                paths=(f"refs/{s.revision}",),
+                needs_bundle=True,
+            )
+            return None
+        except OSError as e:
+            self.problem(
+                "bad_ref", f"{self.needs}: refs/{s.revision} is unreadable ({e.strerror})", fix="fix its permissions"
+            )
+            return None
+        text = raw.decode("utf-8", "replace")
+        stripped = text.strip()
+        if not _COMMIT_RE.fullmatch(stripped):
+            self.problem(
+                "bad_ref",
+                f"{self.needs}: refs/{s.revision} does not hold a commit id ({text[:60]!r})",
+                needs_bundle=True,
+            )
+            return None
+        if text != stripped:
+            # huggingface_hub reads refs without stripping: hf_hub_download / snapshot_download look for
+            # snapshots/<commit>\n and fail offline; scan_cache_dir skips the repo.
+            self.problem(
+                "bad_ref",
+                f"{self.needs}: refs/{s.revision} has whitespace around the commit ({text!r}), so "
+                "hf_hub_download and snapshot_download fail offline",
+                commit=stripped,
+                fix=f"rewrite it without the newline: printf %s {stripped} > {shlex.quote(str(ref_path))}",
+            )
+        if stripped not in snapshots:
+            self.problem(
+                "no_snapshot",
+                f"{self.needs}: refs/{s.revision} points at {stripped[:12]}, which has no snapshot"
+                + _others(snapshots),
+                commit=stripped,
+                needs_bundle=True,
+            )
+            return None
+        return stripped
+
+    def snapshots(self) -> set[str]:
+        folder = self.lay.folder / "snapshots"
+        try:
+            return {n for n in os.listdir(folder) if _COMMIT_RE.fullmatch(n) and (folder / n).is_dir()}
+        except OSError:
+            return set()
+
+    def check_snapshot(self, commit: str) -> None:
+        snap = self.lay.snapshot(commit)
+        present_all = set(_walk_files(snap))
+        tree = _read_tree(self.lay.tree(commit))
+        record = self.record(commit)
+        known: dict[str, _Known] = {}
+        if tree is not None:
+            known.update(tree)
+        expected: set[str]
+        if record is not None and self.record_is_ours(record):
+            self.fields.update(source=SOURCE_LOCK, role=record.repo.role, bundle_id=record.bundle_id)
+            expected = set(record.files)
+            known.update({p: _known(f) for p, f in record.files.items()})
+        else:
+            if record is not None and record.repo.upstream:
+                listing, source = set(record.repo.upstream), SOURCE_RECORD
+                self.fields["bundle_id"] = record.bundle_id
+                known.update({p: _known(f) for p, f in record.files.items()})
+            elif tree is not None:
+                listing, source = set(tree), SOURCE_TREES
+            else:
+                listing, source = present_all, SOURCE_SNAPSHOT
+            self.fields["source"] = source
+            picked = self.expected(snap, listing, record)
+            if picked is None:
+                self.fields.update(present=tuple(sorted(present_all)))
+                self.check_tree(commit, tree, present_all)
+                return
+            expected = picked
+        self.fields["expected"] = tuple(sorted(expected))
+        self.check_files(commit, snap, expected, present_all, known)
+        self.check_tree(commit, tree, present_all)
+
+    def record(self, commit: str) -> InstalledRecord | None:
+        try:
+            return read_record(self.cache, self.spec.repo_type, self.spec.repo, commit)
+        except CacheError as e:
+            self.problem("record", f"{self.spec.repo}: {e.message}; judging from the recipe instead", severity=WARNING)
+            return None
+
+    def record_is_ours(self, record: InstalledRecord) -> bool:
+        """The record's lock entry is for this recipe and this repo of it (else its file set may differ)."""
+        return record.recipe_name == self.recipe.name and record.repo.name in (None, self.spec.name)
+
+    def expected(self, snap: Path, listing: set[str], record: InstalledRecord | None) -> set[str] | None:
+        """The recipe's rules on ``listing``; None (with a problem) when they cannot tell."""
+        s = self.spec
+
+        def read_json(path: str) -> Any:
+            return _read_snapshot_json(snap, path)
+
+        role = s.role
+        try:
+            if role == AUTO:
+                role = (
+                    record.repo.role
+                    if record is not None
+                    else rules.detect_role(listing, read_json, subfolder=s.subfolder)
+                )
+            self.fields["role"] = role
+            picked = pick_files(s, role, listing, read_json)
+            if role == "diffusers-pipeline":
+                picked |= _pipeline_gaps(read_json(rules.MODEL_INDEX), listing, s.variant)
+        except _Absent as e:
+            self.fields["missing"] = (e.path,)
+            self.problem(
+                "missing",
+                f"{self.needs} ({e.path}): missing, so its other files cannot be told either",
+                paths=(e.path,),
+                needs_bundle=True,
+            )
+            return None
+        except ResolveError as e:
+            wanted = _guess_missing(s, role, listing)
+            self.fields["missing"] = wanted
+            self.problem(
+                "missing",
+                f"{self.needs} ({', '.join(wanted)}): missing ({e.message})"
+                if wanted
+                else f"{self.needs}: {e.message}",
+                paths=wanted,
+                needs_bundle=True,
+            )
+            return None
+        return picked
+
+    def check_files(
+        self, commit: str, snap: Path, expected: set[str], present_all: set[str], known: Mapping[str, _Known]
+    ) -> None:
+        present: list[str] = []
+        missing: list[str] = []
+        dangling: list[str] = []
+        corrupt: list[tuple[str, str, str]] = []  # path, kind, detail
+        unverified: list[str] = []
+        for path in sorted(expected):
+            full = snap / path
+            if not os.path.lexists(full):
+                missing.append(path)
+                continue
+            if not full.is_file():
+                dangling.append(path)
+                continue
+            present.append(path)
+            verdict = self.check_content(full, known.get(path))
+            if verdict is None:
+                unverified.append(path)
+            elif verdict[0] != "ok":
+                corrupt.append((path, *verdict))
+        self.fields.update(
+            present=tuple(present),
+            missing=tuple(missing + dangling),
+            corrupt=tuple(p for p, _, _ in corrupt),
+            unverified=tuple(unverified),
+            extra=tuple(sorted(present_all - expected)),
+        )
+        if missing or dangling:
+            both = missing + dangling
+            detail = f"{len(both)} of {len(expected)} file(s) missing" if len(both) > _SAMPLE else "missing"
+            msg = f"{self.needs} ({_sample(both)}): {detail}"
+            if not _COMMIT_RE.fullmatch(self.spec.revision) and len(self.snapshots()) > 1:
+                msg += f" from snapshot {commit[:12]}, the one refs/{self.spec.revision} points at"
+            if dangling:
+                msg += f"; {len(dangling)} snapshot link(s) point at blobs that are gone"
+            self.problem(
+                "missing", msg, commit=commit, paths=tuple(both), fix=self.elsewhere(commit, both), needs_bundle=True
+            )
+        for path, kind, detail in corrupt:
+            self.problem(
+                kind,
+                f"{self.purpose}: {self.spec.repo} {path} is corrupt: {detail}"
+                if kind == "corrupt"
+                else f"{self.purpose}: {self.spec.repo} {path} is not the file the bundle installed: {detail}",
+                commit=commit,
+                paths=(path,),
+                fix="re-install the bundle that carries it (`hfbundle install` re-hashes what the cache holds and "
+                "replaces corrupt blobs), or build one (commands below)",
+                needs_bundle=True,
+            )
+
+    def check_content(self, full: Path, want: _Known | None) -> tuple[str, str] | None:
+        """("ok", "") / ("corrupt" | "mismatch", detail), or None when nothing is known to check against."""
+        blob: str | None = None
+        if full.is_symlink():
+            hop = Path(os.path.normpath(full.parent / os.readlink(full)))
+            if hop.parent == self.lay.blobs and (is_sha256(hop.name) or is_sha1(hop.name)):
+                blob = hop.name
+        size = os.path.getsize(full)
+        if want is not None and size != want.size:
+            return "corrupt", f"{size} bytes, expected {want.size}"
+        if blob is not None and want is not None and blob != want.etag:
+            return "mismatch", f"it links to blob {blob[:12]}…, expected {want.etag[:12]}…"
+        if not self.rehash:
+            return ("ok", "") if want is not None or blob is not None else None
+        d = self.hasher.digest(full)
+        if blob is not None:
+            actual = d.sha256 if is_sha256(blob) else d.git_sha1
+            if actual != blob:
+                return "corrupt", f"blob {blob[:12]}… hashes to {actual[:12]}…"
+            return "ok", ""
+        if want is not None:
+            actual = d.sha256 if is_sha256(want.etag) else d.git_sha1
+            if actual != want.etag:
+                return "corrupt", f"content hashes to {actual[:12]}…, expected {want.etag[:12]}…"
+            return "ok", ""
+        return None
+
+    def elsewhere(self, commit: str, paths: list[str]) -> str | None:
+        """A ref moved to a snapshot without the files while another snapshot has them: point it back."""
+        if _COMMIT_RE.fullmatch(self.spec.revision):
+            return None
+        for other in sorted(self.snapshots() - {commit}):
+            if all((self.lay.snapshot(other) / p).is_file() for p in paths):
+                ref = shlex.quote(str(self.lay.ref(self.spec.revision)))
+                return (
+                    f"snapshot {other[:12]} has them: point refs/{self.spec.revision} back at it with "
+                    f"`printf %s {other} > {ref}`, or install a bundle of the recipe (commands below)"
+                )
+        return None
+
+    def check_tree(self, commit: str, tree: Mapping[str, Any] | None, present_all: set[str]) -> None:
+        if tree is None:
+            return
+        lacking = sorted(p for p in tree if p not in present_all)
+        if not lacking:
+            return
+        path = self.lay.tree(commit)
+        self.problem(
+            "incomplete_tree",
+            f"{self.purpose}: {self.spec.repo} trees/{commit}.json lists {len(lacking)} file(s) the snapshot lacks "
+            f"({_sample(lacking)}): a partial download; offline, snapshot_download (huggingface_hub >= 1.22) "
+            "raises IncompleteSnapshotError, and so does every FastSDCPU mode (diffusers 0.37)",
+            commit=commit,
+            paths=tuple(lacking),
+            fix=f"rm {shlex.quote(str(path))}  (without the listing huggingface_hub trusts the snapshot offline; "
+            "installing a bundle also rewrites it)",
+        )
+
+
+# -- rules on a listing ----------------------------------------------------------------------------------------
+
+
+def pick_files(spec: RepoSpec, role: str, names: Collection[str], read_json: Callable[[str], Any]) -> set[str]:
+    """The files of ``names`` the loader of ``role`` reads for ``spec`` (as :mod:`bundler.resolve` picks them)."""
+    listing = frozenset(names)
+    prefix = f"{spec.subfolder.strip('/')}/" if spec.subfolder else ""
+    if role == "diffusers-pipeline":
+        if rules.MODEL_INDEX not in listing:
+            raise _Absent(rules.MODEL_INDEX)
+        picked = rules.pipeline_files(
+            listing,
+            read_json(rules.MODEL_INDEX),
+            variant=spec.variant,
+            weights=spec.weights,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    elif role == "openvino-pipeline":
+        if rules.MODEL_INDEX not in listing:
+            raise _Absent(rules.MODEL_INDEX)
+        picked = rules.openvino_pipeline_files(listing, read_json(rules.MODEL_INDEX))
+    elif role == "diffusers-model":
+        picked = rules.diffusers_model_files(
+            listing, read_json=read_json, subfolder=spec.subfolder, variant=spec.variant, weights=spec.weights
+        )
+    elif role == "transformers-model":
+        picked = rules.transformers_model_files(
+            listing,
+            read_json=read_json,
+            subfolder=spec.subfolder,
+            variant=spec.variant,
+            weights=spec.weights,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    elif role == "lora":
+        if spec.weight_name is not None:  # offline loading needs it; the file is known even when it is absent
+            picked = {prefix + spec.weight_name.lstrip("/")}
+        else:
+            picked = rules.lora_files(listing, subfolder=spec.subfolder, weights=spec.weights)
+    elif role == "files":
+        picked = {f for f in listing if rules.match_patterns(f, spec.include)}
+    elif role == "whole-repo":
+        picked = set(listing)
+    else:
+        raise ResolveError(f"unknown role {role!r}")
+    if role != "files" and spec.include:
+        picked |= {f for f in listing if rules.match_patterns(f, spec.include)}
+    if spec.exclude:
+        picked = {f for f in picked if not rules.match_patterns(f, spec.exclude)}
+    return picked
+
+
+def _pipeline_gaps(model_index: Any, listing: Collection[str], variant: str | None) -> set[str]:
+    """Weights the listing lacks for a pipeline component that needs them (a component folder with a model
+    ``config.json`` and no weight file, or no folder at all). The rules cannot see these: they pick from what
+    is listed, and a snapshot's own listing simply lacks what was never downloaded."""
+    if not isinstance(model_index, Mapping):
+        return set()
+    gaps: set[str] = set()
+    for comp, value in model_index.items():
+        if comp.startswith("_") or not isinstance(value, list) or len(value) != 2 or value[0] is None:
+            continue
+        inside = [f for f in listing if f.startswith(comp + "/")]
+        if not inside:
+            gaps.add(f"{comp}/{rules.CONFIG_NAME}")
+        elif f"{comp}/{rules.CONFIG_NAME}" in inside and not rules.filter_model_files(inside):
+            name = (
+                rules.TRANSFORMERS_SAFE_WEIGHTS_NAME if value[0] == "transformers" else rules.SAFETENSORS_WEIGHTS_NAME
+            )
+            gaps.add(f"{comp}/{rules.add_variant(name, variant)}")
+    return gaps
+
+
+def _guess_missing(spec: RepoSpec, role: str, listing: Collection[str]) -> tuple[str, ...]:
+    """When the rules find nothing to load, the files a model loader looks for first: its config, then the
+    weights it tries first (a listing that lacks them is the snapshot's own, missing what was never fetched)."""
+    prefix = f"{spec.subfolder.strip('/')}/" if spec.subfolder else ""
+    variant = spec.variant
+    if role == "diffusers-model":
+        config, name = (
+            rules.CONFIG_NAME,
+            rules.WEIGHTS_NAME if spec.weights == "bin" else rules.SAFETENSORS_WEIGHTS_NAME,
+        )
+    elif role == "transformers-model":
+        config = rules.CONFIG_NAME
+        name = rules.TRANSFORMERS_WEIGHTS_NAME if spec.weights == "bin" else rules.TRANSFORMERS_SAFE_WEIGHTS_NAME
+    elif role == "lora":
+        config, variant = None, None
+        name = rules.LORA_WEIGHT_NAME if spec.weights == "bin" else rules.LORA_WEIGHT_NAME_SAFE
+    else:
+        return ()
+    out = [prefix + config] if config and prefix + config not in listing else []
+    here = [f for f in listing if f.startswith(prefix) and "/" not in f[len(prefix) :]]
+    if not rules.filter_model_files(here) or variant is not None:
+        out.append(prefix + rules.add_variant(name, variant))
+    return tuple(out)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _known(f: RepoFile) -> _Known:
+    return _Known(size=f.size, etag=f.etag, sha256=f.content_sha256)
+
+
+def _read_snapshot_json(snap: Path, path: str) -> Any:
+    try:
+        full = snap / check_relpath(path)
+    except UnsafePathError:
+        raise _Absent(path) from None
+    try:
+        with open(full, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
+    except OSError:
+        raise _Absent(path) from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ResolveError(f"{path} in the snapshot is not valid JSON", hint="the file is damaged") from None
+
+
+def _read_tree(path: Path) -> dict[str, _Known] | None:
+    """``trees/<commit>.json`` as huggingface_hub reads it (format 1); None when absent or invalid (it then
+    ignores the file too). Only what the doctor needs: each path's size and etag."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(MAX_TREE_BYTES + 1).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    files = data.get("files") if isinstance(data, dict) and data.get("format_version") == 1 else None
+    if not isinstance(files, dict):
+        return None
+    out: dict[str, _Known] = {}
+    for name, info in files.items():
+        size = info.get("size") if isinstance(info, dict) else None
+        etag = (info.get("lfs_sha256") or info.get("blob_id")) if isinstance(info, dict) else None
+        if not isinstance(size, int) or not isinstance(etag, str) or not (is_sha256(etag) or is_sha1(etag)):
+            return None
+        out[name] = _Known(size=size, etag=etag)
+    return out
+
+
+def _walk_files(top: Path) -> Iterator[str]:
+    """Files and links (also dangling ones) below ``top``, '/'-joined; links to folders are not followed."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        keep = []
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):
+                filenames.append(d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(full).st_mode
+            except OSError:
+                continue
+            if (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and not _TEMP_RE.search(name):
+                yield os.path.relpath(full, top).replace(os.sep, "/")
+
+
+def _sample(paths: list[str]) -> str:
+    return ", ".join(paths[:_SAMPLE]) + (f", … ({len(paths) - _SAMPLE} more)" if len(paths) > _SAMPLE else "")
+
+
+def _others(snapshots: set[str]) -> str:
+    if not snapshots:
+        return ""
+    return f" (snapshots present: {', '.join(sorted(c[:12] for c in snapshots))})"

@@ -1,0 +1,739 @@
+"""Benchmarks of hfbundle against doing the same thing by hand, on this machine.
+
+    scripts/bench runner                      # hfbundle run vs a bare diffusers script, tiny demo + heavier
+    scripts/bench runner --steps 8 --size 256 --reps 7
+    scripts/bench runner --cache-dir ~/.cache/huggingface/hub --recipe lcm-dreamshaper-v7-taesd
+
+Each subcommand times whole processes (what a user waits for), repeats them interleaved, and prints medians
+with the ratio to the baseline through one shared printer (``--json`` for machines). Subcommands register in
+``main``.
+
+    scripts/bench pack --size-mb 2000         # hfbundle build/install vs tar|zstd (+ sha256sum) by hand
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+CLOSED_ENDPOINT = "http://127.0.0.1:9"  # discard port: any request fails at once
+DEMO_REPOS = ("hfbundle-test/tiny-sd", "hfbundle-test/tiny-taesd", "hfbundle-test/tiny-lcm-lora")
+
+
+# -- shared: samples, the printer ------------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """Timings of one contender in one scenario (seconds), plus any breakdown it reported."""
+
+    name: str
+    wall: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, wall: float, parts: Mapping[str, float] | None = None) -> None:
+        self.wall.append(wall)
+        for key, value in (parts or {}).items():
+            self.parts.setdefault(key, []).append(value)
+
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n": len(self.wall),
+            "median": self.median(),
+            "min": min(self.wall),
+            "max": max(self.wall),
+            "wall": self.wall,
+            "parts": {k: statistics.median(v) for k, v in self.parts.items()},
+        }
+
+
+@dataclass
+class Scenario:
+    title: str
+    baseline: Series
+    contenders: list[Series]
+    target: float | None = None  # the overhead (fraction) the contenders should stay under
+
+    def to_json(self) -> dict[str, Any]:
+        base = self.baseline.median()
+        return {
+            "title": self.title,
+            "baseline": self.baseline.to_json(),
+            "contenders": [
+                {
+                    **c.to_json(),
+                    "ratio": c.median() / base,
+                    "min_ratio": min(c.wall) / min(self.baseline.wall),
+                    "paired_overhead": paired_overhead(self.baseline, c),
+                }
+                for c in self.contenders
+            ],
+            "target_overhead": self.target,
+        }
+
+
+def paired_overhead(base: Series, other: Series) -> float:
+    """Median of the per-round differences (the runs alternate, so slow drift of a shared machine cancels),
+    as a fraction of the baseline's median."""
+    diffs = [o - b for b, o in zip(base.wall, other.wall, strict=False)]
+    return statistics.median(diffs) / base.median()
+
+
+def print_results(scenarios: Sequence[Scenario], *, as_json: bool = False) -> None:
+    """Medians (and spread) per contender, the breakdown each reported, the ratio of medians and of minimums to
+    the baseline, and the paired overhead (the verdict: the least sensitive to a busy machine)."""
+    if as_json:
+        print(json.dumps([s.to_json() for s in scenarios], indent=2))
+        return
+    for s in scenarios:
+        base = s.baseline
+        print(f"\n{s.title}")
+        print(f"  {'':28} {'median':>8} {'min':>8} {'max':>8}  {'n':>2}  median ratio   min ratio   paired")
+        for series in (base, *s.contenders):
+            med = series.median()
+            if series is base:
+                ratios = "baseline"
+            else:
+                ratios = (
+                    f"{med / base.median():.3f}{'':8}{min(series.wall) / min(base.wall):.3f}{'':6}"
+                    f"{paired_overhead(base, series) * 100:+.1f}%"
+                )
+            print(
+                f"  {series.name:28} {med:8.3f} {min(series.wall):8.3f} {max(series.wall):8.3f}  "
+                f"{len(series.wall):>2}  {ratios}"
+            )
+            for key, values in sorted(series.parts.items()):
+                print(f"      {key:24} {statistics.median(values):8.3f}")
+        if s.target is not None:
+            worst = max(paired_overhead(base, c) for c in s.contenders)
+            verdict = "within" if worst <= s.target else "OVER"
+            print(f"  paired overhead {worst * 100:+.1f}%: {verdict} the {s.target * 100:.0f}% target")
+
+
+def timed(cmd: Sequence[str], env: Mapping[str, str]) -> tuple[float, str]:
+    """Wall-clock seconds of one process, and its stdout; a failure stops the benchmark with its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(list(cmd), env=dict(env), capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
+        raise SystemExit(f"bench: `{' '.join(cmd[:4])} …` failed (exit {proc.returncode})")
+    return wall, proc.stdout
+
+
+def interleaved(reps: int, contenders: Sequence[Callable[[], None]]) -> None:
+    """Run each contender ``reps`` times, alternating the order each round so drift hits all alike."""
+    for i in range(reps):
+        order = list(contenders) if i % 2 == 0 else list(reversed(contenders))
+        for run in order:
+            run()
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+# -- runner: hfbundle run vs a bare diffusers script -------------------------------------------------------------
+
+BARE_SCRIPT = textwrap.dedent(
+    '''
+    """What an app does by hand: the same loads and generation as hfbundle run, without hfbundle."""
+    import json, os, sys, time
+    t0 = time.perf_counter()
+    args = json.loads(sys.argv[1])
+    import torch
+    import diffusers
+    import transformers
+    for lib in (diffusers, transformers):  # as hfbundle run does: no loading bars, no advisory warnings
+        lib.utils.logging.set_verbosity_error()
+        lib.utils.logging.disable_progress_bar()
+    torch.set_num_threads(args["threads"])
+    t1 = time.perf_counter()
+    common = {"cache_dir": args["cache_dir"], "local_files_only": True}
+    pipe = diffusers.DiffusionPipeline.from_pretrained(args["pipeline"], torch_dtype=torch.float32, **common)
+    if args.get("vae"):
+        pipe.vae = diffusers.AutoencoderTiny.from_pretrained(args["vae"], torch_dtype=torch.float32, **common)
+    if args.get("lora"):
+        pipe.load_lora_weights(args["lora"], weight_name=args["weight_name"], adapter_name="lora", **common)
+        if args.get("fuse"):
+            pipe.fuse_lora(lora_scale=args.get("scale", 1.0))
+    if args.get("scheduler") and type(pipe.scheduler).__name__ != args["scheduler"]:
+        pipe.scheduler = getattr(diffusers, args["scheduler"]).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    t2 = time.perf_counter()
+    with torch.inference_mode():
+        image = pipe(
+            args["prompt"],
+            num_inference_steps=args["steps"],
+            guidance_scale=args["guidance"],
+            width=args["width"],
+            height=args["height"],
+            generator=torch.Generator("cpu").manual_seed(args["seed"]),
+        ).images[0]
+    t3 = time.perf_counter()
+    image.save(args["output"])
+    print(json.dumps({"import": t1 - t0, "load": t2 - t1, "generate": t3 - t2}))
+    '''
+)
+
+
+@contextmanager
+def demo_cache(work: Path) -> Iterator[Path]:
+    """The tiny demo repos on a loopback Hub, built into a bundle with hfbundle and installed in a fresh cache."""
+    from bundler.testing.factory import standard_repos
+    from bundler.testing.hub import HubServer, publish
+
+    repos = standard_repos()
+    for repo_id in DEMO_REPOS:
+        publish(work / "hub", repo_id, repos[repo_id].build(work / "repos" / repos[repo_id].name))
+    bundle = work / "tiny-demo.tar.zst"
+    with HubServer(work / "hub") as hub:
+        env = {**base_env(), "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(work / "online")}
+        timed([sys.executable, "-m", "bundler", "build", "tiny-demo", "-o", str(bundle)], env)
+    cache = work / "cache"
+    env = {**base_env(), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": CLOSED_ENDPOINT, "HF_HUB_CACHE": str(cache)}
+    timed([sys.executable, "-m", "bundler", "install", str(bundle)], env)
+    yield cache
+
+
+def bare_args(recipe_spec: str, cache: Path, *, steps: int, size: int | None, threads: int) -> dict[str, Any]:
+    """The bare script's arguments from the recipe, the way its author would hard-code them."""
+    from bundler.recipe import load_spec
+
+    recipe = load_spec(recipe_spec)
+    r = recipe.runner
+    by_name = {x.name: x for x in recipe.repos}
+    lora = by_name.get(r.lora) if r.lora else None
+    return {
+        "pipeline": by_name[r.pipeline].repo if r.pipeline else recipe.repos[0].repo,
+        "vae": by_name[r.vae].repo if r.vae else None,
+        "lora": lora.repo if lora else None,
+        "weight_name": lora.weight_name if lora else None,
+        "fuse": r.lora_fuse,
+        "scale": r.lora_scale,
+        "scheduler": r.scheduler,
+        "steps": steps,
+        "guidance": r.guidance,
+        "width": size or r.width,
+        "height": size or r.height,
+        "seed": 0,
+        "threads": threads,
+        "cache_dir": str(cache),
+        "prompt": "a tiny red cube on a table",
+    }
+
+
+def bench_runner(args: argparse.Namespace) -> list[Scenario]:
+    from bundler.recipe import load_spec
+    from bundler.runner import physical_cores
+
+    threads = args.threads or physical_cores()
+    with tempfile.TemporaryDirectory(prefix="hfbundle-bench-") as tmp:
+        work = Path(tmp)
+        if args.cache_dir is not None:
+            cache_cm: Any = _given(Path(args.cache_dir).expanduser())
+        else:
+            print("setting up: tiny demo repos → loopback Hub → hfbundle build → hfbundle install", file=sys.stderr)
+            cache_cm = demo_cache(work)
+        with cache_cm as cache:
+            from bundler.runner import OFFLINE_ENV
+
+            # Both get the environment hfbundle run sets for itself, so only what hfbundle adds is measured.
+            env = {
+                **base_env(),
+                **OFFLINE_ENV,
+                "HF_ENDPOINT": CLOSED_ENDPOINT,
+                "HF_HUB_CACHE": str(cache),
+                "OMP_NUM_THREADS": str(threads),
+            }
+            script = work / "bare.py"
+            script.write_text(BARE_SCRIPT)
+            runner = load_spec(args.recipe).runner
+            configs = [("recipe defaults", runner.steps, None)]
+            if args.steps or args.size:
+                configs.append(("heavier", args.steps or runner.steps, args.size))
+            scenarios = []
+            for label, steps, size in configs:
+                bare = bare_args(args.recipe, cache, steps=steps, size=size, threads=threads)
+                scenarios.append(
+                    _runner_scenario(args, env, script, bare, work, threads, f"{label}: {args.recipe}", steps, size)
+                )
+    return scenarios
+
+
+@contextmanager
+def _given(cache: Path) -> Iterator[Path]:
+    yield cache
+
+
+def _runner_scenario(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    script: Path,
+    bare: dict[str, Any],
+    work: Path,
+    threads: int,
+    title: str,
+    steps: int,
+    size: int | None,
+) -> Scenario:
+    w, h = bare["width"], bare["height"]
+    title = f"{title}, {w}x{h}, {steps} steps, {threads} thread(s), {args.reps} reps (seconds, whole process)"
+    base = Series("bare diffusers script")
+    ours = Series("hfbundle run")
+
+    def run_bare() -> None:
+        wall, out = timed([sys.executable, str(script), json.dumps({**bare, "output": str(work / "bare.png")})], env)
+        parts = json.loads(out.strip().splitlines()[-1])
+        base.add(wall, {k: parts[k] for k in ("import", "load", "generate")})
+
+    def run_ours() -> None:
+        cmd = [sys.executable, "-m", "bundler", "run", args.recipe, "--prompt", bare["prompt"]]
+        cmd += ["-o", str(work / "ours.png"), "--steps", str(steps), "--threads", str(threads), "--json"]
+        cmd += ["--width", str(w), "--height", str(h)]
+        wall, out = timed(cmd, env)
+        rep = json.loads(out)
+        ours.add(
+            wall,
+            {
+                "preflight (doctor)": rep["preflight_seconds"],
+                "import": rep["import_seconds"],
+                "load": rep["load_seconds"],
+                "generate": rep["generate_seconds"],
+            },
+        )
+
+    for _ in range(args.warmup):  # page cache, .pyc files: run, then forget
+        run_bare()
+        run_ours()
+    for series in (base, ours):
+        series.wall.clear()
+        series.parts.clear()
+    interleaved(args.reps, [run_bare, run_ours])
+    return Scenario(title, base, [ours], target=0.05)
+
+
+# -- backup: hfbundle backup/restore vs tar --zstd of the same cache folder ---------------------------------------
+
+BACKUP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from bundler.backup import backup, plan_backup
+    from bundler.restore import restore
+    args = json.loads(sys.argv[1])
+    t0 = time.perf_counter()
+    if args["mode"] == "backup":
+        report = backup(
+            plan_backup(Path(args["cache"])), Path(args["output"]), threads=args["threads"], level=args["level"]
+        )
+        print(json.dumps({"seconds": time.perf_counter() - t0, "bytes_in": report.bytes_packed,
+                          "bytes_out": report.bytes_out, "bytes_hashed": report.bytes_hashed}))
+    else:
+        restore([Path(args["output"])], Path(args["target"]))
+        print(json.dumps({"seconds": time.perf_counter() - t0}))
+    """
+)
+
+
+def synthetic_cache(cache: Path, size_mb: int) -> int:
+    """A symlink-layout cache of ``size_mb`` MB of weights: half fp16-like (normal values as float16), half
+    incompressible (random bytes, like quantized or already-compressed data), plus text files, two repos and a
+    second revision sharing the big blobs. Returns the bytes of unique content."""
+    import hashlib
+
+    import numpy as np
+
+    from bundler.hashing import git_blob_sha1
+    from bundler.hfcache import RepoLayout, ensure_cachedir_tag
+
+    rng = np.random.default_rng(0)
+    chunk = 32 << 20
+
+    def fp16(n: int) -> Iterator[bytes]:
+        for start in range(0, n, chunk):
+            k = min(chunk, n - start) // 2
+            yield rng.standard_normal(k, dtype=np.float32).astype(np.float16).tobytes()
+
+    def noise(n: int) -> Iterator[bytes]:
+        for start in range(0, n, chunk):
+            yield rng.bytes(min(chunk, n - start))
+
+    half = size_mb * 1_000_000 // 2
+    vocab = json.dumps({f"tok{i}": i for i in range(40_000)}).encode()
+    repos: dict[str, dict[str, Any]] = {
+        "bench/sd-like": {
+            "unet/diffusion_pytorch_model.fp16.safetensors": (fp16, half * 2 // 3),
+            "text_encoder/model.safetensors": (noise, half // 2),
+            "tokenizer/vocab.json": vocab,
+            "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}\n',
+        },
+        "bench/vae-like": {
+            "diffusion_pytorch_model.fp16.safetensors": (fp16, half // 3),
+            "diffusion_pytorch_model.int8.safetensors": (noise, half // 2),
+            "config.json": b'{"latent_channels": 4}\n',
+        },
+    }
+    ensure_cachedir_tag(cache)
+    total = 0
+    for i, (repo_id, files) in enumerate(repos.items()):
+        lay = RepoLayout(cache, "model", repo_id)
+        lay.blobs.mkdir(parents=True)
+        commits = [hashlib.sha1(f"{repo_id}{n}".encode()).hexdigest() for n in (1, 2)]
+        for path, spec in files.items():
+            versions: list[bytes | None] = [None]  # None: generated, shared by both revisions
+            if isinstance(spec, bytes):
+                versions = [spec, spec + b"\n"] if path.endswith("config.json") or i == 0 else [spec]
+            for n, data in enumerate(versions):
+                if data is None:
+                    make, size = spec
+                    tmp = lay.blobs / "tmp"
+                    h = hashlib.sha256()
+                    with open(tmp, "wb") as f:
+                        for block in make(size):
+                            h.update(block)
+                            f.write(block)
+                    etag, size = h.hexdigest(), tmp.stat().st_size
+                    tmp.rename(lay.blob(etag))
+                else:
+                    etag, size = git_blob_sha1(data), len(data)
+                    lay.blob(etag).write_bytes(data)
+                total += size
+                for commit in commits if len(versions) == 1 else commits[n : n + 1]:
+                    link = lay.snapshot_file(commit, path)
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(os.path.relpath(lay.blob(etag), link.parent))
+        for ref, commit in (("main", commits[0]), ("refs/pr/1", commits[1])):
+            lay.ref(ref).parent.mkdir(parents=True, exist_ok=True)
+            lay.ref(ref).write_text(commit)
+    return total
+
+
+def bench_backup(args: argparse.Namespace) -> list[Scenario]:
+    """hfbundle backup and restore against ``tar --zstd`` (GNU tar + the zstd CLI, level 3) of the same folder,
+    single-threaded zstd and ``zstd -T0``; whole processes, interleaved. Sizes and MB/s go in the breakdown."""
+    threads = args.threads
+    with tempfile.TemporaryDirectory(prefix="hfbundle-bench-") as tmp:
+        work = Path(tmp)
+        if args.cache_dir is not None:
+            cache = Path(args.cache_dir).expanduser()
+            size_in = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file() and not p.is_symlink())
+        else:
+            cache = work / "hub"
+            print(f"setting up: a synthetic {args.size_mb} MB cache", file=sys.stderr)
+            size_in = synthetic_cache(cache, args.size_mb)
+        script = work / "backup.py"
+        script.write_text(BACKUP_SCRIPT)
+        env = {**base_env(), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": CLOSED_ENDPOINT}
+        mb = size_in / 1e6
+
+        def size_parts(wall: float, out: Path) -> dict[str, float]:
+            size = out.stat().st_size
+            return {"MB/s": mb / wall, "output MB": size / 1e6, "output/input": size / size_in}
+
+        def tar_pack(series: Series, zstd: str, out: Path) -> Callable[[], None]:
+            def run() -> None:
+                out.unlink(missing_ok=True)
+                wall, _ = timed(["tar", "-I", zstd, "-cf", str(out), "-C", str(cache), "."], env)
+                series.add(wall, size_parts(wall, out))
+
+            return run
+
+        def ours_pack(series: Series, out: Path, level: int | None) -> Callable[[], None]:
+            def run() -> None:
+                out.unlink(missing_ok=True)
+                spec = {"mode": "backup", "cache": str(cache), "output": str(out), "threads": threads, "level": level}
+                wall, stdout = timed([sys.executable, str(script), json.dumps(spec)], env)
+                rep = json.loads(stdout.strip().splitlines()[-1])
+                series.add(wall, {**size_parts(wall, out), "in-process s": rep["seconds"]})
+
+            return run
+
+        tar1, tar_t = Series("tar --zstd (zstd -3)"), Series("tar -I 'zstd -3 -T0'")
+        ours, ours3 = Series("hfbundle backup (auto level)"), Series("hfbundle backup (level 3)")
+        runs = [
+            tar_pack(tar1, "zstd -3", work / "a.tar.zst"),
+            tar_pack(tar_t, "zstd -3 -T0", work / "b.tar.zst"),
+            ours_pack(ours, work / "c.hfb", None),
+            ours_pack(ours3, work / "d.hfb", 3),
+        ]
+        for _ in range(args.warmup):  # page cache, .pyc files: run, then forget
+            for run in runs:
+                run()
+        for s in (tar1, tar_t, ours, ours3):
+            s.wall.clear()
+            s.parts.clear()
+        interleaved(args.reps, runs)
+
+        untar, ours_restore = Series("tar --zstd -xf"), Series("hfbundle restore")
+
+        def run_untar() -> None:
+            target = work / "untar"
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            wall, _ = timed(["tar", "-I", "zstd -d", "-xf", str(work / "a.tar.zst"), "-C", str(target)], env)
+            untar.add(wall, {"MB/s": mb / wall})
+
+        def run_restore() -> None:
+            target = work / "restored"
+            shutil.rmtree(target, ignore_errors=True)
+            spec = {"mode": "restore", "output": str(work / "c.hfb"), "target": str(target)}
+            wall, _ = timed([sys.executable, str(script), json.dumps(spec)], env)
+            ours_restore.add(wall, {"MB/s": mb / wall})
+
+        interleaved(args.reps, [run_untar, run_restore])
+        where = f"{mb:.0f} MB of unique content, {args.reps} reps, zstd threads: {threads or 'auto'} (seconds)"
+        return [
+            Scenario(f"backup: pack a cache, {where}", tar1, [tar_t, ours, ours3]),
+            Scenario(f"restore: unpack into an empty folder, {where}", untar, [ours_restore]),
+        ]
+
+
+# -- build and install: hfbundle vs tar/zstd/sha256sum by hand ---------------------------------------------------
+
+
+# A small launcher forks the measured command: a child forked from this (numpy-sized) process would report
+# *our* RSS as its peak (Linux carries the parent's high-water mark across fork), the launcher's is ~10 MB.
+_LAUNCHER = """
+import json, os, sys
+spec = json.loads(sys.argv[1])
+argv = ["/bin/sh", "-c", spec["cmd"]] if spec["shell"] else spec["cmd"]
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.execvp(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, file=sys.stdout)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measured(cmd: str | Sequence[str], env: Mapping[str, str], *, shell: bool = False) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one process (for a shell pipeline: its largest member)."""
+    spec = json.dumps({"cmd": cmd if shell else list(cmd), "shell": shell})
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, spec], env=dict(env), capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"bench: `{cmd if shell else ' '.join(cmd)}` failed (exit {proc.returncode})")
+    return wall, int(proc.stdout.split()[-1]) / 1024
+
+
+def synthetic_pipeline(folder: Path, size_mb: int, shard_mb: int = 500) -> int:
+    """A diffusers-shaped repo of ``size_mb`` MB of fp16 safetensors: a sharded UNet (with its index), a VAE,
+    configs. Values are normal floats cast to fp16, which compress like real fp16 weights (~0.92)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def write_safetensors(path: Path, nbytes: int) -> int:
+        n = nbytes // 2
+        header = {
+            "weight": {"dtype": "F16", "shape": [n], "data_offsets": [0, n * 2]},
+            "__metadata__": {"format": "pt"},
+        }
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little") + raw)
+            done = 0
+            while done < n:
+                k = min(16 << 20, n - done)
+                f.write(rng.standard_normal(k, dtype=np.float32).astype(np.float16).tobytes())
+                done += k
+        return path.stat().st_size
+
+    total = int(size_mb * 1_000_000)
+    unet_bytes, vae_bytes = total * 9 // 10, total // 10
+    shards = max(1, round(unet_bytes / (shard_mb * 1_000_000)))
+    weight_map: dict[str, str] = {}
+    written = 0
+    for i in range(shards):
+        name = f"diffusion_pytorch_model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        written += write_safetensors(folder / "unet" / name, unet_bytes // shards)
+        weight_map[f"weight.{i}"] = name
+    index = {"metadata": {"total_size": unet_bytes}, "weight_map": weight_map}
+    (folder / "unet" / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+    written += write_safetensors(folder / "vae" / "diffusion_pytorch_model.safetensors", vae_bytes)
+    (folder / "unet" / "config.json").write_text('{"_class_name": "UNet2DConditionModel"}\n')
+    (folder / "vae" / "config.json").write_text('{"_class_name": "AutoencoderKL"}\n')
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text('{"_class_name": "LCMScheduler"}\n')
+    model_index = {
+        "_class_name": "StableDiffusionPipeline",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "scheduler": ["diffusers", "LCMScheduler"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(model_index, indent=1))
+    return written
+
+
+def _series(name: str) -> Series:
+    return Series(name)
+
+
+def bench_pack(args: argparse.Namespace) -> list[Scenario]:
+    """Build (warm cache) and install of a synthetic fp16 pipeline, against the by-hand tools in the same run:
+    ``tar -ch | zstd -T0 -3`` (verifies nothing), the same followed by ``sha256sum`` (the by-hand pair), and for
+    install ``zstd -dc | tar -x`` and untar + ``sha256sum``. Whole processes, interleaved; peak RSS measured."""
+    from bundler.testing.hub import HubServer, publish
+
+    if shutil.which("zstd") is None:
+        raise SystemExit("bench: the zstd command is needed for the baselines (apt-get install zstd)")
+    work = Path(tempfile.mkdtemp(prefix="hfbundle-bench-pack-", dir=args.work_dir))
+    try:
+        repo = work / "repo"
+        print(f"writing a {args.size_mb} MB synthetic fp16 pipeline …", file=sys.stderr)
+        size = synthetic_pipeline(repo, args.size_mb)
+        publish(work / "hub", "bench/sd-fp16", repo)
+        shutil.rmtree(repo)
+        env = base_env()
+        with HubServer(work / "hub") as hub:
+            online = {
+                **env,
+                "HF_ENDPOINT": hub.endpoint,
+                "HF_HUB_CACHE": str(work / "cache"),
+                "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                "HF_HUB_DISABLE_TELEMETRY": "1",
+            }
+            lock = work / "lock.json"
+            timed([sys.executable, "-m", "bundler", "resolve", "bench/sd-fp16", "-o", str(lock)], online)
+            print("warming the cache (first build downloads through the loopback Hub) …", file=sys.stderr)
+            timed(
+                [sys.executable, "-m", "bundler", "build", "--lock", str(lock), "-o", str(work / "warm.tar.zst"), "-q"],
+                online,
+            )
+            (work / "warm.tar.zst").unlink()
+            snap = next((work / "cache" / "models--bench--sd-fp16" / "snapshots").iterdir())
+            hand_out, ours_out = work / "hand.tar.zst", work / "ours.tar.zst"
+            tar_zstd = f"tar -C '{snap}' -chf - . | zstd -T0 -3 -q -f -o '{hand_out}'"
+            sha = f"find -L '{snap}' -type f -print0 | xargs -0 sha256sum > /dev/null"
+            s_zstd, s_pair, s_ours = (
+                _series("tar|zstd -T0 -3"),
+                _series("tar|zstd, then sha256sum"),
+                _series("hfbundle build (warm)"),
+            )
+
+            def add(series: Series, wall: float, rss: float) -> None:
+                series.add(wall, {"MB/s": size / wall / 1e6, "peak RSS MB": rss})
+
+            build_cmd = [sys.executable, "-m", "bundler", "build", "--lock", str(lock), "-o", str(ours_out), "-q"]
+            if args.threads:
+                build_cmd += ["--threads", str(args.threads)]
+            interleaved(
+                args.reps,
+                [
+                    lambda: add(s_zstd, *measured(tar_zstd, env, shell=True)),
+                    lambda: add(s_pair, *measured(f"{tar_zstd} && {sha}", env, shell=True)),
+                    lambda: add(s_ours, *measured(build_cmd, online)),
+                ],
+            )
+        bundle = ours_out
+        s_untar, s_upair = _series("zstd -dc | tar -x"), _series("untar, then sha256sum")
+        s_inst, s_again = _series("hfbundle install (empty cache)"), _series("hfbundle install again (no-op)")
+        offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": CLOSED_ENDPOINT}
+        dest = work / "dest"
+
+        def fresh() -> Path:
+            if dest.exists():
+                shutil.rmtree(dest)
+            return dest
+
+        def untar(with_sha: bool) -> None:
+            d = fresh()
+            d.mkdir()
+            cmd = f"zstd -dc -q '{bundle}' | tar -x -C '{d}'"
+            if with_sha:
+                cmd += f" && find '{d}' -type f -print0 | xargs -0 sha256sum > /dev/null"
+            add(s_upair if with_sha else s_untar, *measured(cmd, env, shell=True))
+
+        def install_twice() -> None:
+            d = fresh()
+            cmd = [sys.executable, "-m", "bundler", "install", str(bundle), "--cache-dir", str(d), "-q"]
+            add(s_inst, *measured(cmd, offline))
+            add(s_again, *measured(cmd, offline))
+
+        interleaved(args.reps, [lambda: untar(False), lambda: untar(True), install_twice])
+        where = f"{size / 1e6:.0f} MB fp16 pipeline, {os.cpu_count()} CPUs"
+        return [
+            Scenario(f"build: pack a warm cache, {where}", s_pair, [s_zstd, s_ours]),
+            Scenario(f"install: unpack into an empty folder, {where}", s_untar, [s_upair, s_inst, s_again]),
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- entry point -----------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "runner", help="hfbundle run vs a bare diffusers script (same cache, steps, size, seed, threads)"
+    )
+    p.add_argument("--recipe", default="tiny-demo", help="recipe to run (default: tiny-demo)")
+    p.add_argument("--cache-dir", help="an installed cache to use (default: set up the tiny demo in a temp folder)")
+    p.add_argument("--reps", type=int, default=5, help="timed runs of each (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: physical cores)")
+    p.add_argument("--steps", type=int, default=None, help="also run a heavier generation with this many steps")
+    p.add_argument("--size", type=int, default=None, help="… and this width and height (multiple of 8)")
+    p.set_defaults(func=bench_runner)
+
+    p = sub.add_parser("backup", help="hfbundle backup/restore vs tar --zstd of the same cache folder")
+    p.add_argument("--cache-dir", help="a cache to back up (default: a synthetic one in a temp folder)")
+    p.add_argument("--size-mb", type=int, default=300, help="size of the synthetic cache (default 300)")
+    p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="hfbundle's zstd threads (default 0: one per CPU)")
+    p.set_defaults(func=bench_backup)
+
+    p = sub.add_parser("pack", help="hfbundle build/install vs tar|zstd and sha256sum by hand (synthetic fp16)")
+    p.add_argument("--size-mb", type=int, default=2000, help="size of the synthetic pipeline (default 2000)")
+    p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
+    p.add_argument("--threads", type=int, default=0, help="hfbundle's zstd threads (default 0: one per CPU)")
+    p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
+    p.set_defaults(func=bench_pack)
+
+    args = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} logical CPUs, python {sys.version.split()[0]}", file=sys.stderr)
+    print_results(args.func(args), as_json=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
