@@ -76,9 +76,10 @@ def sha256_file(path: str, *, chunk: int = CHUNK) -> str:
     return h.hexdigest()
 
 
-def digest_stream(stream: BinaryIO, size: int, *, chunk: int = CHUNK) -> Digests:
-    """Hash ``size`` bytes of ``stream`` with both algorithms (fewer bytes are reported in ``size``)."""
-    hasher = StreamHasher(size)
+def digest_stream(stream: BinaryIO, size: int, *, chunk: int = CHUNK, git: bool = True) -> Digests:
+    """Hash ``size`` bytes of ``stream`` with both algorithms (fewer bytes are reported in ``size``);
+    ``git=False``: sha256 only."""
+    hasher = StreamHasher(size, git=git)
     remaining = size
     while remaining > 0:
         block = stream.read(min(chunk, remaining))
@@ -89,13 +90,13 @@ def digest_stream(stream: BinaryIO, size: int, *, chunk: int = CHUNK) -> Digests
     return hasher.digests()
 
 
-def digest_file(path: str) -> Digests:
-    """sha256, git blob sha1 and size of a file, in one streamed read."""
+def digest_file(path: str, *, git: bool = True) -> Digests:
+    """sha256, git blob sha1 (unless ``git=False``) and size of a file, in one streamed read."""
     import os
 
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        return digest_stream(f, size)
+        return digest_stream(f, size, git=git)
 
 
 def digest_chunks(chunks: Iterable[bytes], size: int) -> Digests:

@@ -34,6 +34,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -615,6 +616,7 @@ class _Run:
         self.kept: list[RefMove] = []
         self.done_bytes = 0
         self.total_bytes = 0
+        self.prehashed: dict[Path, Digests] = {}
 
     # -- driver --
 
@@ -623,6 +625,10 @@ class _Run:
         try:
             self._verify_existing()
             self._stream_and_place()
+            if self.bytes_written:
+                # One barrier before anything points at the new blobs (an fsync per blob cost ~1.1 s/GB here):
+                # after a power cut a snapshot entry or ref never names a blob whose data did not reach the disk.
+                _sync_filesystem(self.cache_dir)
             self._snapshots()
             self._trees_and_markers()
             self._refs()
@@ -663,11 +669,27 @@ class _Run:
         if self.plan.trust_existing:
             return True, ""
         self.doing = f"re-hashing {path}"
-        d = digest_file(str(path))
+        d = self.prehashed.pop(path, None) or digest_file(str(path), git=etag is not None and not is_sha256(etag))
         self.bytes_hashed += d.size
         self._progress("verify", d.size, str(path))
         ok = d.sha256 == sha256 and (etag is None or _digest_matches(d, etag))
         return ok, f"sha256 {d.sha256}"
+
+    def _prehash(self) -> None:
+        """Re-hash the blobs already present on every core at once (hashlib releases the GIL); the checks
+        below then read the results. Only sha256 for content named by sha256."""
+        jobs: dict[Path, bool] = {}
+        for c in self.plan.contents:
+            for p in c.placements:
+                if p.state == "present":
+                    path = self._placement_path(p)
+                    if _usable_file(path, self.root) and _size_is(path, c.size):
+                        jobs[path] = jobs.get(path, False) or not is_sha256(p.etag)
+        if len(jobs) < 2:
+            return
+        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+            digests = pool.map(lambda job: digest_file(str(job[0]), git=job[1]), jobs.items())
+            self.prehashed = dict(zip(jobs, digests, strict=True))
 
     def _verify_existing(self) -> None:
         plan = self.plan
@@ -676,6 +698,8 @@ class _Run:
             if not plan.trust_existing
             else 0
         )
+        if not plan.trust_existing:
+            self._prehash()
         for c in plan.contents:
             need: list[Placement] = []
             for p in c.placements:
@@ -859,7 +883,10 @@ class _Run:
         """
         hasher = StreamHasher(size, git=git)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(max_workers=1) as writer:
+            # Hash here while the previous chunk is written there: both release the GIL, so hashing and the
+            # kernel's copy overlap on two cores. One write in flight bounds memory to ~2 chunks.
+            pending: Future[int] | None = None
             remaining = size + 1
             while remaining > 0:
                 chunk = stream.read(min(CHUNK, remaining))
@@ -867,12 +894,15 @@ class _Run:
                     break
                 remaining -= len(chunk)
                 hasher.update(chunk)
+                if pending is not None:
+                    pending.result()
+                    pending = None
                 if hasher.size > size:
                     break
-                out.write(chunk)
+                pending = writer.submit(out.write, chunk)
                 self._progress("stream", len(chunk), str(tmp.name))
-            out.flush()
-            os.fsync(out.fileno())
+            if pending is not None:
+                pending.result()
         return hasher.digests()
 
     def _place_blob(self, c: ContentStep, p: Placement, src: Path) -> None:
@@ -1252,6 +1282,19 @@ class _Guard:
                     raise _blocked(cur, "a folder is where a file must be")
             elif not last or is_dir:
                 raise _blocked(cur, "a file is where a folder must be")
+
+
+def _sync_filesystem(folder: Path) -> None:
+    """Flush the filesystem holding ``folder`` to disk (``syncfs``; ``sync`` where it is missing)."""
+    import ctypes
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 def _blocked(path: Path, what: str) -> InstallError:

@@ -562,7 +562,7 @@ def test_os_errors_become_install_errors_with_a_hint(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise OSError(code, os.strerror(code), "somewhere")
 
-    monkeypatch.setattr(os, "fsync", fail)  # the first write of the install
+    monkeypatch.setattr("bundler.install._sync_filesystem", fail)  # the barrier after the blobs are written
     with pytest.raises(InstallError) as info:
         install(standard_bundle().source(), tmp_path / "hub")
     assert message in info.value.message and hint in (info.value.hint or "")
