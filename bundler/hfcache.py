@@ -30,6 +30,7 @@ CACHEDIR_TAG = (
     "#\thttps://bford.info/cachedir/\n"
 )
 TREE_FORMAT_VERSION = 1
+TEMP_PREFIX = ".hfbundle-"  # our temp files and folders (install.py sweeps what a killed install left)
 
 
 def default_cache_dir() -> Path:
@@ -111,10 +112,19 @@ class RepoLayout:
 # -- atomic writes ---------------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+def atomic_write_bytes(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    ``tmp_dir`` (on the same filesystem) holds the temp file instead: refs use their repo folder, because
+    ``scan_cache_dir`` reads every file below ``refs/`` as a ref, and the empty temp a crash leaves there made
+    it refuse the whole repo ("Reference(s) refer to missing commit hashes"); ``CACHEDIR.TAG`` uses ``.locks/``
+    (a stray file in the cache root is a "repo" scan_cache_dir warns about)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if tmp_dir is None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    else:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -130,7 +140,7 @@ def write_ref(layout: RepoLayout, ref: str, commit: str) -> bool:
     check_commit(commit)
     if layout.read_ref(ref) == commit:
         return False
-    atomic_write_bytes(layout.ref(ref), commit.encode())
+    atomic_write_bytes(layout.ref(ref), commit.encode(), tmp_dir=layout.folder)
     return True
 
 
@@ -144,7 +154,7 @@ def ensure_cachedir_tag(cache_dir: Path) -> None:
     tag = cache_dir / "CACHEDIR.TAG"
     if not tag.exists():
         with contextlib.suppress(OSError):
-            atomic_write_bytes(tag, CACHEDIR_TAG.encode())
+            atomic_write_bytes(tag, CACHEDIR_TAG.encode(), tmp_dir=cache_dir / ".locks")
 
 
 def relative_link_target(link: Path, target: Path) -> str:

@@ -185,8 +185,9 @@ class Lock:
     def loads(cls, text: str) -> Lock:
         try:
             data = json.loads(text)
-        except ValueError as e:
-            raise BundleFormatError(f"lock is not valid JSON: {e}") from None
+            json.dumps(data, ensure_ascii=False).encode("utf-8")  # a "\ud800" escape: a lone surrogate
+        except (ValueError, RecursionError) as e:  # RecursionError: "[[[[…" nested too deep
+            raise BundleFormatError(f"lock is not valid JSON: {str(e)[:200]}") from None
         return cls.from_json(data)
 
 
@@ -204,4 +205,5 @@ def _expect_keys(data: Mapping[str, Any], required: set[str], optional: set[str]
         raise BundleFormatError(f"{what} is missing {', '.join(sorted(missing))}")
     unknown = data.keys() - required - optional
     if unknown:
-        raise BundleFormatError(f"{what} has unknown keys {', '.join(sorted(unknown))}")
+        # repr: the keys come from untrusted JSON and land in a one-line terminal message
+        raise BundleFormatError(f"{what} has unknown keys {', '.join(repr(k)[:80] for k in sorted(unknown))}")

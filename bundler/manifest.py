@@ -157,10 +157,17 @@ class Manifest:
         if len(raw) > MAX_MANIFEST_BYTES:
             raise BundleFormatError(f"manifest is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES} limit")
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise BundleFormatError(
                 f"manifest is not valid JSON: {str(e)[:200]}", hint="the bundle is damaged; rebuild or re-copy it"
+            ) from None
+        try:  # a "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor dumps()) can hold
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BundleFormatError(
+                "manifest holds an invalid Unicode escape (a lone surrogate)",
+                hint="the bundle was not written by hfbundle; do not use it",
             ) from None
         return cls.from_json(data)
 
@@ -169,7 +176,7 @@ class Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise BundleFormatError('not an hfbundle manifest (missing "format": "hfbundle")')
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if type(version) is not int or version != FORMAT_VERSION:  # true and 1.0 equal 1 in Python
             raise BundleFormatError(
                 f"bundle format version {version!r} is not supported (this hfbundle reads {FORMAT_VERSION})",
                 hint="install a newer hfbundle on this machine, or rebuild the bundle with this version",
@@ -211,6 +218,11 @@ class Manifest:
         )
         _check_consistency(manifest, blobs)
         return manifest
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN``, ``Infinity``: Python's json reads them, JSON does not have them (``--json`` output would be invalid)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _parse_blobs(raw: Any) -> dict[str, BlobEntry]:

@@ -18,6 +18,9 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REF_PART = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 MAX_PATH_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
+# Bidirectional controls reorder how a name is *shown* ("\u202etxt.exe" prints as "exe.txt"): refused, like
+# control characters (C0, DEL and C1, whose CSI starts terminal escapes) and lone surrogates (not encodable).
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def check_repo_type(repo_type: str) -> str:
@@ -54,21 +57,27 @@ def check_ref(ref: str) -> str:
 
 
 def check_relpath(path: str) -> str:
-    """A file path inside a repo: relative, '/'-separated, no '.', '..', empty parts, backslashes,
-    control characters, or non-NFC Unicode (which would create twins on some filesystems)."""
+    """A file path inside a repo: relative, '/'-separated, no '.', '..', empty parts, backslashes, control,
+    bidirectional-override or surrogate characters, look-alikes of '.', '/' and '\\', or non-NFC Unicode
+    (which would create twins on some filesystems)."""
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"invalid path {path!r}: empty")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise UnsafePathError(f"invalid path {path[:80]!r}…: longer than {MAX_PATH_BYTES} bytes")
     if path.startswith("/") or "\\" in path or re.match(r"^[A-Za-z]:", path):
-        raise UnsafePathError(f"unsafe path {path!r}: absolute or with backslashes")
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
-        raise UnsafePathError(f"unsafe path {path!r}: control characters")
+        raise UnsafePathError(f"unsafe path {path!r}: absolute, with a drive letter or with backslashes")
+    if any(unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS for c in path):
+        raise UnsafePathError(f"unsafe path {path!r}: control, bidirectional-override or surrogate characters")
     if unicodedata.normalize("NFC", path) != path:
         raise UnsafePathError(f"unsafe path {path!r}: not in Unicode NFC form")
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise UnsafePathError(f"unsafe path {path!r}: empty, '.' or '..' component")
+        # Look-alikes that compatibility normalisation (NFKC, and "best fit" code page conversions on
+        # Windows) turns into '.', '..', '/' or '\\': "\uff0e\uff0e" or "a\uff0fb" would escape there.
+        folded = unicodedata.normalize("NFKC", part)
+        if folded in (".", "..") or "/" in folded or "\\" in folded:
+            raise UnsafePathError(f"unsafe path {path!r}: a look-alike of '.', '..', '/' or '\\'")
         if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
             raise UnsafePathError(f"unsafe path {path[:80]!r}: a component is longer than 255 bytes")
     return path

@@ -212,6 +212,9 @@ class _RepoCheck:
         self.run.issues.append(Issue(kind, severity, message, self.repo_type, self.repo_id, **kw))
 
     def check(self) -> None:
+        for name, _path in _listdir(self.folder):  # an install's staging folders and ref temps (killed installs)
+            if name.startswith(".hfbundle-") and name.endswith(".tmp"):
+                self.issue("leftover", WARNING, f"{name} is a temp file or folder", path=name, hint=_HINT_LEFTOVER)
         self.check_blobs()
         commits = self.check_snapshots()
         self.check_refs(commits)

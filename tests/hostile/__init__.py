@@ -1,0 +1,1 @@
+"""Hostile bundles and faults: the suite that proves nothing is lost and nothing escapes (docs/SECURITY.md)."""
