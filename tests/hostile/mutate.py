@@ -282,7 +282,7 @@ def mutate_manifest_value(rng: random.Random, manifest: Any, seed: Seed) -> Any:
     path, node = rng.choice(nodes)
     roll = rng.random()
     if roll < 0.45:
-        return _set(manifest, path, rng.choice(HOSTILE_VALUES))
+        return _set(manifest, path, copy.deepcopy(rng.choice(HOSTILE_VALUES)))  # a copy: never mutate the constant
     if roll < 0.7:
         return _set(manifest, path, _known_value(rng, seed))
     if roll < 0.8 and isinstance(node, dict) and node:
@@ -293,7 +293,7 @@ def mutate_manifest_value(rng: random.Random, manifest: Any, seed: Seed) -> Any:
         node.insert(rng.randrange(len(node) + 1), item)  # a duplicate entry, maybe changed next
         return manifest
     if isinstance(node, dict):
-        node[rng.choice(HOSTILE_STRINGS)] = rng.choice(HOSTILE_VALUES)
+        node[rng.choice(HOSTILE_STRINGS)] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
         return manifest
     if isinstance(node, list) and node:
         del node[rng.randrange(len(node))]
