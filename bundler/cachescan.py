@@ -32,8 +32,7 @@ from typing import Any
 
 from .errors import CacheError, UnsafePathError, UsageError
 from .hashing import is_sha1, is_sha256
-from .hfcache import iter_repo_folders
-from .install import MAX_TREE_BYTES, parse_tree, tree_etag
+from .hfcache import MAX_TREE_BYTES, iter_repo_folders, parse_tree, tree_etag
 from .paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
 
 __all__ = [

@@ -33,19 +33,19 @@ import re
 import shlex
 import stat
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import rules
 from .errors import CacheError, ResolveError, UnsafePathError
-from .hashing import Digests, digest_file, is_sha1, is_sha256
-from .hfcache import RepoLayout, default_cache_dir
+from .hashing import InodeHasher, is_sha1, is_sha256
+from .hfcache import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
 from .installed import InstalledRecord, read_record
 from .lock import RepoFile
 from .paths import check_relpath
-from .recipe import AUTO, Recipe, RepoSpec, load_spec
+from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
 
 __all__ = ["ERROR", "INFO", "WARNING", "DoctorReport", "Problem", "RepoDiagnosis", "doctor"]
 
@@ -63,7 +63,6 @@ SOURCE_NONE = "none"
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _TEMP_RE = re.compile(r"(\.incomplete|\.tmp)$")
 MAX_JSON_BYTES = 16 * 1024 * 1024
-MAX_TREE_BYTES = 64 * 1024 * 1024
 _SAMPLE = 3
 
 
@@ -262,7 +261,7 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True) -> Docto
     recipe = load_spec(spec) if isinstance(spec, str) else spec
     spec_text = spec if isinstance(spec, str) else _spec_text(recipe)
     cache = Path(cache_dir).expanduser()
-    hasher = _Hasher()
+    hasher = InodeHasher()
     diagnoses = tuple(_RepoDoctor(recipe, r, cache, hasher, rehash).run() for r in recipe.repos)
     return DoctorReport(
         spec=spec_text,
@@ -338,22 +337,6 @@ class _Absent(Exception):
         self.path = path
 
 
-@dataclass
-class _Hasher:
-    by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
-    bytes_hashed: int = 0
-
-    def digest(self, path: Path) -> Digests:
-        st = os.stat(path)
-        key = (st.st_dev, st.st_ino)
-        d = self.by_inode.get(key)
-        if d is None:
-            d = digest_file(str(path))
-            self.by_inode[key] = d
-            self.bytes_hashed += d.size
-        return d
-
-
 @dataclass(frozen=True)
 class _Known:
     """What a file should be: from the lock (``RepoFile``) or a trees entry."""
@@ -364,7 +347,7 @@ class _Known:
 
 
 class _RepoDoctor:
-    def __init__(self, recipe: Recipe, spec: RepoSpec, cache: Path, hasher: _Hasher, rehash: bool) -> None:
+    def __init__(self, recipe: Recipe, spec: RepoSpec, cache: Path, hasher: InodeHasher, rehash: bool) -> None:
         self.recipe = recipe
         self.spec = spec
         self.cache = cache
@@ -551,7 +534,10 @@ class _RepoDoctor:
                     else rules.detect_role(listing, read_json, subfolder=s.subfolder)
                 )
             self.fields["role"] = role
-            picked = pick_files(s, role, listing, read_json)
+            # a pipeline lacking model_index.json is a missing file here (pick_files would call the role wrong)
+            if role in PIPELINE_ROLES and rules.MODEL_INDEX not in listing:
+                raise _Absent(rules.MODEL_INDEX)
+            picked = rules.pick_files(role, listing, read_json, s, trust_weight_name=True)
             if role == "diffusers-pipeline":
                 picked |= _pipeline_gaps(read_json(rules.MODEL_INDEX), listing, s.variant)
         except _Absent as e:
@@ -692,55 +678,6 @@ class _RepoDoctor:
 # -- rules on a listing ----------------------------------------------------------------------------------------
 
 
-def pick_files(spec: RepoSpec, role: str, names: Collection[str], read_json: Callable[[str], Any]) -> set[str]:
-    """The files of ``names`` the loader of ``role`` reads for ``spec`` (as :mod:`bundler.resolve` picks them)."""
-    listing = frozenset(names)
-    prefix = f"{spec.subfolder.strip('/')}/" if spec.subfolder else ""
-    if role == "diffusers-pipeline":
-        if rules.MODEL_INDEX not in listing:
-            raise _Absent(rules.MODEL_INDEX)
-        picked = rules.pipeline_files(
-            listing,
-            read_json(rules.MODEL_INDEX),
-            variant=spec.variant,
-            weights=spec.weights,
-            trust_remote_code=spec.trust_remote_code,
-        )
-    elif role == "openvino-pipeline":
-        if rules.MODEL_INDEX not in listing:
-            raise _Absent(rules.MODEL_INDEX)
-        picked = rules.openvino_pipeline_files(listing, read_json(rules.MODEL_INDEX))
-    elif role == "diffusers-model":
-        picked = rules.diffusers_model_files(
-            listing, read_json=read_json, subfolder=spec.subfolder, variant=spec.variant, weights=spec.weights
-        )
-    elif role == "transformers-model":
-        picked = rules.transformers_model_files(
-            listing,
-            read_json=read_json,
-            subfolder=spec.subfolder,
-            variant=spec.variant,
-            weights=spec.weights,
-            trust_remote_code=spec.trust_remote_code,
-        )
-    elif role == "lora":
-        if spec.weight_name is not None:  # offline loading needs it; the file is known even when it is absent
-            picked = {prefix + spec.weight_name.lstrip("/")}
-        else:
-            picked = rules.lora_files(listing, subfolder=spec.subfolder, weights=spec.weights)
-    elif role == "files":
-        picked = {f for f in listing if rules.match_patterns(f, spec.include)}
-    elif role == "whole-repo":
-        picked = set(listing)
-    else:
-        raise ResolveError(f"unknown role {role!r}")
-    if role != "files" and spec.include:
-        picked |= {f for f in listing if rules.match_patterns(f, spec.include)}
-    if spec.exclude:
-        picked = {f for f in picked if not rules.match_patterns(f, spec.exclude)}
-    return picked
-
-
 def _pipeline_gaps(model_index: Any, listing: Collection[str], variant: str | None) -> set[str]:
     """Weights the listing lacks for a pipeline component that needs them (a component folder with a model
     ``config.json`` and no weight file, or no folder at all). The rules cannot see these: they pick from what
@@ -815,20 +752,13 @@ def _read_tree(path: Path) -> dict[str, _Known] | None:
     ignores the file too). Only what the doctor needs: each path's size and etag."""
     try:
         with open(path, "rb") as f:
-            data = json.loads(f.read(MAX_TREE_BYTES + 1).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            raw = f.read(MAX_TREE_BYTES + 1)
+    except OSError:
         return None
-    files = data.get("files") if isinstance(data, dict) and data.get("format_version") == 1 else None
-    if not isinstance(files, dict):
+    parsed = parse_tree(raw)
+    if parsed is None:
         return None
-    out: dict[str, _Known] = {}
-    for name, info in files.items():
-        size = info.get("size") if isinstance(info, dict) else None
-        etag = (info.get("lfs_sha256") or info.get("blob_id")) if isinstance(info, dict) else None
-        if not isinstance(size, int) or not isinstance(etag, str) or not (is_sha256(etag) or is_sha1(etag)):
-            return None
-        out[name] = _Known(size=size, etag=etag)
-    return out
+    return {name: _Known(size=e["size"], etag=tree_etag(e)) for name, e in parsed.items()}
 
 
 def _walk_files(top: Path) -> Iterator[str]:

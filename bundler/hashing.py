@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1024 * 1024
@@ -97,6 +99,25 @@ def digest_file(path: str, *, git: bool = True) -> Digests:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         return digest_stream(f, size, git=git)
+
+
+@dataclass
+class InodeHasher:
+    """:func:`digest_file` that hashes each inode once (hard links, a blob behind many snapshot links), counting
+    the bytes it read: one per verify or doctor run."""
+
+    by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
+    bytes_hashed: int = 0
+
+    def digest(self, path: Path) -> Digests:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        d = self.by_inode.get(key)
+        if d is None:
+            d = digest_file(str(path))
+            self.by_inode[key] = d
+            self.bytes_hashed += d.size
+        return d
 
 
 def digest_chunks(chunks: Iterable[bytes], size: int) -> Digests:

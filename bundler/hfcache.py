@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UnsafePathError
+from .hashing import is_sha1, is_sha256
 from .paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
 
 CACHEDIR_TAG = (
@@ -30,6 +31,7 @@ CACHEDIR_TAG = (
     "#\thttps://bford.info/cachedir/\n"
 )
 TREE_FORMAT_VERSION = 1
+MAX_TREE_BYTES = 64 * 1024 * 1024  # a trees/ listing longer than this is refused unread
 TEMP_PREFIX = ".hfbundle-"  # our temp files and folders (install.py sweeps what a killed install left)
 
 
@@ -135,6 +137,16 @@ def atomic_write_bytes(path: Path, data: bytes, *, tmp_dir: Path | None = None) 
         raise
 
 
+def read_capped(path: Path, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``path`` (pass a cap + 1 to tell an over-long file); None when it does not
+    exist. Any other ``OSError`` is the caller's to report."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def write_ref(layout: RepoLayout, ref: str, commit: str) -> bool:
     """Point ``ref`` at ``commit`` (no trailing newline, as huggingface_hub writes it). True if it changed."""
     check_commit(commit)
@@ -148,6 +160,58 @@ def tree_json(files: Mapping[str, Mapping[str, Any]]) -> bytes:
     """Bytes of a ``trees/<commit>.json`` listing, formatted as huggingface_hub's ``write_tree_cache``."""
     data = {"format_version": TREE_FORMAT_VERSION, "files": {p: dict(files[p]) for p in sorted(files)}}
     return json.dumps(data, indent=1).encode()
+
+
+def parse_tree(raw: bytes) -> dict[str, dict[str, Any]] | None:
+    """A ``trees/<commit>.json`` as huggingface_hub's ``read_tree_cache`` accepts it (format 1), with every entry
+    checked (safe path, sizes, hashes); ``None`` if anything is off."""
+    if len(raw) > MAX_TREE_BYTES:
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("format_version") != TREE_FORMAT_VERSION:
+        return None
+    files = data.get("files")
+    if not isinstance(files, dict):
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for path, info in files.items():
+        entry = _tree_entry(path, info)
+        if entry is None:
+            return None
+        out[path] = entry
+    return out
+
+
+def _tree_entry(path: Any, info: Any) -> dict[str, Any] | None:
+    try:
+        check_relpath(path)
+    except UnsafePathError:
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("size"), int) or isinstance(info.get("size"), bool):
+        return None
+    if info["size"] < 0 or not (isinstance(info.get("blob_id"), str) and is_sha1(info["blob_id"])):
+        return None
+    out: dict[str, Any] = {"size": info["size"], "blob_id": info["blob_id"]}
+    lfs = info.get("lfs_sha256")
+    if lfs is not None:
+        if not (isinstance(lfs, str) and is_sha256(lfs)):
+            return None
+        out["lfs_sha256"] = lfs
+        out["lfs_size"] = info.get("lfs_size", info["size"])
+    xet = info.get("xet_hash")
+    if xet is not None:
+        if not (isinstance(xet, str) and len(xet) == 64 and all(ch in "0123456789abcdef" for ch in xet)):
+            return None
+        out["xet_hash"] = xet
+    return out
+
+
+def tree_etag(entry: Mapping[str, Any]) -> str:
+    """The blob name (etag) a trees entry describes."""
+    return str(entry.get("lfs_sha256") or entry["blob_id"])
 
 
 def ensure_cachedir_tag(cache_dir: Path) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import secrets
@@ -42,16 +41,16 @@ from typing import Any, BinaryIO
 from . import hfcache
 from .errors import BundleFormatError, HfBundleError, InstallError, IntegrityError, UnsafePathError
 from .hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256, lfs_blob_id
-from .hfcache import RepoLayout
+from .hfcache import MAX_TREE_BYTES, RepoLayout, parse_tree, tree_etag
 from .installed import record_install
 from .lock import RepoFile
 from .manifest import TREE_FILES, TREE_NONE, Manifest, RepoEntry, SnapshotEntry
-from .paths import check_relpath
 from .source import BundleSource
 
 __all__ = [
     "LAYOUT_COPY",
     "LAYOUT_SYMLINK",
+    "MAX_TREE_BYTES",
     "ContentStep",
     "EntryStep",
     "InstallPlan",
@@ -76,7 +75,6 @@ TEMP_PREFIX = hfcache.TEMP_PREFIX
 TEMP_BLOB_RE = re.compile(r"^\.hfbundle-([0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}\.tmp$")
 # place_symlink's and our temp entries in a snapshot: `.<name>.<8hex>.tmp`
 _LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
-MAX_TREE_BYTES = 64 * 1024 * 1024
 STALE_SECONDS = 24 * 3600
 DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online machine"
 
@@ -1463,58 +1461,6 @@ def _sha256_bytes(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
-
-
-def parse_tree(raw: bytes) -> dict[str, dict[str, Any]] | None:
-    """A ``trees/<commit>.json`` as huggingface_hub's ``read_tree_cache`` accepts it (format 1), with every entry
-    checked (safe path, sizes, hashes); ``None`` if anything is off."""
-    if len(raw) > MAX_TREE_BYTES:
-        return None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or data.get("format_version") != hfcache.TREE_FORMAT_VERSION:
-        return None
-    files = data.get("files")
-    if not isinstance(files, dict):
-        return None
-    out: dict[str, dict[str, Any]] = {}
-    for path, info in files.items():
-        entry = _tree_entry(path, info)
-        if entry is None:
-            return None
-        out[path] = entry
-    return out
-
-
-def _tree_entry(path: Any, info: Any) -> dict[str, Any] | None:
-    try:
-        check_relpath(path)
-    except UnsafePathError:
-        return None
-    if not isinstance(info, dict) or not isinstance(info.get("size"), int) or isinstance(info.get("size"), bool):
-        return None
-    if info["size"] < 0 or not (isinstance(info.get("blob_id"), str) and is_sha1(info["blob_id"])):
-        return None
-    out: dict[str, Any] = {"size": info["size"], "blob_id": info["blob_id"]}
-    lfs = info.get("lfs_sha256")
-    if lfs is not None:
-        if not (isinstance(lfs, str) and is_sha256(lfs)):
-            return None
-        out["lfs_sha256"] = lfs
-        out["lfs_size"] = info.get("lfs_size", info["size"])
-    xet = info.get("xet_hash")
-    if xet is not None:
-        if not (isinstance(xet, str) and len(xet) == 64 and all(ch in "0123456789abcdef" for ch in xet)):
-            return None
-        out["xet_hash"] = xet
-    return out
-
-
-def tree_etag(entry: Mapping[str, Any]) -> str:
-    """The blob name (etag) a trees entry describes."""
-    return str(entry.get("lfs_sha256") or entry["blob_id"])
 
 
 def _agrees(parsed: Mapping[str, Mapping[str, Any]], files: Sequence[RepoFile]) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 from . import __version__
 from .errors import BundleFormatError, CacheError, InstallError, UnsafePathError
 from .hashing import is_sha256
-from .hfcache import RepoLayout, atomic_write_bytes
+from .hfcache import RepoLayout, atomic_write_bytes, read_capped
 from .lock import LockedRepo, RepoFile
 from .manifest import Manifest
 
@@ -157,14 +157,13 @@ def read_record(cache_dir: Path, repo_type: str, repo_id: str, commit: str) -> I
     except UnsafePathError:
         return None
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_RECORD_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+        raw = read_capped(path, MAX_RECORD_BYTES + 1)
     except OSError as e:
         raise CacheError(
             f"cannot read the install record {path}: {e.strerror or e}", hint="check permissions"
         ) from None
+    if raw is None:
+        return None
     try:
         record = InstalledRecord.from_json(json.loads(raw.decode("utf-8")))
     except (UnicodeDecodeError, ValueError, RecursionError, BundleFormatError, UnsafePathError) as e:

@@ -127,16 +127,12 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
 
     try:
         role = spec.role if spec.role != AUTO else rules.detect_role(names, ctx.read_json, subfolder=spec.subfolder)
-        picked = _pick(role, names, spec, ctx)
+        picked = rules.pick_files(role, names, ctx.read_json, spec)
     except ResolveError as e:
         if e.message.startswith(ctx.label):
             raise
         raise ResolveError(f"{ctx.label} ({spec.name}, {_role_of(spec)}): {e.message}", hint=e.hint) from None
 
-    if role != "files" and spec.include:
-        picked |= {f for f in names if rules.match_patterns(f, spec.include)}
-    if spec.exclude:
-        picked = {f for f in picked if not rules.match_patterns(f, spec.exclude)}
     if not picked:
         raise ResolveError(
             f"{ctx.label} ({spec.name}): no file selected",
@@ -156,40 +152,6 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
 
 def _role_of(spec: RepoSpec) -> str:
     return spec.role if spec.role != AUTO else "role auto"
-
-
-def _pick(role: str, names: frozenset[str], spec: RepoSpec, ctx: _Context) -> set[str]:
-    if role == "diffusers-pipeline":
-        index = ctx.read_json(rules.MODEL_INDEX) if rules.MODEL_INDEX in names else None
-        if index is None:
-            raise ResolveError(f"no {rules.MODEL_INDEX}: not a diffusers pipeline", hint="check the role and repo")
-        return rules.pipeline_files(
-            names, index, variant=spec.variant, weights=spec.weights, trust_remote_code=spec.trust_remote_code
-        )
-    if role == "openvino-pipeline":
-        if rules.MODEL_INDEX not in names:
-            raise ResolveError(f"no {rules.MODEL_INDEX}: not an OpenVINO pipeline export", hint="check the role")
-        return rules.openvino_pipeline_files(names, ctx.read_json(rules.MODEL_INDEX))
-    if role == "diffusers-model":
-        return rules.diffusers_model_files(
-            names, read_json=ctx.read_json, subfolder=spec.subfolder, variant=spec.variant, weights=spec.weights
-        )
-    if role == "transformers-model":
-        return rules.transformers_model_files(
-            names,
-            read_json=ctx.read_json,
-            subfolder=spec.subfolder,
-            variant=spec.variant,
-            weights=spec.weights,
-            trust_remote_code=spec.trust_remote_code,
-        )
-    if role == "lora":
-        return rules.lora_files(names, weight_name=spec.weight_name, subfolder=spec.subfolder, weights=spec.weights)
-    if role == "files":
-        return {f for f in names if rules.match_patterns(f, spec.include)}
-    if role == "whole-repo":
-        return set(names)
-    raise ResolveError(f"unknown role {role!r}")  # pragma: no cover - recipes validate roles
 
 
 def _list_files(ctx: _Context) -> list[RepoFile]:

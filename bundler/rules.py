@@ -24,9 +24,12 @@ import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ResolveError
+
+if TYPE_CHECKING:
+    from .recipe import RepoSpec
 
 JsonReader = Callable[[str], Any]
 
@@ -546,6 +549,70 @@ def openvino_pipeline_files(filenames: Collection[str], model_index: Mapping[str
             hint='use role = "diffusers-pipeline" for a PyTorch pipeline',
         )
     return picked
+
+
+# ------------------------------------------------------------------------------------------- one entry point
+
+
+def pick_files(
+    role: str, names: Collection[str], read_json: JsonReader, spec: RepoSpec, *, trust_weight_name: bool = False
+) -> set[str]:
+    """The files of ``names`` the loader of ``role`` reads for ``spec``, then the recipe's ``include`` added
+    and its ``exclude`` taken away (``role`` is already detected: never ``auto``).
+
+    ``trust_weight_name``: take a LoRA's ``weight_name`` even when ``names`` lacks it (the doctor, whose listing
+    may be a snapshot's own files: the file is then missing rather than the recipe wrong).
+
+        >>> from bundler.recipe import RepoSpec
+        >>> spec = RepoSpec(name="m", repo="org/m", role="files", include=("*.json",))
+        >>> sorted(pick_files("files", ["a.json", "b.bin"], lambda path: None, spec))
+        ['a.json']
+    """
+    listing = frozenset(names)
+    picked = _role_files(role, listing, read_json, spec, trust_weight_name=trust_weight_name)
+    if role != "files" and spec.include:
+        picked |= {f for f in listing if match_patterns(f, spec.include)}
+    if spec.exclude:
+        picked = {f for f in picked if not match_patterns(f, spec.exclude)}
+    return picked
+
+
+def _role_files(
+    role: str, names: frozenset[str], read_json: JsonReader, spec: RepoSpec, *, trust_weight_name: bool
+) -> set[str]:
+    if role == "diffusers-pipeline":
+        index = read_json(MODEL_INDEX) if MODEL_INDEX in names else None
+        if index is None:
+            raise ResolveError(f"no {MODEL_INDEX}: not a diffusers pipeline", hint="check the role and repo")
+        return pipeline_files(
+            names, index, variant=spec.variant, weights=spec.weights, trust_remote_code=spec.trust_remote_code
+        )
+    if role == "openvino-pipeline":
+        if MODEL_INDEX not in names:
+            raise ResolveError(f"no {MODEL_INDEX}: not an OpenVINO pipeline export", hint="check the role")
+        return openvino_pipeline_files(names, read_json(MODEL_INDEX))
+    if role == "diffusers-model":
+        return diffusers_model_files(
+            names, read_json=read_json, subfolder=spec.subfolder, variant=spec.variant, weights=spec.weights
+        )
+    if role == "transformers-model":
+        return transformers_model_files(
+            names,
+            read_json=read_json,
+            subfolder=spec.subfolder,
+            variant=spec.variant,
+            weights=spec.weights,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    if role == "lora":
+        if trust_weight_name and spec.weight_name is not None:
+            return {_prefix(spec.subfolder) + spec.weight_name.lstrip("/")}
+        return lora_files(names, weight_name=spec.weight_name, subfolder=spec.subfolder, weights=spec.weights)
+    if role == "files":
+        return {f for f in names if match_patterns(f, spec.include)}
+    if role == "whole-repo":
+        return set(names)
+    raise ResolveError(f"unknown role {role!r}")
 
 
 # ------------------------------------------------------------------------------------------------ detection

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CacheError
-from .hashing import Digests, digest_file, is_sha1, is_sha256
-from .hfcache import RepoLayout, iter_repo_folders
-from .install import MAX_TREE_BYTES, parse_tree, tree_etag
+from .hashing import InodeHasher, is_sha1, is_sha256
+from .hfcache import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
 from .manifest import TREE_NONE, Manifest
 from .paths import REPO_TYPES
 
@@ -128,27 +127,9 @@ class VerifyReport:
 
 
 @dataclass
-class _Hasher:
-    """Hashes each inode once; the stats of the whole run."""
-
-    by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
-    bytes_hashed: int = 0
-
-    def digest(self, path: Path) -> Digests:
-        st = os.stat(path)
-        key = (st.st_dev, st.st_ino)
-        d = self.by_inode.get(key)
-        if d is None:
-            d = digest_file(str(path))
-            self.by_inode[key] = d
-            self.bytes_hashed += d.size
-        return d
-
-
-@dataclass
 class _Run:
     cache_dir: Path
-    hasher: _Hasher = field(default_factory=_Hasher)
+    hasher: InodeHasher = field(default_factory=InodeHasher)
     issues: list[Issue] = field(default_factory=list)
     repos: list[str] = field(default_factory=list)
     blobs: int = 0
@@ -355,12 +336,11 @@ class _RepoCheck:
     def read_tree(self, commit: str) -> dict[str, dict[str, Any]] | None:
         path = self.folder / "trees" / f"{commit}.json"
         try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_TREE_BYTES + 1)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            raw = read_capped(path, MAX_TREE_BYTES + 1)
         except OSError as e:
             self.issue("bad_tree", WARNING, f"trees/{commit}.json is unreadable: {e}", commit=commit)
+            return None
+        if raw is None:
             return None
         parsed = parse_tree(raw)
         if parsed is None:
