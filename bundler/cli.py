@@ -474,8 +474,15 @@ def _render_inspect(info: Any) -> list[str]:
     for repo in data.get("repos", []):
         lines.append(f"  {repo.get('repo_type')}:{repo.get('repo_id')}")
         for key, val in repo.items():
-            if key not in ("repo_type", "repo_id"):
-                lines.append(f"      {key}: {val}")
+            if key in ("repo_type", "repo_id"):
+                continue
+            if isinstance(val, dict):
+                val = ", ".join(f"{k} → {v}" for k, v in val.items()) or "none"
+            elif isinstance(val, list):
+                val = ", ".join(str(v) for v in val) or "none"
+            elif key == "size" and isinstance(val, int):
+                val = human_size(val)
+            lines.append(f"      {key}: {val}")
     for key in ("file_count", "blob_count", "total_size", "compressed_size", "volumes"):
         if data.get(key) is not None:
             lines.append(f"{key.replace('_', ' ')}: {data[key]}")
