@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -118,13 +117,6 @@ class InodeHasher:
             self.by_inode[key] = d
             self.bytes_hashed += d.size
         return d
-
-
-def digest_chunks(chunks: Iterable[bytes], size: int) -> Digests:
-    hasher = StreamHasher(size)
-    for c in chunks:
-        hasher.update(c)
-    return hasher.digests()
 
 
 def is_sha256(value: str) -> bool:
