@@ -23,6 +23,7 @@ import hashlib
 import os
 import stat
 import sys
+import threading
 from collections.abc import Container, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from .errors import BundleFormatError, IntegrityError, UsageError
 from .framestream import (
     BlobStream,
     Frame,
+    FrameBuffers,
     SequentialReader,
     StreamFrames,
     TarCursor,
@@ -164,6 +166,8 @@ class BundleReader:
         workers = min(auto_threads(threads), MAX_READ_THREADS)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-unzstd") if workers > 1 else None
         self._depth = workers + 1
+        self._buffers = FrameBuffers(keep=self._depth + 2)
+        self._raw = threading.local()  # one reusable read buffer per decoding thread
         self._access = access
         self._stream = stream
         self._owns_stream = owns_stream
@@ -178,10 +182,10 @@ class BundleReader:
                 assert stream is not None
                 self._frames = StreamFrames(stream)
                 jobs = (
-                    functools.partial(decode_frame, ref, raw, f"frame at offset {ref.offset}")
+                    functools.partial(decode_frame, ref, raw, f"frame at offset {ref.offset}", self._buffers)
                     for ref, raw in self._frames
                 )
-                self._cursor = TarCursor(prefetch(jobs, self._pool, self._depth))
+                self._cursor = TarCursor(prefetch(jobs, self._pool, self._depth), self._buffers)
                 raw = self._read_manifest(self._cursor)
                 member = IndexMember(
                     KIND_MANIFEST, hashlib.sha256(raw).hexdigest(), len(raw), 0, tuple(self._cursor.loaded)
@@ -213,6 +217,11 @@ class BundleReader:
     def index(self) -> BundleIndex | None:
         """The verified index; None for a pipe."""
         return self._index
+
+    @property
+    def random_access(self) -> bool:
+        """True for a file or volumes (see :meth:`read_blob`), False for a pipe."""
+        return self._index is not None
 
     @property
     def compressed_sizes(self) -> Mapping[str, int] | None:
@@ -396,7 +405,12 @@ class BundleReader:
 
     def _fetch(self, ref: FrameRef, where: str) -> Frame:
         assert self._access is not None
-        return decode_frame(ref, self._access.pread(ref.offset, ref.length), where)
+        buf: bytearray | None = getattr(self._raw, "buf", None)
+        if buf is None or len(buf) < ref.length:
+            buf = self._raw.buf = bytearray(max(ref.length, 17 << 20))
+        raw = memoryview(buf)[: ref.length]
+        got = self._access.pread_into(ref.offset, raw)
+        return decode_frame(ref, raw[:got], where, self._buffers)
 
     def _cursor_over(self, members: Sequence[IndexMember]) -> TarCursor:
         jobs = (
@@ -404,7 +418,7 @@ class BundleReader:
             for m in members
             for i, ref in enumerate(m.frames)
         )
-        return TarCursor(prefetch(jobs, self._pool, self._depth))
+        return TarCursor(prefetch(jobs, self._pool, self._depth), self._buffers)
 
     def _begin_indexed(self, cursor: TarCursor, member: IndexMember) -> str:
         where = f"{member.name} (tar offset {member.tar_offset})"

@@ -54,7 +54,51 @@ def damaged(what: str) -> BundleFormatError:
 @dataclass(frozen=True)
 class Frame:
     ref: FrameRef
-    data: bytes
+    data: bytes | memoryview
+    buffer: bytearray | None = None  # the pooled buffer ``data`` lies in, given back when the frame is done
+
+
+POOLED_SIZE = (16 << 20) + 4096  # the writer's default frame size, with room for a frame's tar padding
+
+
+class FrameBuffers:
+    """Reusable output buffers for decoded frames.
+
+    A fresh 16 MiB allocation per frame costs page faults and zeroing on every byte, as much CPU as the
+    hashing; reusing a few buffers costs nothing. A buffer is handed out again only once it was given back
+    *and* no memoryview of it is alive anywhere (a chunk still being written, a view a consumer kept): the
+    probe is CPython's own export count, which refuses to resize a bytearray with live views. So a consumer
+    that holds on to data can never see it overwritten. Thread-safe; never blocks (allocates instead).
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self._free: list[bytearray] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bytearray:
+        with self._lock:
+            for i, buf in enumerate(self._free):
+                if len(buf) >= size and _unshared(buf):
+                    return self._free.pop(i)
+        buf = bytearray(max(size, POOLED_SIZE))  # untouched pages cost nothing: a small frame may come first
+        buf.append(0)  # leave spare capacity so that the probe in _unshared never reallocates
+        buf.pop()
+        return buf
+
+    def give(self, buf: bytearray) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buf)
+
+
+def _unshared(buf: bytearray) -> bool:
+    try:
+        buf.append(0)  # refused while any memoryview of buf exists
+    except BufferError:
+        return False
+    buf.pop()
+    return True
 
 
 _local = threading.local()
@@ -68,20 +112,64 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
-def decode_frame(ref: FrameRef, raw: bytes | bytearray, where: str) -> Frame:
-    """Decompress one frame, checking it is exactly one complete frame of ``ref.raw_length`` bytes."""
+def decode_frame(
+    ref: FrameRef, raw: bytes | bytearray | memoryview, where: str, buffers: FrameBuffers | None = None
+) -> Frame:
+    """Decompress one frame, checking it is exactly one complete frame of ``ref.raw_length`` bytes (its
+    content checksum included). With ``buffers`` the content goes into a pooled buffer (see
+    :class:`FrameBuffers`); the consumer gives it back when done."""
     if len(raw) != ref.length:
         raise truncated(f"{where} ends early")
     header = parse_zstd_header(memoryview(raw)[:MAX_ZSTD_HEADER], where)
     if header.content_size != ref.raw_length:
         raise damaged(f"{where} holds {header.content_size} bytes, the index says {ref.raw_length}")
+    if buffers is None:
+        try:
+            data = _decompressor().decompress(raw, allow_extra_data=False)
+        except zstandard.ZstdError as e:
+            raise damaged(f"{where} does not decompress ({e})") from None
+        if len(data) != ref.raw_length:
+            raise damaged(f"{where} decompressed to {len(data)} bytes, expected {ref.raw_length}")
+        return Frame(ref, data)
+    if frame_extent(memoryview(raw), header.header_size, where) != len(raw):
+        raise damaged(f"{where} holds more than one zstd frame")
+    buf = buffers.take(ref.raw_length)
+    out = memoryview(buf)[: ref.raw_length]
     try:
-        data = _decompressor().decompress(raw, allow_extra_data=False)
+        reader = _decompressor().stream_reader(raw, read_size=len(raw), read_across_frames=False)
+        got = reader.readinto(out)
+        while got < ref.raw_length:
+            n = reader.readinto(out[got:])
+            if not n:
+                break
+            got += n
+        if got != ref.raw_length or reader.read(1):  # read(1) also checks the content checksum
+            raise damaged(f"{where} does not decompress to the {ref.raw_length} bytes its header declares")
     except zstandard.ZstdError as e:
+        out.release()
+        buffers.give(buf)
         raise damaged(f"{where} does not decompress ({e})") from None
-    if len(data) != ref.raw_length:
-        raise damaged(f"{where} decompressed to {len(data)} bytes, expected {ref.raw_length}")
-    return Frame(ref, data)
+    except BaseException:
+        out.release()
+        buffers.give(buf)
+        raise
+    return Frame(ref, out, buf)
+
+
+def frame_extent(frame: memoryview, header_size: int, where: str) -> int:
+    """The length of the zstd frame at the start of ``frame`` (whose header is ``header_size`` bytes and
+    declares a content checksum), walking its block headers (RFC 8878 §3.1.1.2)."""
+    pos = header_size
+    while True:
+        if pos + 3 > len(frame):
+            raise truncated(f"it ends inside {where}")
+        block = int.from_bytes(frame[pos : pos + 3], "little")
+        kind, size = (block >> 1) & 3, block >> 3
+        if kind == 3 or size > ZSTD_BLOCK_MAX:
+            raise damaged(f"{where} has an invalid block header")
+        pos += 3 + (1 if kind == 1 else size)
+        if block & 1:
+            return pos + 4  # the content checksum
 
 
 class StreamFrames:
@@ -192,18 +280,24 @@ def prefetch(jobs: Iterator[Callable[[], Frame]], pool: ThreadPoolExecutor | Non
 class TarCursor:
     """The tar stream carried by a sequence of decoded frames, with member/frame boundary checks."""
 
-    def __init__(self, frames: Iterator[Frame]) -> None:
+    def __init__(self, frames: Iterator[Frame], buffers: FrameBuffers | None = None) -> None:
         self._frames = frames
+        self._buffers = buffers
+        self._held: bytearray | None = None
         self._view = memoryview(b"")
         self._pos = 0
         self.tar_offset = 0
         self.loaded: list[FrameRef] = []
 
     def _next(self) -> bool:
+        self._view = memoryview(b"")
+        if self._held is not None and self._buffers is not None:
+            self._buffers.give(self._held)  # reused only once no view of it is alive (FrameBuffers)
+        self._held = None
         frame = next(self._frames, None)
         if frame is None:
             return False
-        self._view, self._pos = memoryview(frame.data), 0
+        self._view, self._pos, self._held = memoryview(frame.data), 0, frame.buffer
         self.loaded.append(frame.ref)
         return True
 
@@ -300,6 +394,19 @@ class BlobStream(io.RawIOBase):
         if not self._left:
             self._eof()
         return len(chunk)
+
+    def read_view(self, size: int) -> memoryview:
+        """Up to ``size`` bytes without a copy (empty at the end): a view into the decoded frame, valid as
+        long as it is referenced (the frame's buffer is not reused while any view of it is alive)."""
+        self._check()
+        if not self._left or size <= 0:
+            if not self._left:
+                self._eof()
+            return memoryview(b"")
+        chunk = self._take(size)
+        if not self._left:
+            self._eof()
+        return chunk
 
     def read(self, size: int | None = -1) -> bytes:
         self._check()

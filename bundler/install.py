@@ -31,21 +31,25 @@ import re
 import secrets
 import shutil
 import stat
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import hfcache
+from .blobwrite import write_hashed
+from .durable import sync_filesystem
 from .errors import BundleFormatError, HfBundleError, InstallError, IntegrityError, UnsafePathError
 from .hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256, lfs_blob_id
 from .hfcache import MAX_TREE_BYTES, RepoLayout, parse_tree, tree_etag
 from .installed import record_install
 from .lock import RepoFile
-from .manifest import TREE_FILES, TREE_NONE, Manifest, RepoEntry, SnapshotEntry
-from .source import BundleSource
+from .manifest import TREE_FILES, TREE_NONE, BlobEntry, Manifest, RepoEntry, SnapshotEntry
+from .source import BundleSource, RandomAccessSource
 
 __all__ = [
     "LAYOUT_COPY",
@@ -76,6 +80,8 @@ TEMP_BLOB_RE = re.compile(r"^\.hfbundle-([0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}
 # place_symlink's and our temp entries in a snapshot: `.<name>.<8hex>.tmp`
 _LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 STALE_SECONDS = 24 * 3600
+LANE_MIN_BYTES = 64 << 20  # blobs this large are worth a lane of their own (see _Run._lanes)
+MAX_LANES = 4
 DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online machine"
 
 ProgressCallback = Callable[["Progress"], None]
@@ -593,7 +599,10 @@ class _Run:
         self.extras = extras
         self.on_progress = on_progress
         self.copy_layout = plan.layout == LAYOUT_COPY
+        self._tls = threading.local()
         self.doing = "preparing the install"
+        self.mutex = threading.RLock()  # guards the run's state while lanes stream blobs in parallel
+        self.abort = threading.Event()  # set when one lane failed: the others stop at their next chunk
         self.t0 = time.monotonic()
         # content sha256 -> a verified file holding it (a placed blob, a staged temp, or a cache copy)
         self.local: dict[str, Path] = {}
@@ -638,10 +647,20 @@ class _Run:
             self._cleanup(ok)
         return self._report()
 
+    @property
+    def doing(self) -> str:
+        """What this thread is doing, for an error message (each lane has its own)."""
+        return getattr(self._tls, "doing", "streaming blobs")
+
+    @doing.setter
+    def doing(self, value: str) -> None:
+        self._tls.doing = value
+
     def _progress(self, phase: str, n: int, item: str | None = None) -> None:
-        self.done_bytes += n
-        if self.on_progress is not None:
-            self.on_progress(Progress(phase, self.done_bytes, self.total_bytes, item))
+        with self.mutex:
+            self.done_bytes += n
+            if self.on_progress is not None:
+                self.on_progress(Progress(phase, self.done_bytes, self.total_bytes, item))
 
     def _layout(self, repo_type: str, repo_id: str) -> RepoLayout:
         return RepoLayout(self.cache_dir, repo_type, repo_id)
@@ -777,34 +796,11 @@ class _Run:
         self.total_bytes = sum(max(contents[s].size, 0) for s in wanted - trees_missing)
         self.done_bytes = 0
         for src, shas in assignment:
-            got: set[str] = set()
-            for entry, stream in src.iter_blobs(wanted=shas):
-                if entry.sha256 not in shas or entry.sha256 in got:
-                    continue  # the source broke its contract: never trust it
-                c = contents[entry.sha256]
-                if c.size < 0:  # a trees listing only a base bundle declares
-                    c = contents[entry.sha256] = ContentStep(c.sha256, entry.size, (), c.action, where=c.where)
-                if entry.size != c.size:
-                    raise IntegrityError(
-                        f"{c.where}: the bundle declares blob {c.sha256[:12]}… with size {entry.size}, "
-                        f"the manifest with {c.size}",
-                        path=c.where,
-                        expected=str(c.size),
-                        actual=str(entry.size),
-                        hint=DAMAGED_HINT,
-                    )
-                if c.placements:
-                    self._receive(c, stream)
-                else:
-                    self.tree_blobs[c.sha256] = self._read_tree_blob(c, stream)
-                got.add(entry.sha256)
-                self.streamed.add(entry.sha256)
-            if got != shas:
-                lost = contents[min(shas - got)]
-                raise BundleFormatError(
-                    f"the bundle does not contain blob {lost.sha256} ({lost.where}) its manifest declares",
-                    hint=DAMAGED_HINT,
-                )
+            lanes = self._lanes(src, shas, contents)
+            if isinstance(src, RandomAccessSource) and lanes > 1:
+                self._stream_lanes(src, shas, contents, lanes)
+            else:
+                self._stream_in_order(src, shas, contents)
         # Contents with a verified local copy: link or copy into the placements that need them.
         if not self.copy_layout:
             for sha, placements in self.need.items():
@@ -812,38 +808,120 @@ class _Run:
                     for p in placements:
                         self._place_blob(contents[sha], p, self.local[sha])
 
+    def _stream_in_order(self, src: BundleSource, shas: set[str], contents: dict[str, ContentStep]) -> None:
+        got: set[str] = set()
+        for entry, stream in src.iter_blobs(wanted=shas):
+            if entry.sha256 not in shas or entry.sha256 in got:
+                continue  # the source broke its contract: never trust it
+            self._take(entry, stream, contents)
+            got.add(entry.sha256)
+        if got != shas:
+            lost = contents[min(shas - got)]
+            raise BundleFormatError(
+                f"the bundle does not contain blob {lost.sha256} ({lost.where}) its manifest declares",
+                hint=DAMAGED_HINT,
+            )
+
+    def _lanes(self, src: BundleSource, shas: set[str], contents: dict[str, ContentStep]) -> int:
+        """How many blobs to stream at once: one per core, when the source can read blobs in any order and
+        at least two are large (sha256 of one blob is sequential: two blobs hash on two cores)."""
+        if not isinstance(src, RandomAccessSource) or not src.random_access:
+            return 1
+        large = sum(1 for sha in shas if contents[sha].size >= LANE_MIN_BYTES)
+        return max(1, min(os.cpu_count() or 1, MAX_LANES, large))
+
+    def _stream_lanes(
+        self, src: RandomAccessSource, shas: set[str], contents: dict[str, ContentStep], lanes: int
+    ) -> None:
+        """Stream ``shas`` on ``lanes`` threads, largest first, each blob through its own reader. The first
+        failure stops the other lanes at their next chunk and is raised once all have stopped."""
+        entries = {b.sha256: b for b in src.manifest.blobs}
+        queue = deque(sorted(shas, key=lambda sha: (-contents[sha].size, sha)))
+
+        def lane() -> None:
+            while not self.abort.is_set():
+                with self.mutex:
+                    if not queue:
+                        return
+                    sha = queue.popleft()
+                self.doing = f"writing {contents[sha].where}"
+                try:
+                    self._take(entries[sha], src.read_blob(sha, verify=False), contents)
+                except TimeoutError:  # filelock.Timeout: execute() explains it
+                    raise
+                except OSError as e:  # with this lane's context, not the main thread's
+                    raise _os_error(e, self.doing) from e
+
+        with ThreadPoolExecutor(lanes, thread_name_prefix="hfbundle-lane") as pool:
+            futures = [pool.submit(lane) for _ in range(lanes)]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                self.abort.set()
+                raise
+
+    def _take(self, entry: BlobEntry, stream: BinaryIO, contents: dict[str, ContentStep]) -> None:
+        """Receive one blob the source hands over (any thread)."""
+        with self.mutex:
+            c = contents[entry.sha256]
+            if c.size < 0:  # a trees listing only a base bundle declares
+                c = contents[entry.sha256] = ContentStep(c.sha256, entry.size, (), c.action, where=c.where)
+        if entry.size != c.size:
+            raise IntegrityError(
+                f"{c.where}: the bundle declares blob {c.sha256[:12]}… with size {entry.size}, "
+                f"the manifest with {c.size}",
+                path=c.where,
+                expected=str(c.size),
+                actual=str(entry.size),
+                hint=DAMAGED_HINT,
+            )
+        if c.placements:
+            self._receive(c, stream)
+        else:
+            raw = self._read_tree_blob(c, stream)
+            with self.mutex:
+                self.tree_blobs[c.sha256] = raw
+        with self.mutex:
+            self.streamed.add(entry.sha256)
+
     def _receive(self, c: ContentStep, stream: BinaryIO) -> None:
-        """Stream one content into a temp file next to its first placement, verify it, then place it."""
-        placements = self.need[c.sha256]
-        first = placements[0]
-        lay = self._layout(first.repo_type, first.repo_id)
-        self.doing = f"writing {c.where}"
-        self._mkdirs(lay.folder / "snapshots")  # first: a repo folder without it makes scan_cache_dir refuse it
-        self._mkdirs(lay.blobs)
-        self.guard.check(lay.blob(first.etag))
+        """Stream one content into a temp file next to its first placement, verify it, then place it. Safe
+        on several lanes at once: only the copy runs outside :attr:`mutex`."""
+        with self.mutex:
+            placements = self.need[c.sha256]
+            first = placements[0]
+            lay = self._layout(first.repo_type, first.repo_id)
+            self.doing = f"writing {c.where}"
+            self._mkdirs(lay.folder / "snapshots")  # first: a repo folder without it makes scan_cache_dir refuse it
+            self._mkdirs(lay.blobs)
+            self.guard.check(lay.blob(first.etag))
         with _locked(lay, first.etag, self.copy_layout):
             if not self.copy_layout:
                 _remove_stale_temps(lay.blobs, first.etag)
             tmp = lay.blobs / f"{TEMP_PREFIX}{first.etag}.{secrets.token_hex(4)}.tmp"
             if self.copy_layout:  # kept until the snapshot phase, outside any lock: not swept by others
                 tmp = tmp.with_suffix(".stage.tmp")
-            self.temps.add(tmp)
-            needs_git = c.git_sha1 is not None or any(
-                not is_sha256(p.etag) for p in (*c.placements, *self.need.get(c.sha256, ()))
-            )
+            with self.mutex:
+                self.temps.add(tmp)
+                needs_git = c.git_sha1 is not None or any(
+                    not is_sha256(p.etag) for p in (*c.placements, *self.need.get(c.sha256, ()))
+                )
             d = self._copy_stream(stream, tmp, c.size, git=needs_git)
-            self._check_digest(c, d)
-            self.bytes_written += d.size
-            if self.copy_layout:
-                self.staged.add(tmp)
-                self.local[c.sha256] = tmp
-                return
-            self._replace(tmp, lay.blob(first.etag))
-            self.temps.discard(tmp)
-            self.n_written += 1
-        self.local[c.sha256] = lay.blob(first.etag)
-        for p in placements[1:]:
-            self._place_blob(c, p, self.local[c.sha256])
+            with self.mutex:
+                self._check_digest(c, d)
+                self.bytes_written += d.size
+                if self.copy_layout:
+                    self.staged.add(tmp)
+                    self.local[c.sha256] = tmp
+                    return
+                self._replace(tmp, lay.blob(first.etag))
+                self.temps.discard(tmp)
+                self.n_written += 1
+        with self.mutex:
+            self.local[c.sha256] = lay.blob(first.etag)
+            for p in placements[1:]:
+                self._place_blob(c, p, self.local[c.sha256])
 
     def _check_digest(self, c: ContentStep, d: Digests) -> None:
         if d.size != c.size:
@@ -875,33 +953,15 @@ class _Run:
                 )
 
     def _copy_stream(self, stream: BinaryIO, tmp: Path, size: int, *, git: bool = True) -> Digests:
-        """Copy at most ``size + 1`` bytes (more is refused without reading on) while hashing.
-
-        ``git=False`` skips the git blob sha1 (content whose every name is its sha256): ~40% less hashing.
-        """
-        hasher = StreamHasher(size, git=git)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(max_workers=1) as writer:
-            # Hash here while the previous chunk is written there: both release the GIL, so hashing and the
-            # kernel's copy overlap on two cores. One write in flight bounds memory to ~2 chunks.
-            pending: Future[int] | None = None
-            remaining = size + 1
-            while remaining > 0:
-                chunk = stream.read(min(CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                hasher.update(chunk)
-                if pending is not None:
-                    pending.result()
-                    pending = None
-                if hasher.size > size:
-                    break
-                pending = writer.submit(out.write, chunk)
-                self._progress("stream", len(chunk), str(tmp.name))
-            if pending is not None:
-                pending.result()
-        return hasher.digests()
+        name = tmp.name
+        return write_hashed(
+            stream,
+            tmp,
+            size,
+            git=git,
+            on_chunk=lambda n: self._progress("stream", n, name),
+            cancelled=self.abort.is_set,
+        )
 
     def _place_blob(self, c: ContentStep, p: Placement, src: Path) -> None:
         """Make ``blobs/<etag>`` of ``p``'s repo hold the verified content ``src``: hard link, else copy."""
@@ -1283,16 +1343,8 @@ class _Guard:
 
 
 def _sync_filesystem(folder: Path) -> None:
-    """Flush the filesystem holding ``folder`` to disk (``syncfs``; ``sync`` where it is missing)."""
-    import ctypes
-
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-        if syncfs is None or syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
+    """The durability barrier (its own name: the kill-point tests hook it)."""
+    sync_filesystem(folder)
 
 
 def _blocked(path: Path, what: str) -> InstallError:

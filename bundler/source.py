@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Container, Iterator, Mapping
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from .manifest import BlobEntry, Manifest
 
@@ -30,6 +30,20 @@ class BundleSource(Protocol):
     def iter_blobs(self, wanted: Container[str] | None = None) -> Iterator[tuple[BlobEntry, BinaryIO]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RandomAccessSource(BundleSource, Protocol):
+    """A source that can also hand out any one blob on its own (a bundle file: it has an index), so an
+    installer may stream several blobs at once. ``random_access`` is False when it cannot after all (a
+    pipe): then only :meth:`iter_blobs` works."""
+
+    @property
+    def random_access(self) -> bool: ...
+
+    def read_blob(self, sha256: str, *, verify: bool = True) -> BinaryIO:
+        """Exactly the blob's bytes; with ``verify`` the stream raises at its end if their sha256 differs."""
+        ...
 
 
 class MemorySource:

@@ -189,7 +189,19 @@ class RandomAccess(Protocol):
 
     def pread(self, offset: int, length: int) -> bytes: ...
 
+    def pread_into(self, offset: int, out: memoryview) -> int:
+        """Fill ``out`` from ``offset`` (less only at the end); the number of bytes read."""
+        ...
+
     def close(self) -> None: ...
+
+
+def _preadv(fd: int, out: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [out], offset)
+    data = os.pread(fd, len(out), offset)  # platforms without preadv (Windows)
+    out[: len(data)] = data
+    return len(data)
 
 
 def find_volumes(path: Path) -> tuple[Path, ...]:
@@ -283,6 +295,27 @@ class FileSet:
             raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def pread_into(self, offset: int, out: memoryview) -> int:
+        """Like :meth:`pread` into a caller's buffer: no allocation per read (a fresh buffer per 16 MiB frame
+        costs page faults on every byte)."""
+        done = 0
+        try:
+            for i, start in enumerate(self._starts):
+                end = start + self._sizes[i]
+                if done == len(out):
+                    break
+                if offset >= end:
+                    continue
+                want = min(len(out) - done, end - offset)
+                while want > 0:
+                    n = _preadv(self._fd(i), out[done : done + want], offset - start)
+                    if not n:
+                        raise BundleFormatError(f"{self._paths[i]} changed size while it was read")
+                    offset, done, want = offset + n, done + n, want - n
+        except OSError as e:
+            raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from None
+        return done
+
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():
@@ -321,6 +354,11 @@ class SeekableFile:
             except OSError as e:
                 raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def pread_into(self, offset: int, out: memoryview) -> int:
+        data = self.pread(offset, len(out))
+        out[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import random
@@ -466,6 +467,59 @@ def test_failure_leaves_cache_unchanged_but_for_verified_blobs(tmp_path: Path, c
             assert parts[2] in (sha256(data), git_blob_sha1(data))
     # and the same install from a good source completes it
     install(b.source(), cache)
+    assert RepoLayout(cache, "model", "org/tiny").snapshot_file(C1, f.path).read_bytes() == b.blobs[f.sha256 or ""]
+
+
+class LaneSource(MemorySource):
+    """A memory source that also hands out any one blob, like a bundle file, so the installer streams blobs
+    on several lanes; it records the threads that ask."""
+
+    random_access = True
+
+    def __init__(self, manifest: Manifest, blobs: Mapping[str, bytes]) -> None:
+        super().__init__(manifest, blobs)
+        self.data = dict(blobs)
+        self.threads: set[str] = set()
+
+    def read_blob(self, sha256: str, *, verify: bool = True) -> io.BytesIO:
+        self.threads.add(threading.current_thread().name)
+        size = next(b.size for b in self.manifest.blobs if b.sha256 == sha256)
+        return io.BytesIO(self.data.get(sha256, b"")[: size + 1])
+
+
+@pytest.fixture
+def lanes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every blob gets a lane, on a machine of four cores."""
+    import bundler.install
+
+    monkeypatch.setattr(bundler.install, "LANE_MIN_BYTES", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+
+
+@pytest.mark.usefixtures("lanes")
+def test_lanes_give_the_same_cache_as_streaming_in_order(tmp_path: Path) -> None:
+    b = standard_bundle()
+    in_order = install(b.source(), tmp_path / "a")
+    source = LaneSource(b.manifest, b.blobs)
+    in_lanes = install(source, tmp_path / "b")
+    assert len(source.threads) >= 2 and all(t.startswith("hfbundle-lane") for t in source.threads)
+    assert tree_state(tmp_path / "a") == tree_state(tmp_path / "b")
+    for key in ("blobs_written", "blobs_linked", "bytes_written", "bytes_deduplicated", "refs_moved"):
+        assert in_order.to_json()[key] == in_lanes.to_json()[key], key
+
+
+@pytest.mark.usefixtures("lanes")
+@pytest.mark.parametrize("case", ["wrong-hash", "truncated", "oversize"])
+def test_a_failing_lane_leaves_the_cache_unchanged_but_for_verified_blobs(tmp_path: Path, case: str) -> None:
+    cache = tmp_path / "hub"
+    b = standard_bundle()
+    bad, f = _bad_source(b, case)
+    before = tree_state(cache)
+    with pytest.raises(IntegrityError) as info:
+        install(LaneSource(b.manifest, bad._blobs), cache)
+    assert f.path in info.value.message
+    assert_only_new_verified_blobs(before, tree_state(cache))
+    install(LaneSource(b.manifest, b.blobs), cache)
     assert RepoLayout(cache, "model", "org/tiny").snapshot_file(C1, f.path).read_bytes() == b.blobs[f.sha256 or ""]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,15 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     install_bytes(craft.bundle_bytes(craft.prefill()), cache)
     assert loader_problems(cache) == []
     return cache
+
+
+@pytest.fixture(params=["in order", "lanes"])
+def lane_modes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a case twice for a bundle file: blobs streamed one after another, and on parallel lanes (which a
+    file of several large blobs gets, see ``bundler.install._Run._lanes``). Pipes always stream in order."""
+    if request.param == "lanes":
+        import bundler.install
+
+        monkeypatch.setattr(bundler.install, "LANE_MIN_BYTES", 0)
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    return str(request.param)

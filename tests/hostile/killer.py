@@ -155,7 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--copy", action="store_true", help="the copy layout")
     parser.add_argument("--every", type=int, default=1, help="kill at every Nth step only")
+    parser.add_argument("--lanes", action="store_true", help="stream every blob on parallel lanes")
     args = parser.parse_args(argv)
+    if args.lanes:  # set before forking: every child inherits it
+        import bundler.install
+
+        bundler.install.LANE_MIN_BYTES = 0
+        bundler.install.MAX_LANES = 2
+        os.cpu_count = lambda: 2  # two lanes even on a one-core machine (this process only)
 
     from bundler.archive import open_bundle
     from bundler.install import install

@@ -31,6 +31,8 @@ from .harness import (
     state,
 )
 
+pytestmark = pytest.mark.usefixtures("lane_modes")  # each case in order and on lanes
+
 SPEC = craft.standard()
 DATA = craft.written(SPEC)  # the real writer's bytes: 4 KiB frames, so every member spans frames
 LAYOUT = craft.layout_of(DATA)

@@ -80,6 +80,7 @@ def kill_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 KILL_RUNS = {
     "symlink layout, empty cache": ([], False, 1),
     "symlink layout, pre-filled cache": ([], True, 2),
+    "symlink layout, empty cache, lanes": (["--lanes"], False, 2),
     "copy layout, empty cache": (["--copy"], False, 2),
     "copy layout, pre-filled cache": (["--copy"], True, 3),
 }
@@ -115,13 +116,15 @@ def test_sigkill_at_every_step(run: str, kill_bundle: Path, template: Path, tmp_
     out = json.loads(proc.stdout)
     steps, results = out["steps"], out["results"]
     phases = {label.split()[0] for label in steps}
-    assert {"replace", "symlink" if not extra else "replace", "progress", "sync"} <= phases
+    assert {"replace", "symlink" if "--copy" not in extra else "replace", "progress", "sync"} <= phases
     assert any(label.startswith("progress stream") for label in steps)  # mid-blob points exist
     assert any("refs/" in label for label in steps)  # and points around the refs
     assert len(results) >= len(steps) // every
     for r in results:
         where = f"killed before step {r['step']} ({r['label']})"
-        assert r["killed"], where
+        # On lanes the number of steps varies by a few (two lanes may both try to create a shared lock folder),
+        # so the last kill points may come after the install is done: then it simply completed.
+        assert r["killed"] or ("--lanes" in extra and r["step"] > len(steps) - 5), where
         assert r["problems_after_kill"] == [], f"{where}: {r['problems_after_kill']}"
         assert r["verify_ok_after_rerun"], f"{where}: {r['verify_issues']}"
         assert r["problems_after_rerun"] == [] and r["wrong_after_rerun"] == [], where

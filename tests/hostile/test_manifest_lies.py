@@ -17,6 +17,8 @@ from bundler.install import parse_tree
 from . import craft
 from .harness import assert_installed_safely, assert_refused, install_bytes, loader_problems
 
+pytestmark = pytest.mark.usefixtures("lane_modes")  # each case in order and on lanes
+
 SPEC = craft.standard()
 BLOBS = SPEC.blobs()
 WEIGHTS, _ = SPEC.files["model.safetensors"]

@@ -14,6 +14,8 @@ from bundler.paths import check_relpath, check_repo_id
 from . import craft
 from .harness import CANARY, assert_refused
 
+pytestmark = pytest.mark.usefixtures("lane_modes")  # each case in order and on lanes
+
 SPEC = craft.standard()
 BLOBS = SPEC.blobs()
 VICTIM = min(BLOBS)  # the blob whose member gets a hostile name (the first one stored)

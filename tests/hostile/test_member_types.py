@@ -22,6 +22,8 @@ from .harness import (
     write_bundle,
 )
 
+pytestmark = pytest.mark.usefixtures("lane_modes")  # each case in order and on lanes
+
 SPEC = craft.standard()
 VICTIM = min(SPEC.blobs())
 VICTIM_DATA = SPEC.blobs()[VICTIM]

@@ -32,6 +32,8 @@ from .harness import (
     write_bundle,
 )
 
+pytestmark = pytest.mark.usefixtures("lane_modes")  # each case in order and on lanes
+
 SPEC = craft.standard()
 WEIGHTS, _ = SPEC.files["model.safetensors"]
 WEIGHTS_SHA = craft.sha256(WEIGHTS)

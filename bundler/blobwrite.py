@@ -1,0 +1,76 @@
+"""Writing one blob to a new file while hashing it: the inner loop of an install.
+
+:func:`write_hashed` reads a stream chunk by chunk, hashes each chunk on the calling thread while the chunk
+before it is written on a writer thread (hashlib and ``write`` both release the GIL, so the two overlap on
+two cores), and starts the kernel's write-out as it goes (:class:`~bundler.durable.Writeback`). It reads at
+most ``size + 1`` bytes: a stream longer than declared is cut off there, never read to its end.
+
+Chunks are taken without a copy when the stream offers ``read_view`` (bundle streams do: a view into the
+decoded frame). The caller checks the returned digests; this module knows nothing about caches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from .durable import Writeback
+from .errors import HfBundleError
+from .hashing import CHUNK, Digests, StreamHasher
+
+__all__ = ["Cancelled", "write_hashed"]
+
+
+class Cancelled(HfBundleError):
+    """The write was stopped from outside (another part of the install failed first)."""
+
+
+def write_hashed(
+    stream: BinaryIO,
+    path: Path,
+    size: int,
+    *,
+    git: bool = True,
+    on_chunk: Callable[[int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Digests:
+    """Create ``path`` (which must not exist; never follows a link) with at most ``size + 1`` bytes of
+    ``stream``, and return their digests. ``git=False`` skips the git blob sha1 (content whose every name is
+    its sha256): ~40% less hashing. ``cancelled`` is polled once per chunk and raises :class:`Cancelled`."""
+    hasher = StreamHasher(size, git=git)
+    read: Callable[[int], bytes | memoryview] = getattr(stream, "read_view", stream.read)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    writeback = Writeback(fd)
+    with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(max_workers=1) as writer:
+
+        def write(chunk: bytes | memoryview) -> None:
+            out.write(chunk)
+            writeback.wrote(len(chunk))
+
+        # One write in flight while the next chunk is hashed: memory stays at ~2 chunks.
+        pending: Future[None] | None = None
+        remaining = size + 1
+        while remaining > 0:
+            if cancelled is not None and cancelled():
+                if pending is not None:
+                    pending.result()
+                raise Cancelled("stopped")
+            chunk = read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            hasher.update(chunk)
+            if pending is not None:
+                pending.result()
+                pending = None
+            if hasher.size > size:
+                break
+            pending = writer.submit(write, chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+        if pending is not None:
+            pending.result()
+    return hasher.digests()
