@@ -166,7 +166,7 @@ class BundleReader:
         workers = min(auto_threads(threads), MAX_READ_THREADS)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-unzstd") if workers > 1 else None
         self._depth = workers + 1
-        self._buffers = FrameBuffers(keep=self._depth + 2)
+        self._buffers = FrameBuffers()
         self._raw = threading.local()  # one reusable read buffer per decoding thread
         self._access = access
         self._stream = stream
@@ -251,7 +251,8 @@ class BundleReader:
         member = next((m for m in self._index.blobs if m.sha256 == sha256), None)
         if member is None:
             raise UsageError(f"blob {sha256} is not in this bundle")
-        cursor = self._cursor_over([member])
+        # Two frames ahead: read_blob streams run side by side (an install's lanes), sharing the decoders.
+        cursor = self._cursor_over([member], depth=2)
         where = self._begin_indexed(cursor, member)
         digest = hashlib.sha256() if verify else None
 
@@ -412,13 +413,13 @@ class BundleReader:
         got = self._access.pread_into(ref.offset, raw)
         return decode_frame(ref, raw[:got], where, self._buffers)
 
-    def _cursor_over(self, members: Sequence[IndexMember]) -> TarCursor:
+    def _cursor_over(self, members: Sequence[IndexMember], depth: int | None = None) -> TarCursor:
         jobs = (
             functools.partial(self._fetch, ref, f"{m.name or 'the end of the archive'} (frame {i})")
             for m in members
             for i, ref in enumerate(m.frames)
         )
-        return TarCursor(prefetch(jobs, self._pool, self._depth), self._buffers)
+        return TarCursor(prefetch(jobs, self._pool, depth or self._depth), self._buffers)
 
     def _begin_indexed(self, cursor: TarCursor, member: IndexMember) -> str:
         where = f"{member.name} (tar offset {member.tar_offset})"

@@ -19,9 +19,11 @@ from typing import BinaryIO
 
 from .durable import Writeback
 from .errors import HfBundleError
-from .hashing import CHUNK, Digests, StreamHasher
+from .hashing import Digests, StreamHasher
 
-__all__ = ["Cancelled", "write_hashed"]
+__all__ = ["CHUNK", "Cancelled", "write_hashed"]
+
+CHUNK = 1 << 20  # per read; measured here: 512 KiB and 4 MiB both cost more CPU (hand-offs; cache misses)
 
 
 class Cancelled(HfBundleError):

@@ -71,7 +71,7 @@ class FrameBuffers:
     that holds on to data can never see it overwritten. Thread-safe; never blocks (allocates instead).
     """
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 16) -> None:
         self._free: list[bytearray] = []
         self._keep = keep
         self._lock = threading.Lock()

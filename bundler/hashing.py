@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -82,8 +83,14 @@ def digest_stream(stream: BinaryIO, size: int, *, chunk: int = CHUNK, git: bool 
     ``git=False``: sha256 only."""
     hasher = StreamHasher(size, git=git)
     remaining = size
+    readinto: Callable[[memoryview], int | None] | None = getattr(stream, "readinto", None)
+    buf = memoryview(bytearray(min(chunk, max(size, 1))))
     while remaining > 0:
-        block = stream.read(min(chunk, remaining))
+        if readinto is not None:  # one buffer, reused: no allocation (nor page faults) per read
+            n = readinto(buf[: min(len(buf), remaining)])
+            block: bytes | memoryview = buf[:n] if n else b""
+        else:
+            block = stream.read(min(chunk, remaining))
         if not block:
             break
         hasher.update(block)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -270,10 +271,49 @@ def iter_repo_folders(cache_dir: Path) -> Iterator[tuple[str, str, Path]]:
 @contextlib.contextmanager
 def repo_lock(layout: RepoLayout, etag: str, *, timeout: float = 600) -> Iterator[None]:
     """The lock huggingface_hub takes while it writes ``blobs/<etag>`` (``.locks/<repo>/<etag>.lock``)."""
-    from filelock import FileLock
-
     path = layout.lock(etag)
     path.parent.mkdir(parents=True, exist_ok=True)
     # mode 0o664 as huggingface_hub's WeakFileLock, so users sharing a cache can wait on each other's locks.
-    with FileLock(str(path), timeout=timeout, mode=0o664):
+    with file_lock(path, mode=0o664, timeout=timeout):
         yield
+
+
+LOCK_POLL_SECONDS = 0.05
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, mode: int, timeout: float = 600) -> Iterator[None]:
+    """An exclusive lock on ``path``, the one the ``filelock`` package takes (and so huggingface_hub): ``flock``
+    on POSIX, the file left in place. Done here, not by ``filelock``, whose import alone costs ~50 ms of every
+    install; elsewhere ``filelock`` itself. Raises :class:`TimeoutError` after ``timeout`` seconds."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        from filelock import FileLock
+
+        with FileLock(str(path), timeout=timeout, mode=mode):
+            yield
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        flags = os.O_RDWR | os.O_TRUNC | (0 if os.path.exists(path) else os.O_CREAT)
+        fd = os.open(path, flags, mode)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the lock {path} is still held after {timeout:g} s") from None
+            time.sleep(LOCK_POLL_SECONDS)
+            continue
+        if os.fstat(fd).st_nlink == 0:  # deleted by its holder meanwhile: lock the new file
+            os.close(fd)
+            continue
+        break
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .cachescan import LAYOUT_COPY, SHARED_MARKER
 from .errors import IntegrityError, UsageError
 from .hashing import sha256_file
-from .hfcache import RepoLayout
+from .hfcache import RepoLayout, file_lock
 from .install import LAYOUT_SYMLINK, InstallPlan, InstallReport, ProgressCallback, execute, plan_install
 from .manifest import Manifest, SkippedFile
 from .units import human_size
@@ -393,12 +393,10 @@ def _payload_mode(cache_dir: Path) -> int:
 @contextlib.contextmanager
 def _store_lock(payload: Path) -> Iterator[None]:
     """The per-hash lock huggingface_hub takes around publishing, referencing and collecting a shared blob."""
-    from filelock import FileLock
-
     path = payload.with_name(f"{payload.name}.lock")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     os.close(fd)
-    with FileLock(str(path), mode=0o666):
+    with file_lock(path, mode=0o666):
         yield
 
 

@@ -10,8 +10,8 @@ from typing import BinaryIO, cast
 
 import pytest
 
-from bundler.blobwrite import Cancelled, write_hashed
-from bundler.hashing import CHUNK, git_blob_sha1
+from bundler.blobwrite import CHUNK, Cancelled, write_hashed
+from bundler.hashing import git_blob_sha1
 
 
 class Counting(io.RawIOBase):
