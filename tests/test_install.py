@@ -497,11 +497,12 @@ def lanes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("lanes")
-def test_lanes_give_the_same_cache_as_streaming_in_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", [False, True])
+def test_lanes_give_the_same_cache_as_streaming_in_order(tmp_path: Path, copy: bool) -> None:
     b = standard_bundle()
-    in_order = install(b.source(), tmp_path / "a")
+    in_order = install(b.source(), tmp_path / "a", copy=copy)
     source = LaneSource(b.manifest, b.blobs)
-    in_lanes = install(source, tmp_path / "b")
+    in_lanes = install(source, tmp_path / "b", copy=copy)
     assert len(source.threads) >= 2 and all(t.startswith("hfbundle-lane") for t in source.threads)
     assert tree_state(tmp_path / "a") == tree_state(tmp_path / "b")
     for key in ("blobs_written", "blobs_linked", "bytes_written", "bytes_deduplicated", "refs_moved"):
