@@ -490,9 +490,9 @@ class LaneSource(MemorySource):
 @pytest.fixture
 def lanes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every blob gets a lane, on a machine of four cores."""
-    import bundler.install
+    import bundler.installrun
 
-    monkeypatch.setattr(bundler.install, "LANE_MIN_BYTES", 0)
+    monkeypatch.setattr(bundler.installrun, "LANE_MIN_BYTES", 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
 
 
@@ -617,7 +617,7 @@ def test_os_errors_become_install_errors_with_a_hint(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise OSError(code, os.strerror(code), "somewhere")
 
-    monkeypatch.setattr("bundler.install._sync_filesystem", fail)  # the barrier after the blobs are written
+    monkeypatch.setattr("bundler.installrun._sync_filesystem", fail)  # the barrier after the blobs are written
     with pytest.raises(InstallError) as info:
         install(standard_bundle().source(), tmp_path / "hub")
     assert message in info.value.message and hint in (info.value.hint or "")

@@ -50,15 +50,15 @@ class Steps:
             original = getattr(os, name)
             self.originals[name] = original
             setattr(os, name, self._wrap(name, original))
-        import bundler.install
+        import bundler.installrun
 
-        barrier = bundler.install._sync_filesystem  # the durability barrier between blobs and snapshot entries
+        barrier = bundler.installrun._sync_filesystem  # the durability barrier between blobs and snapshot entries
 
         def sync(folder: Path) -> None:
             self.step("sync")
             barrier(folder)
 
-        bundler.install._sync_filesystem = sync
+        bundler.installrun._sync_filesystem = sync
 
     def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def hooked(*args: Any, **kwargs: Any) -> Any:
@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", action="store_true", help="stream every blob on parallel lanes")
     args = parser.parse_args(argv)
     if args.lanes:  # set before forking: every child inherits it
-        import bundler.install
+        import bundler.installrun
 
-        bundler.install.LANE_MIN_BYTES = 0
-        bundler.install.MAX_LANES = 2
+        bundler.installrun.LANE_MIN_BYTES = 0
+        bundler.installrun.MAX_LANES = 2
         os.cpu_count = lambda: 2  # two lanes even on a one-core machine (this process only)
 
     from bundler.archive import open_bundle
