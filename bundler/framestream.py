@@ -145,13 +145,11 @@ def decode_frame(
             got += n
         if got != ref.raw_length or reader.read(1):  # read(1) also checks the content checksum
             raise damaged(f"{where} does not decompress to the {ref.raw_length} bytes its header declares")
-    except zstandard.ZstdError as e:
+    except BaseException as e:
         out.release()
         buffers.give(buf)
-        raise damaged(f"{where} does not decompress ({e})") from None
-    except BaseException:
-        out.release()
-        buffers.give(buf)
+        if isinstance(e, zstandard.ZstdError):
+            raise damaged(f"{where} does not decompress ({e})") from None
         raise
     return Frame(ref, out, buf)
 
@@ -163,13 +161,20 @@ def frame_extent(frame: memoryview, header_size: int, where: str) -> int:
     while True:
         if pos + 3 > len(frame):
             raise truncated(f"it ends inside {where}")
-        block = int.from_bytes(frame[pos : pos + 3], "little")
-        kind, size = (block >> 1) & 3, block >> 3
-        if kind == 3 or size > ZSTD_BLOCK_MAX:
-            raise damaged(f"{where} has an invalid block header")
-        pos += 3 + (1 if kind == 1 else size)
-        if block & 1:
+        stored, last = block_header(frame[pos : pos + 3], where)
+        pos += 3 + stored
+        if last:
             return pos + 4  # the content checksum
+
+
+def block_header(raw: bytes | bytearray | memoryview, where: str) -> tuple[int, bool]:
+    """A zstd block header (3 bytes): how many bytes of the frame the block's body takes, and whether it is
+    the frame's last block. Reserved block types and blocks over 128 KiB are refused."""
+    block = int.from_bytes(raw, "little")
+    kind, size = (block >> 1) & 3, block >> 3
+    if kind == 3 or size > ZSTD_BLOCK_MAX:
+        raise damaged(f"{where} has an invalid block header")
+    return (1 if kind == 1 else size), bool(block & 1)
 
 
 class StreamFrames:
@@ -229,14 +234,11 @@ class StreamFrames:
                 raise
             while True:
                 self._append(frame, 3, where)
-                block = int.from_bytes(frame[-3:], "little")
-                kind, size = (block >> 1) & 3, block >> 3
-                if kind == 3 or size > ZSTD_BLOCK_MAX:
-                    raise damaged(f"{where} has an invalid block header")
-                self._append(frame, 1 if kind == 1 else size, where)
+                stored, last = block_header(frame[-3:], where)
+                self._append(frame, stored, where)
                 if len(frame) > MAX_FRAME_COMPRESSED:
                     raise damaged(f"{where} is larger than any frame hfbundle writes")
-                if block & 1:
+                if last:
                     break
             self._append(frame, 4, where)  # content checksum
             yield FrameRef(start, len(frame), header.content_size), frame
