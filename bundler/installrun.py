@@ -382,7 +382,7 @@ class _Run:
                 self.doing = f"writing {contents[sha].where}"
                 try:
                     self._take(entries[sha], src.read_blob(sha, verify=False), contents)
-                except TimeoutError:  # filelock.Timeout: execute() explains it
+                except TimeoutError:  # a cache lock still held: execute() explains it
                     raise
                 except OSError as e:  # with this lane's context, not the main thread's
                     raise _os_error(e, self.doing) from e
