@@ -77,7 +77,7 @@ def execute(
         return run.go()
     except HfBundleError:
         raise
-    except TimeoutError as e:  # filelock.Timeout (an OSError too)
+    except TimeoutError as e:  # a cache lock still held (hfcache.file_lock; an OSError too)
         raise InstallError(
             f"timed out waiting for a lock in {plan.cache_dir / '.locks'} ({e})",
             hint="another download or install is writing the same file: wait for it to finish and re-run",
