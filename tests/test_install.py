@@ -294,6 +294,20 @@ def test_copy_layout_has_real_files_and_empty_blobs(tmp_path: Path) -> None:
     assert again.bytes_written == 0 and not again.changed
 
 
+def without_symlinks(code: str, cache: Path) -> str:
+    """Run ``code`` (given the cache as argv[1]) in a subprocess with HF_HUB_DISABLE_SYMLINKS=1, read at
+    import; its stdout, stripped."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(cache)],
+        env={**os.environ, "HF_HUB_DISABLE_SYMLINKS": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return out.stdout.strip()
+
+
 def test_disable_symlinks_env_gives_copy_layout(tmp_path: Path) -> None:
     """HF_HUB_DISABLE_SYMLINKS is read from the environment: checked in a subprocess."""
     code = (
@@ -301,16 +315,7 @@ def test_disable_symlinks_env_gives_copy_layout(tmp_path: Path) -> None:
         "from bundler.install import install;"
         "print(install(standard_bundle().source(), Path(sys.argv[1])).layout)"
     )
-    env = {**os.environ, "HF_HUB_DISABLE_SYMLINKS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "hub")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert out.stdout.strip() == "copy"
+    assert without_symlinks(code, tmp_path / "hub") == "copy"
     assert not any(v[0] == "link" for v in tree_state(tmp_path / "hub").values())
 
 
@@ -321,16 +326,7 @@ def test_copy_false_where_symlinks_are_disabled_is_refused(tmp_path: Path) -> No
         "try:\n plan_install(standard_bundle().manifest, Path(sys.argv[1]), copy=False)\n"
         "except InstallError as e:\n print('refused', e.hint is not None)\n"
     )
-    env = {**os.environ, "HF_HUB_DISABLE_SYMLINKS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "hub")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert out.stdout.strip() == "refused True"
+    assert without_symlinks(code, tmp_path / "hub") == "refused True"
 
 
 # -- idempotence, resume, repair ----------------------------------------------------------------------------------
