@@ -2,9 +2,9 @@
 
 The CLI is a thin layer over these; other tools (an app's own setup step, a notebook) call them directly::
 
-    import bundler
-    report = bundler.install("demo.tar.zst", cache_dir="/models/hub")
-    print(report.to_json())
+    from bundler import api
+    report = api.install("demo.tar.zst", cache_dir="/models/hub")
+    report.to_json()  # a dict; report.render() gives the CLI's lines
 """
 
 from __future__ import annotations
