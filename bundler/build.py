@@ -7,6 +7,7 @@ is checked *while* they are compressed, so each of their bytes is read once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from .errors import IntegrityError
 from .fetch import FetchedFile, fetch
 from .hashing import digest_file
 from .lock import Lock, RepoFile
-from .manifest import TREE_FILES, BlobEntry, Manifest, RepoEntry, SnapshotEntry
+from .manifest import TREE_FILES, TREE_HUB, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def manifest_for(lock: Lock, files: list[FetchedFile], *, recipe: dict[str, Any]
         entry["snaps"].setdefault(r.commit, {})
         if r.revision != r.commit:
             entry["refs"][r.revision] = r.commit
+    # The Hub's listing of each commit travels once, in its snapshot entry (the embedded lock drops it).
+    listings = {(r.repo_type, r.repo_id, r.commit): r.listing for r in lock.repos if r.listing is not None}
     repos: list[RepoEntry] = []
     blobs: dict[str, BlobEntry] = {}
     for (repo_type, repo_id), entry in by_repo.items():
@@ -89,14 +92,20 @@ def manifest_for(lock: Lock, files: list[FetchedFile], *, recipe: dict[str, Any]
             for f in snap_files:
                 assert f.content_sha256 is not None
                 blobs.setdefault(f.content_sha256, BlobEntry(f.content_sha256, f.size))
-            snaps.append(SnapshotEntry(commit=commit, files=snap_files, tree=TREE_FILES))
+            listing = listings.get((repo_type, repo_id, commit))
+            tree = TREE_HUB if listing is not None else TREE_FILES
+            snaps.append(SnapshotEntry(commit=commit, files=snap_files, tree=tree, listing=listing))
         repos.append(RepoEntry(repo_type, repo_id, dict(entry["refs"]), tuple(snaps)))
     return Manifest(
         repos=tuple(repos),
         blobs=tuple(blobs.values()),
         kind="bundle",
         creator=f"hfbundle {__version__}",
-        lock=lock,
+        lock=Lock(
+            repos=tuple(dataclasses.replace(r, listing=None) for r in lock.repos),
+            recipe=lock.recipe,
+            extra=lock.extra,
+        ),
         recipe=recipe,
     )
 

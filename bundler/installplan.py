@@ -22,7 +22,8 @@ from . import hfcache
 from .errors import BundleFormatError, InstallError, UnsafePathError
 from .hashing import is_sha1, is_sha256
 from .hfcache import RepoLayout
-from .manifest import TREE_FILES, TREE_NONE, Manifest
+from .listings import MovedListing
+from .manifest import TREE_FILES, TREE_HUB, TREE_NONE, Manifest
 
 __all__ = [
     "DAMAGED_HINT",
@@ -92,7 +93,7 @@ class ContentStep:
 
     ``action``: ``none`` (all present, only re-hashed), ``stream`` (from the bundle), ``link`` (from an identical
     blob elsewhere in the cache, ``cache_copies``), ``missing`` (neither: an incremental bundle without its base),
-    ``regenerate`` (a saved trees listing no source carries: a listing of the files present is written instead).
+    ``unavailable`` (a saved trees listing no source carries: no listing is written, unless the cache holds it).
     """
 
     sha256: str
@@ -186,6 +187,7 @@ class InstallPlan:
     entries: tuple[EntryStep, ...]
     snapshots: tuple[SnapshotStep, ...]
     refs: tuple[RefStep, ...]
+    verbatim_trees: bool = False  # restore --verbatim: saved listings come back byte for byte, traps included
 
     @property
     def missing(self) -> tuple[ContentStep, ...]:
@@ -269,6 +271,7 @@ class InstallReport:
     no_exist_written: int
     elapsed: float
     notes: tuple[str, ...] = ()
+    trees_moved: tuple[MovedListing, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -280,6 +283,7 @@ class InstallReport:
             or self.trees_written
             or self.no_exist_written
             or self.refs_moved
+            or self.trees_moved
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -300,6 +304,7 @@ class InstallReport:
             "entries_added": self.entries_added,
             "trees_written": self.trees_written,
             "no_exist_written": self.no_exist_written,
+            "trees_moved": [m.to_json() for m in self.trees_moved],
             "elapsed": round(self.elapsed, 3),
             "notes": list(self.notes),
         }
@@ -316,6 +321,7 @@ class InstallReport:
         lines += [f"ref {m.repo_id}:{m.ref} {m.old or '(new)'} -> {m.new}" for m in self.refs_moved]
         lines += [f"ref {m.repo_id}:{m.ref} kept at {m.old} (bundle: {m.new})" for m in self.refs_kept]
         lines += [f"replaced damaged {b.repo_id}:{b.path} ({b.actual})" for b in self.blobs_replaced]
+        lines += [f"listing: {m.describe()}" for m in self.trees_moved]
         lines += [f"note: {n}" for n in self.notes]
         return lines
 
@@ -328,6 +334,7 @@ def plan_install(
     keep_refs: bool = False,
     trust_existing: bool = False,
     available: Collection[str] | None = None,
+    verbatim_trees: bool = False,
 ) -> InstallPlan:
     """What installing ``manifest`` into ``cache_dir`` would do. Reads the cache, writes nothing.
 
@@ -358,8 +365,7 @@ def plan_install(
             guard.check(snap_dir, is_dir=True)
             new = not os.path.lexists(snap_dir)
             snapshots.append(SnapshotStep(repo.repo_type, repo.repo_id, snap.commit, new, snap.tree, snap.no_exist))
-            if snap.tree != TREE_NONE:
-                guard.check(lay.tree(snap.commit))
+            guard.check(lay.tree(snap.commit))  # any mode may write or move the listing
             for p in snap.no_exist:
                 guard.check(lay.no_exist(snap.commit, p))
             for f in snap.files:
@@ -417,7 +423,7 @@ def plan_install(
     declared = {b.sha256: b.size for b in manifest.blobs}
     for repo in manifest.repos:
         for snap in repo.snapshots:
-            if snap.tree not in (TREE_FILES, TREE_NONE) and snap.tree not in by_content:
+            if snap.tree not in (TREE_HUB, TREE_FILES, TREE_NONE) and snap.tree not in by_content:
                 tree_contents[snap.tree] = declared.get(snap.tree, -1)
 
     other_blobs = (
@@ -438,7 +444,7 @@ def plan_install(
             action = "link" if copies else "stream" if sha in carried else "missing"
         contents.append(ContentStep(sha, size, placements, action, copies, git_ids.get(sha), where.get(sha, "")))
     for sha, size in sorted(tree_contents.items()):
-        action = "stream" if sha in carried else "regenerate"  # a listing can be rebuilt, content cannot
+        action = "stream" if sha in carried else "unavailable"  # a listing may be left out, content cannot
         contents.append(ContentStep(sha, size, (), action, (), None, "trees listing"))
 
     return InstallPlan(
@@ -451,6 +457,7 @@ def plan_install(
         entries=tuple(entries),
         snapshots=tuple(snapshots),
         refs=tuple(refs),
+        verbatim_trees=verbatim_trees,
     )
 
 

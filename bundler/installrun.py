@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import secrets
@@ -23,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import hfcache
+from . import hfcache, listings
 from .blobwrite import write_hashed
 from .durable import sync_filesystem
 from .errors import BundleFormatError, HfBundleError, InstallError, IntegrityError
-from .hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256, lfs_blob_id
+from .hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256
 from .hfcache import MAX_TREE_BYTES, RepoLayout, parse_tree, tree_etag
+from .installed import InstalledRecord, read_record
 from .installplan import (
     DAMAGED_HINT,
     LAYOUT_COPY,
@@ -50,8 +52,10 @@ from .installplan import (
     usable_file,
 )
 from .lock import RepoFile
-from .manifest import TREE_FILES, TREE_NONE, BlobEntry, RepoEntry, SnapshotEntry
+from .manifest import TREE_FILES, TREE_HUB, TREE_NONE, BlobEntry, RepoEntry, SnapshotEntry
 from .source import BundleSource, RandomAccessSource
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["LANE_MIN_BYTES", "MAX_LANES", "execute"]
 
@@ -154,6 +158,8 @@ class _Run:
         self.n_written = self.n_linked = self.n_present = 0
         self.bytes_written = self.bytes_dedup = self.bytes_hashed = 0
         self.entries_added = self.trees_written = self.no_exist_written = 0
+        self.trees_moved: list[listings.MovedListing] = []
+        self.records: dict[tuple[str, str, str], InstalledRecord | None] = {}
         self.moved: list[RefMove] = []
         self.kept: list[RefMove] = []
         self.done_bytes = 0
@@ -324,9 +330,8 @@ class _Run:
                 f"({c.size} bytes, {c.where})",
                 hint="this is an incremental bundle: pass its base bundle(s) too, or install the base first",
             )
-        for sha in trees_missing:  # fall back to a generated listing (see _trees_and_markers)
+        for sha in trees_missing:  # no listing then (see _saved_tree)
             self.need.pop(sha, None)
-            self.notes.append(f"trees blob {sha[:12]}… not available: a listing was generated instead")
 
         self.total_bytes = sum(max(contents[s].size, 0) for s in wanted - trees_missing)
         self.done_bytes = 0
@@ -674,51 +679,112 @@ class _Run:
                 snap_dir = lay.snapshot(snap.commit)
                 present = _present_files(snap_dir)
                 present |= {f.path for f in snap.files if os.path.isfile(snap_dir / f.path)}
-                if snap.tree != TREE_NONE:
-                    self._write_tree(lay, repo, snap, present)
+                self._settle_tree(lay, repo, snap, present)
                 self._write_markers(lay, snap, present)
 
-    def _write_tree(self, lay: RepoLayout, repo: RepoEntry, snap: SnapshotEntry, present: set[str]) -> None:
+    def _settle_tree(self, lay: RepoLayout, repo: RepoEntry, snap: SnapshotEntry, present: set[str]) -> None:
+        """Apply the trees rule (:mod:`bundler.listings`) to this snapshot: write the commit's complete listing
+        when the snapshot holds every file it names; otherwise write none, and move aside one that breaks it."""
+        label = f"{repo.repo_id}@{snap.commit[:8]}"
         target = lay.tree(snap.commit)
         old = _read_bytes(target)
+        parsed_old = parse_tree(old) if old is not None else None
+        known = self._known_files(repo, snap)
         data: bytes | None = None
-        hints: list[Mapping[str, Mapping[str, Any]]] = []
-        if snap.tree != TREE_FILES:
-            raw = self.tree_blobs.get(snap.tree)
-            if raw is None and snap.tree in self.local:  # the listing is also a file's content
-                raw = _read_bytes(self.local[snap.tree])
-            if raw is None and old is not None and _sha256_bytes(old) == snap.tree:
-                raw = old
-            parsed = parse_tree(raw) if raw is not None else None
-            if parsed is not None:
-                hints.append(parsed)
-                if set(parsed) <= present and _agrees(parsed, snap.files):
-                    data = raw
+        full: dict[str, dict[str, Any]] | None = None
+        if snap.tree in (TREE_HUB, TREE_FILES, TREE_NONE):
+            full = listings.hub_listing(self.plan.manifest, repo, snap)
+            if full is not None:
+                lacking = listings.unconfirmed(lay, snap.commit, full, known=known, others=parsed_old)
+                if not lacking:
+                    data = hfcache.tree_json(full)
                 else:
-                    self.notes.append(
-                        f"{repo.repo_id}@{snap.commit[:8]}: the saved trees listing names files this snapshot "
-                        "lacks or disagrees with it: wrote the listing of the files present instead"
-                    )
-            elif raw is not None:
-                self.notes.append(f"{repo.repo_id}@{snap.commit[:8]}: saved trees listing is invalid: regenerated")
-        if data is None:
-            if old is not None and (parsed_old := parse_tree(old)) is not None:
-                hints.append(parsed_old)
-            entries = _describe(lay, snap, present, hints)
-            undescribed = present - set(entries)
-            if undescribed:
-                self.notes.append(
-                    f"{repo.repo_id}@{snap.commit[:8]}: {len(undescribed)} file(s) already in the snapshot could "
-                    f"not be described and are left out of trees/{snap.commit}.json (e.g. {min(undescribed)})"
-                )
-            data = hfcache.tree_json(entries)
-        if data == old:
+                    logger.debug("%s: no trees listing, the snapshot lacks %d file(s)", label, len(lacking))
+        else:
+            data = self._saved_tree(lay, label, snap, known, old)
+        known_full = set(full) if full is not None else self._recorded_upstream(lay, snap.commit)
+        if data is not None:
+            if data == old or (parsed_old is not None and parsed_old == parse_tree(data)):
+                return  # the same listing (another client's formatting is kept as it is)
+            self.guard.check(target)
+            self.journal.mkdirs(target.parent)
+            self.journal.overwritten.append((target, old, None))
+            if parsed_old is not None:  # a different listing is kept aside, never overwritten unseen
+                trap = listings.trap_of(parsed_old, present, known_full) or "online"
+                self.trees_moved.append(listings.move_aside(lay, snap.commit, trap))
+            hfcache.atomic_write_bytes(target, data)
+            self.trees_written += 1
             return
-        self.guard.check(target)
-        self.journal.mkdirs(target.parent)
-        self.journal.overwritten.append((target, old, None))
-        hfcache.atomic_write_bytes(target, data)
-        self.trees_written += 1
+        if old is None:
+            return
+        if parsed_old is None:
+            self.notes.append(f"{label}: trees/{snap.commit}.json is not a valid listing (huggingface_hub ignores it)")
+            return
+        trap = listings.trap_of(parsed_old, present, known_full)
+        if trap is not None:
+            self.guard.check(target)
+            self.journal.overwritten.append((target, old, None))
+            self.trees_moved.append(listings.move_aside(lay, snap.commit, trap))
+
+    def _saved_tree(
+        self, lay: RepoLayout, label: str, snap: SnapshotEntry, known: Mapping[str, RepoFile], old: bytes | None
+    ) -> bytes | None:
+        """A backup's saved listing: its exact bytes when the rule allows (or ``--verbatim``), else None."""
+        raw = self.tree_blobs.get(snap.tree)
+        if raw is None and snap.tree in self.local:  # the listing is also a file's content
+            raw = _read_bytes(self.local[snap.tree])
+        if raw is None and old is not None and _sha256_bytes(old) == snap.tree:
+            raw = old
+        if raw is None:
+            self.notes.append(f"{label}: the saved trees listing is in no backup given: none written")
+            return None
+        if self.plan.verbatim_trees:
+            return raw
+        parsed = parse_tree(raw)
+        if parsed is None:
+            self.notes.append(f"{label}: the saved trees listing is invalid: left out")
+            return None
+        lacking = listings.unconfirmed(lay, snap.commit, parsed, known=known)
+        full = self._recorded_upstream(lay, snap.commit)
+        if lacking or not _agrees(parsed, snap.files):
+            self.notes.append(
+                f"{label}: the saved trees listing names {len(lacking) or 'some'} file(s) this snapshot lacks or "
+                f"holds otherwise (e.g. {lacking[0] if lacking else 'a changed file'}): left out, as a listing "
+                "would break offline loading (restore --verbatim keeps it)"
+            )
+            return None
+        if full is not None and set(parsed) != set(full):
+            self.notes.append(
+                f"{label}: the saved trees listing is not the commit's complete listing (an older hfbundle wrote "
+                "it): left out, as online the client would trust it (restore --verbatim keeps it)"
+            )
+            return None
+        return raw
+
+    def _known_files(self, repo: RepoEntry, snap: SnapshotEntry) -> dict[str, RepoFile]:
+        """Files whose content is known without hashing: this bundle's (verified now), then those an earlier
+        install recorded for this commit (copy-layout files carry no hash in their names)."""
+        known: dict[str, RepoFile] = {}
+        record = self._record(repo.repo_type, repo.repo_id, snap.commit)
+        if record is not None:
+            known.update(record.files)
+        known.update({f.path: f for f in snap.files})
+        return known
+
+    def _recorded_upstream(self, lay: RepoLayout, commit: str) -> set[str] | None:
+        record = self._record(lay.repo_type, lay.repo_id, commit)
+        if record is None or not record.repo.upstream:
+            return None
+        return set(record.repo.upstream)
+
+    def _record(self, repo_type: str, repo_id: str, commit: str) -> InstalledRecord | None:
+        key = (repo_type, repo_id, commit)
+        if key not in self.records:
+            try:
+                self.records[key] = read_record(self.cache_dir, repo_type, repo_id, commit)
+            except HfBundleError:  # a damaged record is doctor's to report; here it just tells nothing
+                self.records[key] = None
+        return self.records[key]
 
     def _write_markers(self, lay: RepoLayout, snap: SnapshotEntry, present: set[str]) -> None:
         for path in snap.no_exist:
@@ -826,6 +892,7 @@ class _Run:
             no_exist_written=self.no_exist_written,
             elapsed=time.monotonic() - self.t0,
             notes=tuple(self.notes),
+            trees_moved=tuple(self.trees_moved),
         )
 
 
@@ -938,48 +1005,6 @@ def _agrees(parsed: Mapping[str, Mapping[str, Any]], files: Sequence[RepoFile]) 
         if e is not None and (e["size"] != f.size or tree_etag(e) != f.etag):
             return False
     return True
-
-
-def _describe(
-    lay: RepoLayout, snap: SnapshotEntry, present: set[str], hints: Sequence[Mapping[str, Mapping[str, Any]]]
-) -> dict[str, dict[str, Any]]:
-    """Tree entries for every present file we can describe: the bundle's own files, then files already in
-    the snapshot described by an earlier listing that agrees with them on disk, or by the blob they link to."""
-    entries: dict[str, dict[str, Any]] = {f.path: f.tree_entry() for f in snap.files if f.path in present}
-    snap_dir = lay.snapshot(snap.commit)
-    for path in sorted(present - set(entries)):
-        full = snap_dir / path
-        try:
-            size = os.path.getsize(full)
-        except OSError:
-            continue
-        blob_name = _linked_blob_name(lay, full)
-        for hint in hints:
-            e = hint.get(path)
-            if e is not None and e["size"] == size and (blob_name is None or blob_name == tree_etag(e)):
-                entries[path] = dict(e)
-                break
-        else:
-            if blob_name is not None and is_sha256(blob_name):
-                entries[path] = {
-                    "size": size,
-                    "blob_id": lfs_blob_id(blob_name, size),
-                    "lfs_sha256": blob_name,
-                    "lfs_size": size,
-                }
-            elif blob_name is not None and is_sha1(blob_name):
-                entries[path] = {"size": size, "blob_id": blob_name}
-    return entries
-
-
-def _linked_blob_name(lay: RepoLayout, link: Path) -> str | None:
-    """``<etag>`` if ``link`` is a symlink to this repo's ``blobs/<etag>``."""
-    try:
-        target = os.readlink(link)
-    except OSError:
-        return None
-    resolved = Path(os.path.normpath(link.parent / target))
-    return resolved.name if resolved.parent == lay.blobs else None
 
 
 def _os_error(e: OSError, doing: str) -> InstallError:

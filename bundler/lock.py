@@ -15,7 +15,8 @@ from .errors import BundleFormatError
 from .hashing import is_sha1, is_sha256
 from .paths import check_commit, check_relpath, check_repo_id, check_repo_type
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
+READABLE_LOCK_VERSIONS = (1, 2)  # 2 added ``listing`` (the Hub's full listing of each commit)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class RepoFile:
             out["sha256"] = self.sha256
         return out
 
+    def same_object(self, other: RepoFile) -> bool:
+        """Do both describe the same content at the same path (size, git blob id, LFS/Xet hashes)?"""
+        return (self.path, self.size, self.blob_id, self.lfs_sha256) == (
+            other.path,
+            other.size,
+            other.blob_id,
+            other.lfs_sha256,
+        )
+
     def tree_entry(self) -> dict[str, Any]:
         """Entry of huggingface_hub's ``trees/<commit>.json`` (``_tree_cache.TreeCacheEntry``)."""
         info: dict[str, Any] = {"size": self.size, "blob_id": self.blob_id}
@@ -92,7 +102,12 @@ class RepoFile:
 
 @dataclass(frozen=True)
 class LockedRepo:
-    """One repo pinned to a commit, with the files to bundle and the full upstream file list."""
+    """One repo pinned to a commit, with the files to bundle and the full upstream file list.
+
+    ``listing`` is the Hub's complete listing of the commit (every file, with its hashes), recorded at resolve
+    time: the installer writes it as ``trees/<commit>.json`` only once the snapshot holds every file it names
+    (``docs/CACHE.md``). None for locks of version 1, which recorded the paths (``upstream``) only.
+    """
 
     repo_type: str
     repo_id: str
@@ -102,6 +117,7 @@ class LockedRepo:
     files: tuple[RepoFile, ...]
     upstream: tuple[str, ...] = ()
     name: str | None = None  # the recipe's name for this repo (e.g. "taesd")
+    listing: tuple[RepoFile, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -115,18 +131,27 @@ class LockedRepo:
         }
         if self.name is not None:
             out["name"] = self.name
+        if self.listing is not None:
+            out["listing"] = [f.to_json() for f in self.listing]
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LockedRepo:
         _expect_keys(
-            data, {"repo_type", "repo_id", "revision", "commit", "role", "files"}, {"upstream", "name"}, "repo"
+            data,
+            {"repo_type", "repo_id", "revision", "commit", "role", "files"},
+            {"upstream", "name", "listing"},
+            "repo",
         )
         files = data["files"]
         upstream = data.get("upstream", [])
+        raw_listing = data.get("listing")
         if not isinstance(files, list) or not isinstance(upstream, list):
             raise BundleFormatError("repo 'files' and 'upstream' must be lists")
-        return cls(
+        if raw_listing is not None and not isinstance(raw_listing, list):
+            raise BundleFormatError("repo 'listing' must be a list")
+        listing = tuple(RepoFile.from_json(f) for f in raw_listing) if raw_listing is not None else None
+        repo = cls(
             repo_type=check_repo_type(_str(data["repo_type"], "repo_type")),
             repo_id=check_repo_id(_str(data["repo_id"], "repo_id")),
             revision=_str(data["revision"], "revision"),
@@ -135,7 +160,13 @@ class LockedRepo:
             files=tuple(RepoFile.from_json(f) for f in files),
             upstream=tuple(check_relpath(_str(p, "upstream path")) for p in upstream),
             name=data.get("name"),
+            listing=listing,
         )
+        if listing is not None:
+            check_listing(f"{repo.repo_id}@{repo.commit[:8]}", listing, repo.files)
+            if repo.upstream and set(repo.upstream) != {f.path for f in listing}:
+                raise BundleFormatError(f"{repo.repo_id}@{repo.commit[:8]}: 'listing' and 'upstream' disagree")
+        return repo
 
 
 @dataclass(frozen=True)
@@ -167,7 +198,7 @@ class Lock:
         if not isinstance(data, Mapping):
             raise BundleFormatError("a lock must be a JSON object")
         version = data.get("lock_version")
-        if version != LOCK_VERSION:
+        if type(version) is not int or version not in READABLE_LOCK_VERSIONS:
             raise BundleFormatError(
                 f"unsupported lock version {version!r} (this hfbundle reads version {LOCK_VERSION})",
                 hint="re-run `hfbundle resolve` with this version of hfbundle",
@@ -189,6 +220,21 @@ class Lock:
         except (ValueError, RecursionError) as e:  # RecursionError: "[[[[…" nested too deep
             raise BundleFormatError(f"lock is not valid JSON: {str(e)[:200]}") from None
         return cls.from_json(data)
+
+
+def check_listing(label: str, listing: tuple[RepoFile, ...], files: tuple[RepoFile, ...]) -> None:
+    """A commit's full listing: each path once, and every bundled file described exactly as the listing does."""
+    by_path: dict[str, RepoFile] = {}
+    for f in listing:
+        if f.path in by_path:
+            raise BundleFormatError(f"{label}: the listing names {f.path!r} twice")
+        by_path[f.path] = f
+    for f in files:
+        entry = by_path.get(f.path)
+        if entry is None:
+            raise BundleFormatError(f"{label}: {f.path!r} is bundled but not in the commit's listing")
+        if not entry.same_object(f):
+            raise BundleFormatError(f"{label}: {f.path!r} disagrees with the commit's listing (size or hashes)")
 
 
 def _str(value: Any, what: str) -> str:

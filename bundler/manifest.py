@@ -15,14 +15,16 @@ from typing import Any
 
 from .errors import BundleFormatError
 from .hashing import is_sha256
-from .lock import Lock, RepoFile, _expect_keys, _str
+from .lock import Lock, RepoFile, _expect_keys, _str, check_listing
 from .paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
 
 FORMAT_NAME = "hfbundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # 2 added the snapshot's ``listing`` and tree mode "hub"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 KINDS = ("bundle", "backup")
-TREE_FILES = "files"  # write trees/<commit>.json listing exactly this snapshot's files
+TREE_HUB = "hub"  # ``listing`` is the Hub's complete listing: write it once the snapshot holds every file it names
+TREE_FILES = "files"  # format 1: complete only when the lock's ``upstream`` names exactly the bundled files
 TREE_NONE = "none"  # write no trees file
 
 
@@ -41,22 +43,29 @@ class BlobEntry:
 class SnapshotEntry:
     """The files of one repo at one commit.
 
-    ``tree`` is :data:`TREE_FILES` (generate ``trees/<commit>.json`` from ``files``), :data:`TREE_NONE`, or the
-    sha256 of a blob holding a trees file to restore verbatim (backups).
+    ``tree`` says where ``trees/<commit>.json`` may come from (``docs/CACHE.md``, "Trees"): :data:`TREE_HUB`
+    (``listing``, the Hub's complete listing of the commit), :data:`TREE_FILES` (format 1 bundles: ``files``,
+    when the lock shows they are the whole commit), :data:`TREE_NONE`, or the sha256 of a blob holding a saved
+    listing (backups). Whatever the source, the installer writes a listing only when the snapshot then holds
+    every file it names.
     """
 
     commit: str
     files: tuple[RepoFile, ...]
     no_exist: tuple[str, ...] = ()
     tree: str = TREE_FILES
+    listing: tuple[RepoFile, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "commit": self.commit,
             "files": [f.to_json() for f in self.files],
             "no_exist": list(self.no_exist),
             "tree": self.tree,
         }
+        if self.listing is not None:
+            out["listing"] = [f.to_json() for f in self.listing]
+        return out
 
 
 @dataclass(frozen=True)
@@ -176,9 +185,10 @@ class Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise BundleFormatError('not an hfbundle manifest (missing "format": "hfbundle")')
         version = data.get("format_version")
-        if type(version) is not int or version != FORMAT_VERSION:  # true and 1.0 equal 1 in Python
+        if type(version) is not int or version not in READABLE_FORMAT_VERSIONS:  # true and 1.0 equal 1 in Python
             raise BundleFormatError(
-                f"bundle format version {version!r} is not supported (this hfbundle reads {FORMAT_VERSION})",
+                f"bundle format version {version!r} is not supported (this hfbundle reads "
+                f"{' and '.join(map(str, READABLE_FORMAT_VERSIONS))})",
                 hint="install a newer hfbundle on this machine, or rebuild the bundle with this version",
             )
         _expect_keys(
@@ -214,6 +224,7 @@ class Manifest:
             recipe=recipe,
             base=base,
             skipped=tuple(_parse_skipped(s) for s in skipped),
+            format_version=version,
             extra=extra,
         )
         _check_consistency(manifest, blobs)
@@ -272,7 +283,7 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
 
 
 def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
-    _expect_keys(s, {"commit", "files"}, {"no_exist", "tree"}, "snapshot")
+    _expect_keys(s, {"commit", "files"}, {"no_exist", "tree", "listing"}, "snapshot")
     commit = check_commit(_str(s["commit"], "commit"))
     if not isinstance(s["files"], list) or not isinstance(s.get("no_exist", []), list):
         raise BundleFormatError(f"repo {repo_id}@{commit}: 'files' and 'no_exist' must be lists")
@@ -293,9 +304,18 @@ def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
                 raise BundleFormatError(f"repo {repo_id}@{commit}: {f.path!r} is below the file {parts[0]!r}")
     no_exist = tuple(check_relpath(_str(p, "no_exist path")) for p in s.get("no_exist", []))
     tree = _str(s.get("tree", TREE_FILES), "tree")
-    if tree not in (TREE_FILES, TREE_NONE) and not is_sha256(tree):
-        raise BundleFormatError(f"repo {repo_id}@{commit}: 'tree' must be 'files', 'none' or a blob sha256")
-    return SnapshotEntry(commit, files, no_exist, tree)
+    if tree not in (TREE_HUB, TREE_FILES, TREE_NONE) and not is_sha256(tree):
+        raise BundleFormatError(f"repo {repo_id}@{commit}: 'tree' must be 'hub', 'files', 'none' or a blob sha256")
+    raw_listing = s.get("listing")
+    if (raw_listing is not None) != (tree == TREE_HUB):
+        raise BundleFormatError(f"repo {repo_id}@{commit}: a 'listing' comes with tree mode 'hub', and only with it")
+    listing = None
+    if raw_listing is not None:
+        if not isinstance(raw_listing, list):
+            raise BundleFormatError(f"repo {repo_id}@{commit}: 'listing' must be a list")
+        listing = tuple(RepoFile.from_json(f) for f in raw_listing)
+        check_listing(f"repo {repo_id}@{commit[:8]}", listing, files)
+    return SnapshotEntry(commit, files, no_exist, tree, listing)
 
 
 def _parse_skipped(s: Any) -> SkippedFile:
@@ -326,5 +346,5 @@ def _check_consistency(manifest: Manifest, blobs: Mapping[str, BlobEntry]) -> No
             )
     for repo in manifest.repos:
         for snap in repo.snapshots:
-            if snap.tree not in (TREE_FILES, TREE_NONE) and snap.tree not in blobs and manifest.base is None:
+            if snap.tree not in (TREE_HUB, TREE_FILES, TREE_NONE) and snap.tree not in blobs and manifest.base is None:
                 raise BundleFormatError(f"{repo.repo_id}@{snap.commit[:8]}: trees blob is not declared")

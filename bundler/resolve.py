@@ -147,6 +147,7 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
         files=tuple(by_path[p] for p in sorted(picked)),
         upstream=tuple(sorted(names)),
         name=spec.name,
+        listing=tuple(sorted(files, key=lambda f: f.path)),
     )
 
 

@@ -260,7 +260,7 @@ def _open_chain(bundles: Sequence[Path | str]) -> Iterator[_Chain]:
 
 def _listings_in_place(plan: InstallPlan) -> bool:
     """Whether every saved listing no given backup carries is already in the cache, byte for byte."""
-    wanted = {c.sha256 for c in plan.contents if c.action == "regenerate"}
+    wanted = {c.sha256 for c in plan.contents if c.action == "unavailable"}
     for repo in plan.manifest.repos:
         lay = RepoLayout(plan.cache_dir, repo.repo_type, repo.repo_id)
         for snap in repo.snapshots:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import io
@@ -20,12 +21,14 @@ from typing import Any
 
 import pytest
 
+from bundler import hfcache
 from bundler.errors import InstallError, IntegrityError, UnsafePathError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.hfcache import CACHEDIR_TAG, RepoLayout
-from bundler.install import InstallReport, install, plan_install
-from bundler.lock import RepoFile
-from bundler.manifest import TREE_FILES, TREE_NONE, BlobEntry, Manifest, RepoEntry, SnapshotEntry
+from bundler.install import InstallReport, execute, install, plan_install
+from bundler.installed import record_install
+from bundler.lock import Lock, LockedRepo, RepoFile
+from bundler.manifest import TREE_FILES, TREE_HUB, TREE_NONE, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from bundler.source import MemorySource
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"
@@ -58,7 +61,8 @@ class Snap:
     commit: str
     files: Mapping[str, tuple[bytes, bool]]  # path -> (content, is_lfs)
     no_exist: tuple[str, ...] = ()
-    tree: str = TREE_FILES
+    tree: str = TREE_HUB  # with ``listing``: the files plus ``upstream`` (the commit's files left out)
+    upstream: Mapping[str, tuple[bytes, bool]] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,7 +106,11 @@ def build(
             files = tuple(repo_file(p, d, lfs) for p, (d, lfs) in sorted(s.files.items()))
             for d, _ in s.files.values():
                 blobs[sha256(d)] = d
-            snaps.append(SnapshotEntry(s.commit, files, tuple(s.no_exist), s.tree))
+            listing = None
+            if s.tree == TREE_HUB:
+                everything = {**s.upstream, **s.files}
+                listing = tuple(repo_file(p, d, lfs) for p, (d, lfs) in sorted(everything.items()))
+            snaps.append(SnapshotEntry(s.commit, files, tuple(s.no_exist), s.tree, listing))
         entries.append(RepoEntry(r.repo_type, r.repo_id, dict(r.refs), tuple(snaps)))
     carried = {k: v for k, v in blobs.items() if carry is None or k in carry}
     manifest = Manifest(
@@ -525,6 +533,7 @@ def test_git_blob_id_mismatch_is_refused(tmp_path: Path) -> None:
     b = build([Repo("model", "org/x", {"main": C1}, [Snap(C1, {"config.json": (b"{}", False)})])])
     raw = json.loads(b.manifest.dumps())
     raw["repos"][0]["snapshots"][0]["files"][0]["blob_id"] = "0" * 40
+    raw["repos"][0]["snapshots"][0]["listing"][0]["blob_id"] = "0" * 40
     manifest = Manifest.loads(json.dumps(raw).encode())
     with pytest.raises(IntegrityError) as info:
         install(MemorySource(manifest, b.blobs), tmp_path / "hub")
@@ -763,19 +772,40 @@ def _tree_paths(cache: Path, repo_id: str, commit: str) -> set[str]:
     return set(data["files"])
 
 
-def test_tree_merges_files_already_in_the_snapshot(tmp_path: Path) -> None:
+def _tree_files(cache: Path, repo_id: str, commit: str) -> dict[str, Any]:
+    files: dict[str, Any] = json.loads(RepoLayout(cache, "model", repo_id).tree(commit).read_text())["files"]
+    return files
+
+
+X, Y, Z = {"x.json": (b"x", False)}, {"y.bin": (b"y", True)}, {"z.txt": (b"z", False)}
+
+
+def test_partial_bundle_writes_no_listing(tmp_path: Path) -> None:
+    """The commit has three files, the bundle two: a listing of two would mislead the client online, one of
+    three would break it offline. So none."""
     cache = tmp_path / "hub"
-    a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"x.json": (b"x", False), "y.bin": (b"y", True)})])])
-    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"y.bin": (b"y", True), "z.txt": (b"z", False)})])])
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
+    report = install(b.source(), cache)
+    assert not RepoLayout(cache, "model", "org/m").tree(C1).exists()
+    assert report.trees_written == 0 and report.trees_moved == ()
+
+
+def test_listing_written_once_the_snapshot_holds_every_file(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**Y, **Z}, upstream=X)])])
     install(a.source(), cache)
-    install(b.source(), cache)
-    assert _tree_paths(cache, "org/m", C1) == {"x.json", "y.bin", "z.txt"}
-    listed = json.loads(RepoLayout(cache, "model", "org/m").tree(C1).read_text())["files"]
-    assert listed["x.json"] == a.file("org/m", "x.json").tree_entry()
+    assert not RepoLayout(cache, "model", "org/m").tree(C1).exists()
+    report = install(b.source(), cache)
+    assert report.trees_written == 1
+    listing = b.manifest.repos[0].snapshots[0].listing
+    assert listing is not None
+    expected = hfcache.tree_json({f.path: f.tree_entry() for f in listing})
+    assert RepoLayout(cache, "model", "org/m").tree(C1).read_bytes() == expected
 
 
-def test_tree_never_lists_files_the_snapshot_lacks(tmp_path: Path) -> None:
-    """A real client's full listing (downloaded with allow_patterns) is replaced by the files present."""
+def test_listing_naming_files_the_snapshot_lacks_is_moved_aside(tmp_path: Path) -> None:
+    """The real client's own offline trap (it downloaded with allow_patterns): moved aside, never cut down."""
     cache = tmp_path / "hub"
     lay = RepoLayout(cache, "model", "org/m")
     full_listing = {
@@ -783,15 +813,31 @@ def test_tree_never_lists_files_the_snapshot_lacks(tmp_path: Path) -> None:
         "unet/fp16.safetensors": {"size": 5, "blob_id": "1" * 40, "lfs_sha256": "2" * 64, "lfs_size": 5},
     }
     lay.tree(C1).parent.mkdir(parents=True)
-    lay.tree(C1).write_text(json.dumps({"format_version": 1, "files": full_listing}, indent=1))
+    raw = json.dumps({"format_version": 1, "files": full_listing}, indent=1).encode()
+    lay.tree(C1).write_bytes(raw)
     b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"config.json": (b"1", False)})])])
+    # the bundle's own listing says the commit has one file: it disagrees with the old one, which is moved
     report = install(b.source(), cache)
-    assert _tree_paths(cache, "org/m", C1) == {"config.json"}
-    assert report.trees_written == 1
+    assert [(m.trap, m.moved_to) for m in report.trees_moved] == [("offline", f".hfbundle/trees/{C1}.json")]
+    assert (lay.folder / ".hfbundle" / "trees" / f"{C1}.json").read_bytes() == raw
+    assert set(_tree_files(cache, "org/m", C1)) == {"config.json"}  # the bundle's complete listing
 
 
-def test_tree_describes_links_of_an_old_cache_without_trees(tmp_path: Path) -> None:
-    """A pre-1.22 snapshot (no trees/) with a file the bundle lacks: described from the blob it links to."""
+def test_listing_naming_missing_files_is_moved_even_without_a_listing_to_write(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    lay = RepoLayout(cache, "model", "org/m")
+    full = {p: repo_file(p, d, lfs).tree_entry() for p, (d, lfs) in {**X, **Y, **Z}.items()}
+    lay.tree(C1).parent.mkdir(parents=True)
+    lay.tree(C1).write_bytes(hfcache.tree_json(full))
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, X, upstream={**Y, **Z})])])
+    report = install(b.source(), cache)
+    assert not lay.tree(C1).exists()
+    assert [m.trap for m in report.trees_moved] == ["offline"]
+    assert any("moved trees/" in line for line in report.render())
+
+
+def test_listing_completed_by_links_of_an_old_cache(tmp_path: Path) -> None:
+    """A pre-1.22 snapshot (no trees/) holds the file the bundle lacks: the snapshot is then complete."""
     cache = tmp_path / "hub"
     lay = RepoLayout(cache, "model", "org/m")
     data = b"old weights"
@@ -799,16 +845,82 @@ def test_tree_describes_links_of_an_old_cache_without_trees(tmp_path: Path) -> N
     (lay.blobs / sha256(data)).write_bytes(data)
     lay.snapshot(C1).mkdir(parents=True)
     lay.snapshot_file(C1, "old.safetensors").symlink_to(f"../../blobs/{sha256(data)}")
-    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"config.json": (b"1", False)})])])
+    old = {"old.safetensors": (data, True)}
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"config.json": (b"1", False)}, upstream=old)])])
     install(b.source(), cache)
-    listed = json.loads(lay.tree(C1).read_text())["files"]
-    assert listed["old.safetensors"] == repo_file("old.safetensors", data, True).tree_entry()
+    assert _tree_files(cache, "org/m", C1)["old.safetensors"] == repo_file("old.safetensors", data, True).tree_entry()
+
+
+def test_link_to_another_blob_does_not_complete_the_listing(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    lay = RepoLayout(cache, "model", "org/m")
+    other = b"other weights"
+    lay.blobs.mkdir(parents=True)
+    (lay.blobs / sha256(other)).write_bytes(other)
+    lay.snapshot(C1).mkdir(parents=True)
+    lay.snapshot_file(C1, "old.safetensors").symlink_to(f"../../blobs/{sha256(other)}")
+    old = {"old.safetensors": (b"old weights!!", True)}
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"config.json": (b"1", False)}, upstream=old)])])
+    install(b.source(), cache)
+    assert not lay.tree(C1).exists()
+
+
+def test_copy_layout_files_are_confirmed_by_the_install_record(tmp_path: Path) -> None:
+    """Copy-layout files carry no hash in their names: the record of the install that put them there tells."""
+    cache = tmp_path / "hub"
+    a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, Z, upstream={**X, **Y})])])
+    install(a.source(), cache, copy=True)
+    lay = RepoLayout(cache, "model", "org/m")
+    assert not lay.tree(C1).exists()
+    record_install(cache, _with_lock(a.manifest))
+    install(b.source(), cache, copy=True)
+    assert set(_tree_files(cache, "org/m", C1)) == {"x.json", "y.bin", "z.txt"}
+    # without the record, nothing vouches for x.json and y.bin: no listing
+    other = tmp_path / "other"
+    install(a.source(), other, copy=True)
+    install(b.source(), other, copy=True)
+    assert not RepoLayout(other, "model", "org/m").tree(C1).exists()
+
+
+def _with_lock(manifest: Manifest) -> Manifest:
+    """``manifest`` with the lock ``build`` would have embedded (the records are made from it)."""
+    repos = []
+    for r in manifest.repos:
+        for s in r.snapshots:
+            upstream = tuple(f.path for f in s.listing or s.files)
+            repos.append(LockedRepo(r.repo_type, r.repo_id, "main", s.commit, "files", s.files, upstream))
+    return dataclasses.replace(manifest, lock=Lock(repos=tuple(repos), recipe="test"))
+
+
+def test_partial_listing_of_an_older_hfbundle_is_moved_aside(tmp_path: Path) -> None:
+    """Migration: a listing naming only the bundled files (what hfbundle < 0.2 wrote) is the online trap."""
+    cache = tmp_path / "hub"
+    a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
+    install(a.source(), cache)
+    record_install(cache, _with_lock(a.manifest))
+    lay = RepoLayout(cache, "model", "org/m")
+    partial = hfcache.tree_json({f.path: f.tree_entry() for f in a.manifest.repos[0].snapshots[0].files})
+    lay.tree(C1).parent.mkdir(parents=True)
+    lay.tree(C1).write_bytes(partial)  # what the older installer left
+    report = install(a.source(), cache)
+    assert not lay.tree(C1).exists()
+    assert [m.trap for m in report.trees_moved] == ["online"]
 
 
 def test_tree_none_writes_no_tree(tmp_path: Path) -> None:
     b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"a": (b"a", False)}, tree=TREE_NONE)])])
     install(b.source(), tmp_path / "hub")
     assert not RepoLayout(tmp_path / "hub", "model", "org/m").tree(C1).exists()
+
+
+def test_format_1_bundle_writes_a_listing_only_when_its_lock_shows_the_whole_commit(tmp_path: Path) -> None:
+    whole = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, tree=TREE_FILES)])])
+    with_lock = Manifest.loads(_with_lock(whole.manifest).dumps())
+    install(MemorySource(with_lock, whole.blobs), tmp_path / "a")
+    assert set(_tree_files(tmp_path / "a", "org/m", C1)) == {"x.json", "y.bin"}
+    install(whole.source(), tmp_path / "b")  # no lock: nothing says these are all the commit's files
+    assert not RepoLayout(tmp_path / "b", "model", "org/m").tree(C1).exists()
 
 
 def _tree_blob_bundle(listing: Mapping[str, Any]) -> Bundle:
@@ -825,7 +937,7 @@ def test_saved_tree_blob_is_restored_verbatim(tmp_path: Path) -> None:
     assert blob_names(tmp_path / "hub", "model", "org/m") == {git_blob_sha1(b"a")}  # the listing is no blob
 
 
-def test_saved_tree_blob_listing_missing_files_is_cut_down(tmp_path: Path) -> None:
+def test_saved_tree_blob_listing_missing_files_is_left_out(tmp_path: Path) -> None:
     b = _tree_blob_bundle(
         {
             "a.json": {"size": 1, "blob_id": git_blob_sha1(b"a")},
@@ -833,8 +945,12 @@ def test_saved_tree_blob_listing_missing_files_is_cut_down(tmp_path: Path) -> No
         }
     )
     report = install(b.source(), tmp_path / "hub")
-    assert _tree_paths(tmp_path / "hub", "org/m", C1) == {"a.json"}
-    assert any("lacks" in n for n in report.notes)
+    assert not RepoLayout(tmp_path / "hub", "model", "org/m").tree(C1).exists()
+    assert any("lacks" in n and "--verbatim" in n for n in report.notes)
+    plan = plan_install(b.manifest, tmp_path / "verbatim", verbatim_trees=True)
+    execute(plan, b.source())
+    tree_sha = b.manifest.repos[0].snapshots[0].tree
+    assert RepoLayout(tmp_path / "verbatim", "model", "org/m").tree(C1).read_bytes() == b.blobs[tree_sha]
 
 
 # -- .no_exist ------------------------------------------------------------------------------------------------------
@@ -898,12 +1014,12 @@ def test_trees_listing_from_the_base_bundle(tmp_path: Path) -> None:
     base = build([Repo("model", "org/b", {"main": C3}, [Snap(C3, {"b": (b"b", False)})])], extra=[tree])
     snap = Snap(C1, {"a.json": (b"a", False)}, tree=sha256(tree))
     inc = build([Repo("model", "org/m", {"main": C1}, [snap])], base=base.manifest.bundle_id, carry={sha256(b"a")})
-    assert [c.action for c in plan_install(inc.manifest, tmp_path / "hub").contents] == ["stream", "regenerate"]
+    assert [c.action for c in plan_install(inc.manifest, tmp_path / "hub").contents] == ["stream", "unavailable"]
     install(inc.source(), tmp_path / "hub", extra_sources=[base.source()])
     assert RepoLayout(tmp_path / "hub", "model", "org/m").tree(C1).read_bytes() == tree
-    without = install(inc.source(), tmp_path / "other")  # no base: the listing is regenerated, nothing lost
-    assert _tree_paths(tmp_path / "other", "org/m", C1) == {"a.json"}
-    assert any("not available" in n for n in without.notes)
+    without = install(inc.source(), tmp_path / "other")  # no base: no listing, which loads as well
+    assert not RepoLayout(tmp_path / "other", "model", "org/m").tree(C1).exists()
+    assert any("in no backup given" in n for n in without.notes)
 
 
 @pytest.mark.parametrize("field", ["commit", "ref"])
@@ -1061,7 +1177,11 @@ def test_same_cache_as_the_real_client_through_the_loopback_hub(tmp_path: Path, 
     )
     blobs = {f.sha256: files[f.path] for f in stored.files.values()}
     manifest = Manifest(
-        repos=(RepoEntry("model", "org/tiny", {"main": commit}, (SnapshotEntry(commit, repo_files),)),),
+        repos=(
+            RepoEntry(
+                "model", "org/tiny", {"main": commit}, (SnapshotEntry(commit, repo_files, (), TREE_HUB, repo_files),)
+            ),
+        ),
         blobs=tuple(BlobEntry(k, len(v)) for k, v in sorted(blobs.items())),
     )
     manifest = Manifest.loads(manifest.dumps())
