@@ -244,11 +244,12 @@ def restore(
     return run_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
 
 
-def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = True) -> Any:
-    """Will ``spec`` load offline from this cache? Fully offline; ``report.ok`` and the fixes to run."""
+def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = True, fix: bool = False) -> Any:
+    """Will ``spec`` load offline from this cache? Fully offline; ``report.ok`` and the fixes to run.
+    ``fix`` first moves aside the cache's trees listings that would mislead the client (offline or online)."""
     from .doctor import doctor as diagnose
 
-    return diagnose(spec, _cache(cache_dir), rehash=rehash)
+    return diagnose(spec, _cache(cache_dir), rehash=rehash, fix=fix)
 
 
 def run(spec: str, **kwargs: Any) -> Any:

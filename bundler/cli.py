@@ -364,17 +364,23 @@ def restore(
 @click.argument("spec")
 @cache_dir_option
 @click.option("--no-rehash", is_flag=True, help="Check sizes only (fast); by default every file is re-hashed.")
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="First move aside every trees/ listing of the cache that would mislead the client, offline or online.",
+)
 @json_option
-def doctor(spec: str, cache_dir: Path | None, no_rehash: bool, json_mode: bool) -> None:
+def doctor(spec: str, cache_dir: Path | None, no_rehash: bool, fix: bool, json_mode: bool) -> None:
     """Will SPEC load offline from this cache? If not: exactly what is missing and how to get it.
 
     \b
     hfbundle doctor lcm-lora-dreamshaper-8
     hfbundle doctor SimianLuo/LCM_Dreamshaper_v7 --cache-dir /models/hub --json
+    hfbundle doctor lcm-lora-dreamshaper-8 --fix
     """
     from . import api
 
-    report = api.doctor(spec, cache_dir=cache_dir, rehash=not no_rehash)
+    report = api.doctor(spec, cache_dir=cache_dir, rehash=not no_rehash, fix=fix)
     Output(json_mode=json_mode).result(report, _render_generic)
     if not report.ok:
         sys.exit(1)

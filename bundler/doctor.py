@@ -43,6 +43,7 @@ from .errors import CacheError, ResolveError, UnsafePathError
 from .hashing import InodeHasher, is_sha1, is_sha256
 from .hfcache import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
 from .installed import InstalledRecord, read_record
+from .listings import MovedListing, settle_cache
 from .lock import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
@@ -152,6 +153,7 @@ class DoctorReport:
     rehash: bool = True
     bytes_hashed: int = 0
     elapsed: float = 0.0
+    fixed: tuple[MovedListing, ...] = ()  # what --fix did before diagnosing
 
     @property
     def problems(self) -> tuple[Problem, ...]:
@@ -184,6 +186,7 @@ class DoctorReport:
             "summary": self.summary(),
             "repos": [r.to_json() for r in self.repos],
             "fixes": list(self.fixes),
+            "fixed": [m.to_json() for m in self.fixed],
             "rehash": self.rehash,
             "bytes_hashed": self.bytes_hashed,
             "elapsed": round(self.elapsed, 3),
@@ -192,6 +195,7 @@ class DoctorReport:
     def render(self) -> list[str]:
         """Human lines (the CLI prints them)."""
         lines = [f"doctor: {self.recipe} in {self.cache_dir}"]
+        lines += [f"fixed: {m.describe()}" for m in self.fixed]
         width = max((len(r.purpose) for r in self.repos), default=0)
         for r in self.repos:
             where = f"{r.repo_id}@{r.revision}" + (f" → {r.commit[:12]}" if r.commit and r.commit != r.revision else "")
@@ -234,6 +238,7 @@ _KIND_TEXT = {
     "corrupt": "corrupt files",
     "mismatch": "foreign files",
     "incomplete_tree": "incomplete trees listing",
+    "partial_tree": "partial trees listing",
 }
 
 
@@ -250,9 +255,11 @@ def _source_text(r: RepoDiagnosis) -> str:
 # -- entry point -----------------------------------------------------------------------------------------------
 
 
-def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True) -> DoctorReport:
+def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True, fix: bool = False) -> DoctorReport:
     """Diagnose whether ``spec`` (a recipe name, ``.toml`` file, ``org/name[@rev]``, or a :class:`Recipe`) loads
     offline from the hub cache ``cache_dir``. Reads only the cache; ``rehash=False`` checks sizes, not hashes.
+    ``fix`` first moves aside every trees listing of the cache that breaks the trees rule
+    (:func:`bundler.listings.settle_cache`): the fixes that need no new content.
 
     >>> doctor("tiny-demo", tmp_cache).ok  # doctest: +SKIP
     True
@@ -261,6 +268,7 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True) -> Docto
     recipe = load_spec(spec) if isinstance(spec, str) else spec
     spec_text = spec if isinstance(spec, str) else _spec_text(recipe)
     cache = Path(cache_dir).expanduser()
+    fixed = tuple(settle_cache(cache)) if fix and cache.is_dir() else ()
     hasher = InodeHasher()
     diagnoses = tuple(_RepoDoctor(recipe, r, cache, hasher, rehash).run() for r in recipe.repos)
     return DoctorReport(
@@ -272,6 +280,7 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True) -> Docto
         rehash=rehash,
         bytes_hashed=hasher.bytes_hashed,
         elapsed=time.monotonic() - t0,
+        fixed=fixed,
     )
 
 
@@ -506,6 +515,8 @@ class _RepoDoctor:
         self.fields["expected"] = tuple(sorted(expected))
         self.check_files(commit, snap, expected, present_all, known)
         self.check_tree(commit, tree, present_all)
+        if tree is not None and record is not None and record.repo.upstream and set(tree) <= present_all:
+            self.check_partial_tree(commit, set(tree), set(record.repo.upstream))
 
     def record(self, commit: str) -> InstalledRecord | None:
         try:
@@ -656,6 +667,20 @@ class _RepoDoctor:
                 )
         return None
 
+    def check_partial_tree(self, commit: str, tree: set[str], upstream: set[str]) -> None:
+        """The online trap: a listing that is not the commit's complete one (what an older hfbundle wrote)."""
+        if tree == upstream:
+            return
+        self.problem(
+            "partial_tree",
+            f"{self.purpose}: {self.spec.repo} trees/{commit}.json lists {len(tree)} of the commit's "
+            f"{len(upstream)} files: offline it loads, but online huggingface_hub and diffusers trust it and fetch "
+            "only what it names (a variant or file the bundle left out is reported as not existing)",
+            severity=WARNING,
+            commit=commit,
+            fix="hfbundle doctor --fix  (moves the partial listing aside; offline loading does not need it)",
+        )
+
     def check_tree(self, commit: str, tree: Mapping[str, Any] | None, present_all: set[str]) -> None:
         if tree is None:
             return
@@ -670,8 +695,8 @@ class _RepoDoctor:
             "raises IncompleteSnapshotError, and so does every FastSDCPU mode (diffusers 0.37)",
             commit=commit,
             paths=tuple(lacking),
-            fix=f"rm {shlex.quote(str(path))}  (without the listing huggingface_hub trusts the snapshot offline; "
-            "installing a bundle also rewrites it)",
+            fix=f"hfbundle doctor --fix  (moves {shlex.quote(str(path))} aside: without the listing huggingface_hub "
+            "trusts the snapshot offline and lists the Hub online)",
         )
 
 

@@ -184,6 +184,8 @@ class _Run:
             ok = True
             with contextlib.suppress(OSError):  # housekeeping: never fails an install that succeeded
                 self._sweep()
+            with contextlib.suppress(OSError):  # migration: partial listings an older hfbundle wrote elsewhere
+                self.trees_moved += listings.settle_cache(self.cache_dir, recorded_only=True)
         finally:
             self._cleanup(ok)
         return self._report()
@@ -710,8 +712,8 @@ class _Run:
             self.journal.mkdirs(target.parent)
             self.journal.overwritten.append((target, old, None))
             if parsed_old is not None:  # a different listing is kept aside, never overwritten unseen
-                trap = listings.trap_of(parsed_old, present, known_full) or "online"
-                self.trees_moved.append(listings.move_aside(lay, snap.commit, trap))
+                replaced = listings.trap_of(parsed_old, present, known_full) or "online"
+                self.trees_moved.append(listings.move_aside(lay, snap.commit, replaced))
             hfcache.atomic_write_bytes(target, data)
             self.trees_written += 1
             return

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import HfBundleError
 from .hashing import is_sha1, is_sha256
-from .hfcache import RepoLayout, tree_etag
-from .installed import RECORD_DIR
+from .hfcache import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .installed import RECORD_DIR, read_record
 from .lock import RepoFile
 from .manifest import TREE_FILES, TREE_HUB, Manifest, RepoEntry, SnapshotEntry
 
@@ -171,3 +172,59 @@ def move_aside(lay: RepoLayout, commit: str, trap: Trap) -> MovedListing:
     os.replace(source, target)
     logger.debug("moved %s to %s (%s trap)", source, target, trap)
     return MovedListing(lay.repo_type, lay.repo_id, commit, trap, str(target.relative_to(lay.folder)))
+
+
+def present_files(snapshot: Path) -> set[str]:
+    """Repo paths of a snapshot's files as huggingface_hub sees them (``os.path.isfile``: links followed)."""
+    out: set[str] = set()
+    if not snapshot.is_dir():
+        return out
+    for dirpath, _dirnames, filenames in os.walk(snapshot):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full):
+                out.add(os.path.relpath(full, snapshot).replace(os.sep, "/"))
+    return out
+
+
+def settle_cache(
+    cache_dir: Path, *, repos: Collection[tuple[str, str]] | None = None, recorded_only: bool = False
+) -> list[MovedListing]:
+    """Move aside every listing of the cache (or of ``repos``) that breaks the rule: the offline trap (it names
+    files the snapshot lacks) and, where an install record knows the commit's full file list, the online trap
+    (what hfbundle < 0.2 wrote: a listing of the bundled files only). ``doctor --fix`` runs it on the whole
+    cache; every install with ``recorded_only`` (the commits an hfbundle install recorded: cheap, and ours)."""
+    moved: list[MovedListing] = []
+    for repo_type, repo_id, folder in iter_repo_folders(cache_dir):
+        if repos is not None and (repo_type, repo_id) not in repos:
+            continue
+        trees = folder / "trees"
+        if recorded_only and not (folder / RECORD_DIR).is_dir():
+            continue
+        try:
+            names = sorted(os.listdir(trees))
+        except OSError:
+            continue
+        lay = RepoLayout(cache_dir, repo_type, repo_id)
+        for name in names:
+            commit = name[: -len(".json")]
+            if not (name.endswith(".json") and is_sha1(commit)):
+                continue
+            try:
+                raw = read_capped(trees / name, MAX_TREE_BYTES + 1)
+            except OSError:
+                continue
+            parsed = parse_tree(raw) if raw is not None else None
+            if parsed is None:
+                continue  # huggingface_hub ignores an invalid listing (with a warning): no trap
+            try:
+                record = read_record(cache_dir, repo_type, repo_id, commit)
+            except HfBundleError:
+                record = None
+            if recorded_only and record is None:
+                continue
+            full = set(record.repo.upstream) if record is not None and record.repo.upstream else None
+            trap = trap_of(parsed, present_files(lay.snapshot(commit)), full)
+            if trap is not None:
+                moved.append(move_aside(lay, commit, trap))
+    return moved

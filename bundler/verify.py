@@ -26,6 +26,7 @@ from typing import Any
 from .errors import CacheError
 from .hashing import InodeHasher, is_sha1, is_sha256
 from .hfcache import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .installed import InstalledRecord, read_record
 from .manifest import TREE_NONE, Manifest
 from .paths import REPO_TYPES
 
@@ -301,14 +302,20 @@ class _RepoCheck:
 
     def check_snapshot(self, commit: str, snap: Path) -> None:
         tree = self.read_tree(commit)
+        record = self.read_record(commit)
+        # What each file should be: the install record first (hfbundle verified it as it wrote it), then the
+        # listing. A copy-layout file carries no hash in its name: without either it cannot be checked.
+        expected: dict[str, dict[str, Any]] = dict(tree or {})
+        if record is not None:
+            expected.update({p: f.tree_entry() for p, f in record.files.items()})
         present: set[str] = set()
         for rel_path, full in _walk_files(snap):
             rel = f"snapshots/{commit}/{rel_path}"
-            if _TEMP_RE.search(full.name) and not (tree and rel_path in tree):
+            if _TEMP_RE.search(full.name) and rel_path not in expected:
                 self.issue("leftover", WARNING, f"{rel} is a temp file", commit=commit, path=rel, hint=_HINT_LEFTOVER)
                 continue
             self.run.files += 1
-            entry = tree.get(rel_path) if tree else None
+            entry = expected.get(rel_path)
             if full.is_symlink():
                 if self.check_link(commit, rel_path, full, entry):
                     present.add(rel_path)
@@ -329,9 +336,31 @@ class _RepoCheck:
                     path=f"trees/{commit}.json",
                     expected=f"{len(tree)} files",
                     actual=f"{len(tree) - len(missing)} present",
-                    hint="install the missing files (hfbundle install of a bundle that has them), or delete "
-                    f"trees/{commit}.json (without it huggingface_hub trusts the snapshot offline)",
+                    hint="install the missing files (hfbundle install of a bundle that has them), or run "
+                    f"`hfbundle doctor --fix`, which moves trees/{commit}.json aside (without a listing "
+                    "huggingface_hub trusts the snapshot offline and lists the Hub online)",
                 )
+            elif record is not None and record.repo.upstream and set(tree) != set(record.repo.upstream):
+                self.issue(
+                    "partial_tree",
+                    ERROR,
+                    f"trees/{commit}.json lists {len(tree)} of the commit's {len(record.repo.upstream)} files "
+                    "(an older hfbundle wrote it): online, snapshot_download and diffusers trust it and fetch "
+                    "only what it names (a variant the bundle left out is reported as not existing)",
+                    commit=commit,
+                    path=f"trees/{commit}.json",
+                    expected=f"{len(record.repo.upstream)} files",
+                    actual=f"{len(tree)} listed",
+                    hint=f"run `hfbundle doctor --fix` (or install the bundle again), which moves trees/{commit}.json "
+                    "aside; offline loading does not need it",
+                )
+
+    def read_record(self, commit: str) -> InstalledRecord | None:
+        try:
+            return read_record(self.run.cache_dir, self.repo_type, self.repo_id, commit)
+        except CacheError as e:
+            self.issue("record", WARNING, e.message, commit=commit, hint=e.hint)
+            return None
 
     def read_tree(self, commit: str) -> dict[str, dict[str, Any]] | None:
         path = self.folder / "trees" / f"{commit}.json"
@@ -391,7 +420,7 @@ class _RepoCheck:
                 self.issue(
                     "mismatch",
                     ERROR,
-                    f"{rel} disagrees with trees/{commit}.json",
+                    f"{rel} disagrees with trees/{commit}.json or its install record",
                     commit=commit,
                     path=rel,
                     expected=f"{etag} ({entry['size']} bytes)",
@@ -403,7 +432,7 @@ class _RepoCheck:
         return True
 
     def check_copy(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> None:
-        """A real file (copy layout): verifiable only against the trees listing."""
+        """A real file (copy layout): verifiable only against an install record or the trees listing."""
         if entry is not None:
             self.check_content(commit, f"snapshots/{commit}/{rel_path}", full, entry)
 
@@ -415,7 +444,7 @@ class _RepoCheck:
             self.issue(
                 "corrupt",
                 ERROR,
-                f"{rel}: content does not match trees/{commit}.json",
+                f"{rel}: content does not match trees/{commit}.json or its install record",
                 commit=commit,
                 path=rel,
                 expected=expected,
