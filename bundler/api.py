@@ -231,8 +231,10 @@ def restore(
     keep_refs: bool = False,
     trust_existing: bool = False,
     dry_run: bool = False,
+    verbatim: bool = False,
 ) -> Any:
-    """Restore a backup chain (full + increments, any order) into a cache through the installer."""
+    """Restore a backup chain (full + increments, any order) into a cache through the installer.
+    ``verbatim``: saved trees listings come back byte for byte even where they break the trees rule."""
     from .restore import plan_restore
     from .restore import restore as run_restore
 
@@ -240,8 +242,12 @@ def restore(
         raise UsageError("no backup given", hint="pass the full backup and any increments")
     cache = _cache(cache_dir)
     if dry_run:
-        return plan_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
-    return run_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
+        return plan_restore(
+            list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, verbatim=verbatim
+        )
+    return run_restore(
+        list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, verbatim=verbatim
+    )
 
 
 def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = True, fix: bool = False) -> Any:

@@ -34,8 +34,9 @@ from .cachescan import (
     Leftover,
     scan_cache,
 )
-from .errors import CacheError, IntegrityError
+from .errors import CacheError, HfBundleError, IntegrityError
 from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
+from .installed import read_record
 from .lock import RepoFile
 from .manifest import TREE_NONE, BlobEntry, Manifest, RepoEntry, SkippedFile, SnapshotEntry
 from .source import BundleSource
@@ -653,7 +654,7 @@ class _Backup:
             kind="backup",
             base=self.plan.base_id,
             skipped=tuple(skipped),
-            extra={"backup": _backup_extra(self.plan.repos)},
+            extra={"backup": _backup_extra(self.plan.repos, Path(self.plan.cache_dir))},
         )
         return manifest, list(packs.values()), corrupt
 
@@ -738,12 +739,27 @@ def _corrupt_error(items: Sequence[CorruptFile]) -> IntegrityError:
     )
 
 
-def _backup_extra(repos: Sequence[CachedRepo]) -> dict[str, Any]:
-    """What a restore needs beyond the manifest's repos: the cache's layout and its shared-store links."""
+def _backup_extra(repos: Sequence[CachedRepo], cache_dir: Path) -> dict[str, Any]:
+    """What a restore needs beyond the manifest's repos: the cache's layout, its shared-store links and, for
+    listings of commits an hfbundle install recorded, the commit's full file list (``upstream``), so that restore
+    can tell a complete listing from a partial one an older hfbundle wrote (the trees rule, docs/CACHE.md)."""
     layouts = {r.layout for r in repos} - {LAYOUT_EMPTY}
     layout = layouts.pop() if len(layouts) == 1 else LAYOUT_MIXED if layouts else LAYOUT_EMPTY
     out: dict[str, Any] = {"layout": layout}
     shared = {f"{r.repo_type}:{r.repo_id}": dict(sorted(r.shared.items())) for r in repos if r.shared}
     if shared:
         out["shared_xet"] = shared
+    upstream: dict[str, dict[str, list[str]]] = {}
+    for r in repos:
+        for rev in r.revisions:
+            if rev.tree is None:
+                continue
+            try:
+                record = read_record(cache_dir, r.repo_type, r.repo_id, rev.commit)
+            except HfBundleError:
+                record = None
+            if record is not None and record.repo.upstream:
+                upstream.setdefault(f"{r.repo_type}:{r.repo_id}", {})[rev.commit] = list(record.repo.upstream)
+    if upstream:
+        out["upstream"] = upstream
     return out

@@ -335,6 +335,11 @@ def backup(
 @click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
 @click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
+@click.option(
+    "--verbatim",
+    is_flag=True,
+    help="Bring saved trees/ listings back byte for byte, even those that would mislead the client (docs/CACHE.md).",
+)
 @quiet_option
 @json_option
 def restore(
@@ -344,6 +349,7 @@ def restore(
     keep_refs: bool,
     trust_existing: bool,
     dry_run: bool,
+    verbatim: bool,
     quiet: bool,
     json_mode: bool,
 ) -> None:
@@ -355,7 +361,13 @@ def restore(
     from . import api
 
     report = api.restore(
-        *bundles, cache_dir=cache_dir, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, dry_run=dry_run
+        *bundles,
+        cache_dir=cache_dir,
+        copy=copy,
+        keep_refs=keep_refs,
+        trust_existing=trust_existing,
+        dry_run=dry_run,
+        verbatim=verbatim,
     )
     Output(json_mode=json_mode, quiet=quiet).result(report, _render_generic)
 

@@ -774,10 +774,12 @@ class _Run:
         return known
 
     def _recorded_upstream(self, lay: RepoLayout, commit: str) -> set[str] | None:
+        """The commit's full file list as an hfbundle install recorded it: in this cache, or (restore) in the
+        cache the backup was taken from."""
         record = self._record(lay.repo_type, lay.repo_id, commit)
-        if record is None or not record.repo.upstream:
-            return None
-        return set(record.repo.upstream)
+        if record is not None and record.repo.upstream:
+            return set(record.repo.upstream)
+        return listings.backup_upstream(self.plan.manifest, lay.repo_type, lay.repo_id, commit)
 
     def _record(self, repo_type: str, repo_id: str, commit: str) -> InstalledRecord | None:
         key = (repo_type, repo_id, commit)

@@ -32,6 +32,7 @@ from .hfcache import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, 
 from .installed import RECORD_DIR, read_record
 from .lock import RepoFile
 from .manifest import TREE_FILES, TREE_HUB, Manifest, RepoEntry, SnapshotEntry
+from .paths import check_relpath
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,21 @@ def hub_listing(manifest: Manifest, repo: RepoEntry, snap: SnapshotEntry) -> dic
             if same and locked.upstream and set(locked.upstream) == paths:
                 return {f.path: f.tree_entry() for f in snap.files}
     return None
+
+
+def backup_upstream(manifest: Manifest, repo_type: str, repo_id: str, commit: str) -> set[str] | None:
+    """The commit's full file list a backup carries (``extra.backup.upstream``, from the install records of the
+    cache it was taken from), validated as untrusted input; None when it carries none."""
+    extra = manifest.extra.get("backup") if isinstance(manifest.extra, Mapping) else None
+    table = extra.get("upstream") if isinstance(extra, Mapping) else None
+    by_commit = table.get(f"{repo_type}:{repo_id}") if isinstance(table, Mapping) else None
+    paths = by_commit.get(commit) if isinstance(by_commit, Mapping) else None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        return None
+    try:
+        return {check_relpath(p) for p in paths}
+    except HfBundleError:
+        return None
 
 
 def trap_of(listing: TreeEntries, present: Collection[str], full: Collection[str] | None) -> Trap | None:

@@ -143,10 +143,11 @@ def plan_restore(
     copy: bool | None = None,
     keep_refs: bool = False,
     trust_existing: bool = False,
+    verbatim: bool = False,
 ) -> RestorePlan:
     """What :func:`restore` would do (``--dry-run``): reads the bundles' manifests and the cache, writes nothing."""
     with _open_chain(bundles) as chain:
-        plan, notes = chain.plan(Path(cache_dir), copy, keep_refs, trust_existing)
+        plan, notes = chain.plan(Path(cache_dir), copy, keep_refs, trust_existing, verbatim)
         shared = len(_shared_spec(chain.tip.manifest, [])) if plan.layout == LAYOUT_SYMLINK else 0
         return RestorePlan(plan.cache_dir, chain.links, plan, shared, tuple(notes))
 
@@ -158,6 +159,7 @@ def restore(
     copy: bool | None = None,
     keep_refs: bool = False,
     trust_existing: bool = False,
+    verbatim: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> RestoreReport:
     """Restore a chain of backups (a full backup and its increments, in any order) into ``cache_dir``.
@@ -165,12 +167,15 @@ def restore(
     The newest backup is installed through :func:`bundler.install.install` (same verification, dedup, locks and
     undo), reading blobs it does not carry from its bases. ``copy``: None restores the layout the backup was
     taken from (copy layout if the cache was), falling back to copies where symlinks do not work; True/False
-    force it. Refs, ``.no_exist`` markers, ``trees/`` listings and the shared Xet store links come back as they
-    were. Raises :class:`UsageError` naming the missing link when a base is needed but not given.
+    force it. Refs, ``.no_exist`` markers and the shared Xet store links come back as they were; a saved
+    ``trees/`` listing comes back only under the trees rule (``docs/CACHE.md``: it names no file the snapshot
+    lacks and is not a partial listing an older hfbundle wrote), else it is left out with a note; ``verbatim``
+    brings every listing back byte for byte, traps included. Raises :class:`UsageError` naming the missing link
+    when a base is needed but not given.
     """
     t0 = time.monotonic()
     with _open_chain(bundles) as chain:
-        plan, notes = chain.plan(Path(cache_dir), copy, keep_refs, trust_existing)
+        plan, notes = chain.plan(Path(cache_dir), copy, keep_refs, trust_existing, verbatim)
         report = execute(plan, chain.tip, extra_sources=chain.bases, on_progress=on_progress)
         linked = 0
         if plan.layout == LAYOUT_SYMLINK:
@@ -222,7 +227,7 @@ class _Chain:
         )
 
     def plan(
-        self, cache_dir: Path, copy: bool | None, keep_refs: bool, trust_existing: bool
+        self, cache_dir: Path, copy: bool | None, keep_refs: bool, trust_existing: bool, verbatim: bool = False
     ) -> tuple[InstallPlan, list[str]]:
         notes: list[str] = []
         manifest = self.tip.manifest
@@ -231,7 +236,13 @@ class _Chain:
             copy = True if layout == LAYOUT_COPY else None
         available = {b.sha256 for src in (self.tip, *self.bases) for b in src.manifest.blobs}
         plan = plan_install(
-            manifest, cache_dir, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, available=available
+            manifest,
+            cache_dir,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            available=available,
+            verbatim_trees=verbatim,
         )
         if self.missing is not None:
             if plan.missing or not _listings_in_place(plan):

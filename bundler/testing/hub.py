@@ -540,11 +540,14 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 64  # snapshot_download opens 8 connections at once; a full backlog costs 1 s SYN retries
 
-    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], hub: HubServer) -> None:
+    def __init__(
+        self, port: int, handler: type[BaseHTTPRequestHandler], hub: HubServer, host: str = "127.0.0.1"
+    ) -> None:
         self.hub = hub
+        self.host = host
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), handler)
+        super().__init__((host, port), handler)
 
     def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         if isinstance(request, socket.socket):
@@ -1076,6 +1079,9 @@ def _decode_cursor(values: Sequence[str] | None) -> int:
         raise _HttpError(400, f"Invalid cursor: {raw}") from error
 
 
+_CDN_HOST = "127.0.0.2"
+
+
 class HubServer:
     """A Hub-compatible HTTP server on 127.0.0.1 serving the repos published under ``root``.
 
@@ -1116,7 +1122,13 @@ class HubServer:
         self._snapshots: dict[tuple[str, str, str], _Snapshot] = {}
         self._hub = _Server(port, _HubHandler, self)
         try:
-            self._cdn = _Server(cdn_port, _CdnHandler, self)
+            # The CDN is another *host*, as on the real Hub (cas-bridge.xethub.hf.co): huggingface_hub 1.x follows a
+            # HEAD redirect to the same host name (whatever the port) and stops at one to another host, reading the
+            # file's identity from the 302 itself. Linux routes all of 127.0.0.0/8 to the loopback device.
+            try:
+                self._cdn = _Server(cdn_port, _CdnHandler, self, host=_CDN_HOST)
+            except OSError:  # a system without 127.0.0.2 (macOS): the same host, as before
+                self._cdn = _Server(cdn_port, _CdnHandler, self)
         except BaseException:
             self._hub.server_close()
             raise
@@ -1136,7 +1148,7 @@ class HubServer:
     @property
     def cdn_endpoint(self) -> str:
         """The origin LFS downloads are redirected to."""
-        return f"http://127.0.0.1:{self._cdn.server_address[1]}"
+        return f"http://{self._cdn.host}:{self._cdn.server_address[1]}"
 
     @property
     def requests(self) -> list[LoggedRequest]:
