@@ -270,7 +270,8 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True, fix: boo
     cache = Path(cache_dir).expanduser()
     fixed = tuple(settle_cache(cache)) if fix and cache.is_dir() else ()
     hasher = InodeHasher()
-    diagnoses = tuple(_RepoDoctor(recipe, r, cache, hasher, rehash).run() for r in recipe.repos)
+    fix_command = f"hfbundle doctor {shlex.quote(spec_text)} --fix --cache-dir {shlex.quote(str(cache))}"
+    diagnoses = tuple(_RepoDoctor(recipe, r, cache, hasher, rehash, fix_command).run() for r in recipe.repos)
     return DoctorReport(
         spec=spec_text,
         recipe=recipe.name,
@@ -356,7 +357,10 @@ class _Known:
 
 
 class _RepoDoctor:
-    def __init__(self, recipe: Recipe, spec: RepoSpec, cache: Path, hasher: InodeHasher, rehash: bool) -> None:
+    def __init__(
+        self, recipe: Recipe, spec: RepoSpec, cache: Path, hasher: InodeHasher, rehash: bool, fix_command: str
+    ) -> None:
+        self.fix_command = fix_command  # `hfbundle doctor SPEC --fix --cache-dir CACHE`
         self.recipe = recipe
         self.spec = spec
         self.cache = cache
@@ -678,7 +682,7 @@ class _RepoDoctor:
             "only what it names (a variant or file the bundle left out is reported as not existing)",
             severity=WARNING,
             commit=commit,
-            fix="hfbundle doctor --fix  (moves the partial listing aside; offline loading does not need it)",
+            fix=f"{self.fix_command}  (moves the partial listing aside; offline loading does not need it)",
         )
 
     def check_tree(self, commit: str, tree: Mapping[str, Any] | None, present_all: set[str]) -> None:
@@ -695,7 +699,7 @@ class _RepoDoctor:
             "raises IncompleteSnapshotError, and so does every FastSDCPU mode (diffusers 0.37)",
             commit=commit,
             paths=tuple(lacking),
-            fix=f"hfbundle doctor --fix  (moves {shlex.quote(str(path))} aside: without the listing huggingface_hub "
+            fix=f"{self.fix_command}  (moves {shlex.quote(str(path))} aside: without the listing huggingface_hub "
             "trusts the snapshot offline and lists the Hub online)",
         )
 

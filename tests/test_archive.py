@@ -43,7 +43,7 @@ from bundler.container import (
 from bundler.errors import BundleFormatError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.lock import RepoFile
-from bundler.manifest import BlobEntry, Manifest, RepoEntry, SnapshotEntry
+from bundler.manifest import FORMAT_VERSION, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from bundler.source import BundleSource
 
 COMMIT = "c0ffee" + "0" * 34
@@ -844,7 +844,7 @@ def test_unknown_index_version_is_refused(bundle: Path) -> None:
 def test_inspect(bundle: Path) -> None:
     info = inspect_bundle(bundle)
     manifest = make_manifest(FILES)
-    assert info.bundle_id == manifest.bundle_id and info.format_version == 1 and info.index_version == 1
+    assert info.bundle_id == manifest.bundle_id and info.format_version == FORMAT_VERSION and info.index_version == 1
     assert info.compressed_size == bundle.stat().st_size
     assert (info.blob_count, info.file_count, info.total_size) == (4, 5, manifest.total_size)
     (repo,) = info.repos

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from bundler.api import backup, build, install, restore
+from bundler.hashing import lfs_blob_id
+from bundler.hfcache import tree_json
 from bundler.testing.hub import HubServer
 from tests.testing.hf_client import client_env
 
@@ -91,6 +93,21 @@ def _revisions(cache: Path) -> set[str]:
     return set(os.listdir(cache / "models--hfbundle-test--tiny-sd" / "snapshots"))
 
 
+def _write_partial_listing(cache: Path) -> None:
+    repo = cache / "models--hfbundle-test--tiny-sd"
+    (commit,) = os.listdir(repo / "snapshots")
+    entries: dict[str, Any] = {}
+    for path in sorted(_snapshot_files(cache)):
+        blob = os.path.basename(os.readlink(repo / "snapshots" / commit / path))
+        size = os.path.getsize(repo / "blobs" / blob)
+        if len(blob) == 64:
+            entries[path] = {"size": size, "blob_id": lfs_blob_id(blob, size), "lfs_sha256": blob, "lfs_size": size}
+        else:
+            entries[path] = {"size": size, "blob_id": blob}
+    (repo / "trees").mkdir(exist_ok=True)
+    (repo / "trees" / f"{commit}.json").write_bytes(tree_json(entries))
+
+
 @pytest.fixture(scope="module")
 def filled(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Ours after install, and ours after backup + restore: both filled offline from a default-files bundle."""
@@ -118,6 +135,12 @@ def test_real_client_online_after_an_offline_install(
         for op in ops:  # each operation on its own copy: one must not feed the next
             shutil.copytree(source, caches[name] / op, symlinks=True)
     caches["control"] = tmp_path / "control"
+    # What hfbundle < 0.2 wrote (a listing of the bundled files only): the test must see that trap.
+    legacy = tmp_path / "legacy"
+    for op in ("fp16", "snapshot"):
+        shutil.copytree(filled["install"], legacy / op, symlinks=True)
+        _write_partial_listing(legacy / op)
+    caches["legacy"] = legacy
     env = client_env(cache=tmp_path / "unused", endpoint=hub.endpoint, extra_env={"OMP_NUM_THREADS": "1"})
     proc = subprocess.run(
         [str(bin_dir / "python"), "-c", f"REPO = {SD!r}\n" + textwrap.dedent(_CLIENT)],
@@ -131,7 +154,12 @@ def test_real_client_online_after_an_offline_install(
     results: dict[str, dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     table: dict[str, dict[str, Any]] = {}
+    legacy_row = results.pop("legacy")
+    assert not (legacy_row["fp16"].startswith("loaded") and FP16_FILE in _snapshot_files(legacy / "fp16"))
+    assert EXTRA_FILE not in legacy_row["snapshot"]
     for name, root in caches.items():
+        if name == "legacy":
+            continue
         row = dict(results[name])
         row["snapshot"] = set(row["snapshot"])
         row["fp16 file fetched"] = FP16_FILE in _snapshot_files(root / "fp16")

@@ -125,7 +125,7 @@ def test_tree_listing_a_missing_file_is_incomplete(installed: tuple[Bundle, Path
     report = verify_cache(cache)
     [issue] = only(report, "incomplete_tree")
     assert issue.commit == C2 and "IncompleteSnapshotError" in issue.message
-    assert "fp16" in issue.message and issue.hint and "delete" in issue.hint
+    assert "fp16" in issue.message and issue.hint and "doctor --fix" in issue.hint
     assert not report.ok
 
 
