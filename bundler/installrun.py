@@ -155,6 +155,7 @@ class _Run:
         self.notes: list[str] = []
         self.journal = _Journal()
         self.created_dirs: list[Path] = []
+        self.placed: list[Path] = []  # blobs/<etag> files this run put in place
         self.n_written = self.n_linked = self.n_present = 0
         self.bytes_written = self.bytes_dedup = self.bytes_hashed = 0
         self.entries_added = self.trees_written = self.no_exist_written = 0
@@ -435,7 +436,7 @@ class _Run:
             first = placements[0]
             lay = self._layout(first.repo_type, first.repo_id)
             self.doing = f"writing {c.where}"
-            self._mkdirs(lay.folder / "snapshots")  # first: a repo folder without it makes scan_cache_dir refuse it
+            # No snapshots/ yet: a repo folder with one is a repo to scan_cache_dir and `hf cache ls`, even empty.
             self._mkdirs(lay.blobs)
             self.guard.check(lay.blob(first.etag))
         with _locked(lay, first.etag, self.copy_layout):
@@ -459,6 +460,7 @@ class _Run:
                     return
                 self._replace(tmp, lay.blob(first.etag))
                 self.temps.discard(tmp)
+                self.placed.append(lay.blob(first.etag))
                 self.n_written += 1
         with self.mutex:
             self.local[c.sha256] = lay.blob(first.etag)
@@ -512,7 +514,6 @@ class _Run:
         if src == dst:
             return
         self.doing = f"linking {c.where} into {lay.folder.name}"
-        self._mkdirs(lay.folder / "snapshots")
         self._mkdirs(lay.blobs)
         self.guard.check(dst)
         with _locked(lay, p.etag, False):
@@ -526,6 +527,7 @@ class _Run:
                 self.n_written += 1
             self._replace(tmp, dst)
             self.temps.discard(tmp)
+            self.placed.append(dst)
         self._progress("link", 0, str(dst))
 
     def _link_or_copy(self, c: ContentStep, etag: str | None, src: Path, tmp: Path) -> bool:
@@ -866,9 +868,15 @@ class _Run:
                     tmp.unlink(missing_ok=True)
         if not ok:
             self.journal.undo()
-            for d in reversed(self.created_dirs):  # only the empty ones: verified blobs stay
-                if d.name == "snapshots" and os.path.isdir(d.parent / "blobs"):
-                    continue  # blobs/ stays (not empty), so does the repo: scan_cache_dir needs its snapshots/
+            # A repo folder this run created goes again, with the blobs placed in it: scan_cache_dir warns about a
+            # repo folder without snapshots/ and lists one with an empty snapshots/ as a repo (a phantom). Blobs
+            # placed in repos that existed stay for the retry: scan_cache_dir counts only blobs snapshots use.
+            new_repos = {d for d in self.created_dirs if d.parent == self.cache_dir and d.name.count("--") >= 2}
+            for blob in self.placed:
+                if blob.parent.parent in new_repos:
+                    with contextlib.suppress(OSError):
+                        blob.unlink()
+            for d in reversed(self.created_dirs):  # only the empty ones: what others wrote meanwhile stays
                 with contextlib.suppress(OSError):
                     d.rmdir()
 

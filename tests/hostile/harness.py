@@ -101,13 +101,27 @@ def assert_only_verified_blobs_added(
             assert len(parts) < 3 or parts[2].endswith(".lock"), f"unexpected under .locks: {rel}"
             continue
         assert re.fullmatch(r"(models|datasets|spaces)--.+", parts[0]), f"unexpected new entry: {rel}"
-        if len(parts) == 1 or parts[1:] in (["blobs"], ["snapshots"]):
-            assert node.kind == "dir", f"{rel} is not a folder"  # snapshots/ only ever empty: checked below
+        if len(parts) == 1 or parts[1:] == ["blobs"]:
+            assert node.kind == "dir", f"{rel} is not a folder"
             continue
         assert len(parts) == 3 and parts[1] == "blobs", f"a loader-visible path was written: {rel}"
         assert node.kind == "file", f"{rel} is a {node.kind}, not a verified blob"
         assert content_matches_name(world / rel), f"{rel} does not hold what its name says (or is a temp file)"
     assert not os.path.lexists(CANARY), f"{CANARY} was written"
+
+
+def scan_view(cache: Path) -> tuple[tuple[tuple[str, str, tuple[str, ...]], ...], tuple[str, ...]]:
+    """What huggingface_hub's own listing (``scan_cache_dir``, behind ``hf cache ls``) shows of ``cache``: the
+    repos with their revisions, and the warnings (a repo folder it cannot read). A missing cache shows nothing."""
+    from huggingface_hub import scan_cache_dir
+
+    if not cache.is_dir():
+        return (), ()
+    info = scan_cache_dir(cache)
+    repos = tuple(
+        sorted((r.repo_type, r.repo_id, tuple(sorted(rev.commit_hash for rev in r.revisions))) for r in info.repos)
+    )
+    return repos, tuple(sorted(str(w).replace(str(cache), "<cache>") for w in info.warnings))
 
 
 # -- loader's-eye view --------------------------------------------------------------------------------------
@@ -291,23 +305,25 @@ def assert_refused(
     for mode in modes:
         for kind in caches:
             world, cache = make_world(tmp_path / f"{mode}-{kind}", template if kind == "prefilled" else None)
-            before = state(world)
+            before, listed = state(world), scan_view(cache)
             src: Path | BinaryIO = bundle if mode == "file" else pipe(cast(bytes, data))
             e = check_error(api_install(src, cache), pipe_match if mode == "pipe" and pipe_match else match)
             errors[f"{mode}-{kind}"] = e
             assert_only_verified_blobs_added(before, state(world), world, "cache")
+            assert scan_view(cache) == listed, "a refused install changed what scan_cache_dir lists"
             assert loader_problems(cache) == []
             if kind == "prefilled":
                 assert RepoLayout(cache, "model", craft.REPO).read_ref("main") == craft.OLD_COMMIT
                 assert verify_cache(cache).ok
     if cli:
         world, cache = make_world(tmp_path / "cli", template)
-        before = state(world)
+        before, listed = state(world), scan_view(cache)
         if "file" in modes:
             check_cli(*cli_install(bundle, cache), match)
         else:
             check_cli(*cli_install(cast(bytes, data), cache), pipe_match or match)
         assert_only_verified_blobs_added(before, state(world), world, "cache")
+        assert scan_view(cache) == listed, "a refused install changed what scan_cache_dir lists"
     return Outcome(errors)
 
 
@@ -368,13 +384,14 @@ def assert_refused_or_harmless(
     for mode in modes:
         for kind in CACHES:
             world, cache = make_world(tmp_path / f"{mode}-{kind}", template if kind == "prefilled" else None)
-            before = state(world)
+            before, listed = state(world), scan_view(cache)
             src: Path | BinaryIO = bundle if mode == "file" else pipe(data)
             e = api_install(src, cache)
             results[f"{mode}-{kind}"] = e
             if e is not None:
                 check_error(e, match)
                 assert_only_verified_blobs_added(before, state(world), world, "cache")
+                assert scan_view(cache) == listed, "a refused install changed what scan_cache_dir lists"
                 assert loader_problems(cache) == []
                 continue
             assert verify_cache(cache).ok
