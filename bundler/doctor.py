@@ -43,6 +43,7 @@ from .errors import CacheError, ResolveError, UnsafePathError
 from .hashing import InodeHasher, is_sha1, is_sha256
 from .hfcache import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
 from .installed import InstalledRecord, read_record
+from .leftovers import AbandonedRepo, remove_abandoned
 from .listings import MovedListing, settle_cache
 from .lock import RepoFile
 from .paths import check_relpath
@@ -154,6 +155,7 @@ class DoctorReport:
     bytes_hashed: int = 0
     elapsed: float = 0.0
     fixed: tuple[MovedListing, ...] = ()  # what --fix did before diagnosing
+    removed: tuple[AbandonedRepo, ...] = ()
 
     @property
     def problems(self) -> tuple[Problem, ...]:
@@ -187,6 +189,7 @@ class DoctorReport:
             "repos": [r.to_json() for r in self.repos],
             "fixes": list(self.fixes),
             "fixed": [m.to_json() for m in self.fixed],
+            "removed": [a.to_json() for a in self.removed],
             "rehash": self.rehash,
             "bytes_hashed": self.bytes_hashed,
             "elapsed": round(self.elapsed, 3),
@@ -196,6 +199,7 @@ class DoctorReport:
         """Human lines (the CLI prints them)."""
         lines = [f"doctor: {self.recipe} in {self.cache_dir}"]
         lines += [f"fixed: {m.describe()}" for m in self.fixed]
+        lines += [f"fixed: {a.describe()}" for a in self.removed]
         width = max((len(r.purpose) for r in self.repos), default=0)
         for r in self.repos:
             where = f"{r.repo_id}@{r.revision}" + (f" → {r.commit[:12]}" if r.commit and r.commit != r.revision else "")
@@ -259,7 +263,8 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True, fix: boo
     """Diagnose whether ``spec`` (a recipe name, ``.toml`` file, ``org/name[@rev]``, or a :class:`Recipe`) loads
     offline from the hub cache ``cache_dir``. Reads only the cache; ``rehash=False`` checks sizes, not hashes.
     ``fix`` first moves aside every trees listing of the cache that breaks the trees rule
-    (:func:`bundler.listings.settle_cache`): the fixes that need no new content.
+    (:func:`bundler.listings.settle_cache`) and removes repo folders an interrupted install left
+    (:func:`bundler.leftovers.remove_abandoned`): the fixes that need no new content.
 
     >>> doctor("tiny-demo", tmp_cache).ok  # doctest: +SKIP
     True
@@ -269,6 +274,7 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True, fix: boo
     spec_text = spec if isinstance(spec, str) else _spec_text(recipe)
     cache = Path(cache_dir).expanduser()
     fixed = tuple(settle_cache(cache)) if fix and cache.is_dir() else ()
+    removed = tuple(remove_abandoned(cache)) if fix and cache.is_dir() else ()
     hasher = InodeHasher()
     fix_command = f"hfbundle doctor {shlex.quote(spec_text)} --fix --cache-dir {shlex.quote(str(cache))}"
     diagnoses = tuple(_RepoDoctor(recipe, r, cache, hasher, rehash, fix_command).run() for r in recipe.repos)
@@ -282,6 +288,7 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True, fix: boo
         bytes_hashed=hasher.bytes_hashed,
         elapsed=time.monotonic() - t0,
         fixed=fixed,
+        removed=removed,
     )
 
 

@@ -590,13 +590,23 @@ class _Run:
         """Build a brand-new snapshot under a temp name in the repo folder and rename it into ``snapshots/``.
 
         Not inside ``snapshots/``: ``scan_cache_dir`` lists every folder there as a revision, so a staging
-        folder (left by a killed install, or seen while one runs) showed up as a bogus revision."""
-        self._mkdirs(final.parent)
-        _remove_stale_dirs(final.parent, final.name)  # where older versions staged
+        folder (left by a killed install, or seen while one runs) showed up as a bogus revision. A repo without
+        ``snapshots/`` yet gets the whole folder staged and renamed into place with its first snapshot: an empty
+        ``snapshots/`` would list the repo (with no revision) if the install were killed there."""
+        self._mkdirs(lay.folder)
+        if os.path.isdir(final.parent):
+            _remove_stale_dirs(final.parent, final.name)  # where older versions staged
         _remove_stale_dirs(lay.folder, final.name)
-        staging = lay.folder / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(4)}.tmp"
+        whole: Path | None = None
+        if not os.path.lexists(final.parent):
+            whole = lay.folder / f"{TEMP_PREFIX}snapshots.{secrets.token_hex(4)}.tmp"
+            whole.mkdir()
+            self.temps.add(whole)
+            staging = whole / final.name  # the same depth as the final place: relative links resolve already
+        else:
+            staging = lay.folder / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(4)}.tmp"
+            self.temps.add(staging)
         staging.mkdir()
-        self.temps.add(staging)
         for e in entries:
             dst = final / e.path  # link targets are computed for the final place (they dangle while staged)
             tmp_dst = staging / e.path
@@ -606,6 +616,15 @@ class _Run:
             else:
                 os.symlink(hfcache.relative_link_target(dst, lay.blob(e.etag)), tmp_dst)
             self.entries_added += 1
+        if whole is not None:
+            try:
+                os.rename(whole, final.parent)
+                self.temps.discard(whole)
+                self.journal.created.append(final.parent)
+                return True
+            except OSError as err:  # snapshots/ appeared meanwhile (a concurrent download): the usual way
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+                    raise
         try:
             os.rename(staging, final)
         except OSError as err:

@@ -197,6 +197,15 @@ class _RepoCheck:
         for name, _path in _listdir(self.folder):  # an install's staging folders and ref temps (killed installs)
             if name.startswith(".hfbundle-") and name.endswith(".tmp"):
                 self.issue("leftover", WARNING, f"{name} is a temp file or folder", path=name, hint=_HINT_LEFTOVER)
+        if not (self.folder / "snapshots").is_dir():
+            self.issue(
+                "abandoned",
+                WARNING,
+                f"{self.folder.name} has no snapshots/: an interrupted install or download left it; huggingface_hub's "
+                "scan_cache_dir warns about it and lists no repo",
+                hint="re-run the install (it resumes from the verified blobs), or `hfbundle doctor SPEC --fix` to "
+                "remove what an interrupted install left",
+            )
         self.check_blobs()
         commits = self.check_snapshots()
         self.check_refs(commits)
