@@ -33,7 +33,8 @@ from typing import Any, BinaryIO, cast
 
 from .container import (
     INDEX_FRAME_MAGIC,
-    INDEX_VERSION,
+    MAX_SIGNATURES_BYTES,
+    SIGNATURES_FRAME_MAGIC,
     KIND_BLOB,
     KIND_END,
     KIND_MANIFEST,
@@ -48,6 +49,7 @@ from .container import (
     Trailer,
     member_kind,
     padded,
+    parse_signatures_frame,
     parse_tar_header,
 )
 from .errors import BundleFormatError, IntegrityError, UsageError
@@ -174,6 +176,7 @@ class BundleReader:
         self._index: BundleIndex | None = None
         self._stream_used = False
         self._members: list[IndexMember] = []  # what a pipe held so far, compared with its index at the end
+        self._signatures: bytes | None = None
         self.volumes: tuple[Path, ...] = access.paths if access is not None else ()
         try:
             if access is not None:
@@ -217,6 +220,12 @@ class BundleReader:
     def index(self) -> BundleIndex | None:
         """The verified index; None for a pipe."""
         return self._index
+
+    @property
+    def signatures(self) -> bytes | None:
+        """The signatures payload (JSON, unverified: see :mod:`bundler.trust`), None when unsigned. A pipe
+        carries it after the blobs, so it is known only once :meth:`iter_blobs` has reached the end."""
+        return self._signatures
 
     @property
     def random_access(self) -> bool:
@@ -280,7 +289,7 @@ class BundleReader:
             )
         return BundleInfo(
             format_version=m.format_version,
-            index_version=INDEX_VERSION if self._index is not None else None,
+            index_version=self._index.version if self._index is not None else None,
             bundle_id=self.bundle_id,
             kind=m.kind,
             creator=m.creator,
@@ -359,9 +368,15 @@ class BundleReader:
         if trailer.index_length > MAX_INDEX_BYTES:
             raise damaged("its index is too large")
         index = BundleIndex.decode(access.pread(trailer.index_offset, trailer.index_length))
-        if index.data_length != trailer.index_offset or len(index.volumes) != trailer.volume_count:
+        if (
+            index.index_offset != trailer.index_offset
+            or len(index.volumes) != trailer.volume_count
+            or index.version != trailer.version
+        ):
             raise damaged("its index and trailer disagree")
         check_volumes(access, index)
+        if index.signatures_length:
+            self._signatures = parse_signatures_frame(access.pread(index.data_length, index.signatures_length))
         raw = self._read_manifest(self._cursor_over([index.manifest]))
         if hashlib.sha256(raw).hexdigest() != index.manifest.sha256:
             raise damaged("the index does not match manifest.json")
@@ -513,6 +528,16 @@ class BundleReader:
         frames = self._frames
         if not frames.tail_magic:
             raise truncated("its index is missing")
+        sig_length = 0
+        if int.from_bytes(frames.tail_magic, "little") == SIGNATURES_FRAME_MAGIC:
+            length_raw = frames.read(4, "the signatures")
+            length = int.from_bytes(length_raw, "little")
+            if length > MAX_SIGNATURES_BYTES + 12:
+                raise damaged("its signatures frame is too large")
+            sig_frame = frames.tail_magic + length_raw + frames.read(length, "the signatures")
+            self._signatures = parse_signatures_frame(sig_frame)
+            sig_length = len(sig_frame)
+            frames.tail_magic = frames.read(4, "the index")
         if int.from_bytes(frames.tail_magic, "little") != INDEX_FRAME_MAGIC:
             raise damaged(f"unexpected skippable frame at offset {frames.data_end}")
         length_raw = frames.read(4, "the index")
@@ -529,7 +554,8 @@ class BundleReader:
         if (
             index.members != tuple(self._members)
             or index.data_length != frames.data_end
-            or (trailer.index_offset, trailer.index_length) != (frames.data_end, len(frame))
+            or index.signatures_length != sig_length
+            or (trailer.index_offset, trailer.index_length) != (frames.data_end + sig_length, len(frame))
             or trailer.volume_count != len(index.volumes)
         ):
             raise damaged("its index does not describe its contents")
