@@ -33,13 +33,13 @@ from typing import Any, BinaryIO, cast
 
 from .container import (
     INDEX_FRAME_MAGIC,
-    MAX_SIGNATURES_BYTES,
-    SIGNATURES_FRAME_MAGIC,
     KIND_BLOB,
     KIND_END,
     KIND_MANIFEST,
     MANIFEST_NAME,
     MAX_INDEX_BYTES,
+    MAX_SIGNATURES_BYTES,
+    SIGNATURES_FRAME_MAGIC,
     TAR_BLOCK,
     TRAILER_LENGTH,
     ZSTD_MAGIC,
@@ -127,9 +127,11 @@ class BundleInfo:
     total_size: int
     compressed_size: int | None
     volumes: tuple[str, ...]
+    signature: Mapping[str, Any] | None = None  # bundler.trust.TrustReport.to_json(), added by api.inspect
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "signature": dict(self.signature) if self.signature is not None else None,
             "format_version": self.format_version,
             "index_version": self.index_version,
             "bundle_id": self.bundle_id,
@@ -277,6 +279,19 @@ class BundleReader:
                 )
 
         return cast(BinaryIO, BlobStream(cursor, member.size, where, at_eof, digest))
+
+    def iter_data(self, chunk: int = 16 << 20) -> Iterator[bytes]:
+        """The data frames exactly as stored (compressed), up to the signatures or the index: what
+        :func:`bundler.trust.sign_bundle` copies to give a bundle a new tail without recompressing it."""
+        if self._index is None or self._access is None:
+            raise UsageError("iter_data() needs a bundle file, not a pipe")
+        pos, end = 0, self._index.data_length
+        while pos < end:
+            data = self._access.pread(pos, min(chunk, end - pos))
+            if not data:
+                raise truncated(f"it ends at offset {pos}")
+            yield data
+            pos += len(data)
 
     def info(self) -> BundleInfo:
         m = self._manifest

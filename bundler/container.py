@@ -385,8 +385,8 @@ class BundleIndex:
             raise BundleFormatError(f"{bad}: bad frame header", hint=hint)
         if hashlib.sha256(payload).digest() != digest:
             raise BundleFormatError(f"{bad}: checksum mismatch", hint=hint)
-        tag, version, n_members, n_frames, n_volumes, split, tar_length, data_length, sig_length, _ = (
-            _HEAD.unpack_from(payload)
+        tag, version, n_members, n_frames, n_volumes, split, tar_length, data_length, sig_length, _ = _HEAD.unpack_from(
+            payload
         )
         if tag != INDEX_TAG:
             raise BundleFormatError(f"{bad}: bad tag", hint=hint)

@@ -269,6 +269,7 @@ class InstallReport:
     no_exist_written: int
     elapsed: float
     notes: tuple[str, ...] = ()
+    signature: Mapping[str, Any] | None = None  # bundler.trust.TrustReport.to_json(), set by install()
 
     @property
     def changed(self) -> bool:
@@ -302,6 +303,7 @@ class InstallReport:
             "no_exist_written": self.no_exist_written,
             "elapsed": round(self.elapsed, 3),
             "notes": list(self.notes),
+            "signature": dict(self.signature) if self.signature is not None else None,
         }
 
     def render(self) -> list[str]:
@@ -317,6 +319,8 @@ class InstallReport:
         lines += [f"ref {m.repo_id}:{m.ref} kept at {m.old} (bundle: {m.new})" for m in self.refs_kept]
         lines += [f"replaced damaged {b.repo_id}:{b.path} ({b.actual})" for b in self.blobs_replaced]
         lines += [f"note: {n}" for n in self.notes]
+        if self.signature is not None:
+            lines.append(str(self.signature.get("summary", "")))
         return lines
 
 
