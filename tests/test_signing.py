@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,16 +78,16 @@ def test_other_key_is_unknown(keys) -> None:
     assert e.value.reason == "unknown key" and "unknown key" in e.value.message
 
 
-def tampered_payload(oms: dict) -> dict:
+def tampered_payload(oms: dict[str, Any]) -> dict[str, Any]:
     statement = json.loads(base64.b64decode(oms["dsseEnvelope"]["payload"]))
     statement["predicate"]["resources"][0]["digest"] = "00" * 32
-    out = json.loads(json.dumps(oms))
+    out: dict[str, Any] = json.loads(json.dumps(oms))
     out["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     return out
 
 
 def test_altered_statement_or_forged_hint_is_a_bad_signature(keys) -> None:
-    key_a, pub_a, key_b, pub_b = keys
+    key_a, pub_a, key_b, _ = keys
     oms = sign_statement(load_private_key(key_a), statement_for("abc", RESOURCES))
     with pytest.raises(SignatureError) as e:
         verify_oms(tampered_payload(oms), [pub_a])
