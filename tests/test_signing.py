@@ -162,3 +162,45 @@ def test_missing_cryptography_says_how_to_get_it() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "hfbundle[sign]" in out
+
+
+# -- the OMS JSON schemas (spec §3.1: conformance suites validate bundles against all four) ------------------
+
+
+def oms_validators() -> dict[str, Any]:
+    jsonschema = pytest.importorskip("jsonschema")
+    referencing = pytest.importorskip("referencing")
+    schemas = {p.name.split(".")[0]: json.loads(p.read_text()) for p in (VECTORS.parent / "schemas").glob("*.json")}
+    registry = referencing.Registry().with_resources(
+        (s["$id"], referencing.Resource.from_contents(s)) for s in schemas.values()
+    )
+    return {name: jsonschema.Draft202012Validator(s, registry=registry) for name, s in schemas.items()}
+
+
+def schema_errors(oms: Any) -> list[str]:
+    validators = oms_validators()
+    errors = [e.message for e in validators["bundle"].iter_errors(oms)]
+    if not errors:
+        statement = json.loads(base64.b64decode(oms["dsseEnvelope"]["payload"]))
+        errors += [e.message for e in validators["statement"].iter_errors(statement)]
+        errors += [e.message for e in validators["predicate"].iter_errors(statement["predicate"])]
+        errors += [e.message for e in validators["envelope"].iter_errors(oms["dsseEnvelope"])]
+    return errors
+
+
+def test_our_signatures_conform_to_the_oms_schemas(keys) -> None:
+    from bundler.trust import MANIFEST_RESOURCE
+
+    key_a, _, _, _ = keys
+    private = load_private_key(key_a)
+    for statement in (
+        statement_for("abc", RESOURCES),
+        statement_for(MANIFEST_RESOURCE, {MANIFEST_RESOURCE: "ab" * 32}, ignore_paths=()),
+    ):
+        assert schema_errors(sign_statement(private, statement)) == []
+
+
+def test_the_schema_check_itself_tells_the_vectors_apart() -> None:
+    assert schema_errors(json.loads((VECTORS / "valid_key.bundle.json").read_text())) == []
+    for name in ("invalid-payload_wrong-predicate.bundle.json", "invalid_missing-envelope.bundle.json"):
+        assert schema_errors(json.loads((VECTORS / name).read_text())) != []
