@@ -283,6 +283,8 @@ def index_frame_length(members: int, frames: int, volumes: int) -> int:
 
 def signatures_frame(payload: bytes) -> bytes:
     """The signatures (canonical JSON, see :mod:`bundler.trust`) as a skippable frame."""
+    if len(payload) > MAX_SIGNATURES_BYTES:
+        raise BundleFormatError(f"the signatures are {len(payload)} bytes, over the {MAX_SIGNATURES_BYTES} limit")
     return skippable_frame(SIGNATURES_FRAME_MAGIC, SIGNATURES_TAG + struct.pack("<I", SIGNATURES_VERSION) + payload)
 
 
