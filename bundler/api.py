@@ -226,8 +226,9 @@ def install(
     try:
         if dry_run:
             if keys:
-                from .trust import check_bundle
+                from .trust import check_bundle, require_seekable
 
+                require_seekable(source)
                 check_bundle(source.manifest, source.signatures, keys)
             return plan_install(source.manifest, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
         return install_source(

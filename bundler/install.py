@@ -104,16 +104,10 @@ def install(
     otherwise). Without them the report only says whether the bundle is signed, and by which key. Either way
     the snapshot signatures are kept beside the install records (``hfbundle verify --trusted-key``).
     """
-    from .trust import check_bundle, record_signatures
+    from .trust import check_bundle, record_signatures, require_seekable
 
-    if trusted_keys and not getattr(source, "random_access", False):
-        from .errors import UsageError
-
-        raise UsageError(
-            "--trusted-key needs the bundle file: a pipe carries its signatures after the blobs, so they could "
-            "not be checked before writing",
-            hint="save the bundle to a file first, then install the file",
-        )
+    if trusted_keys:
+        require_seekable(source)
     trust = check_bundle(source.manifest, getattr(source, "signatures", None), trusted_keys)
     available: set[str] = {b.sha256 for b in source.manifest.blobs}
     for extra in extra_sources:

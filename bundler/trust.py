@@ -262,6 +262,16 @@ def _entries_for(sigs: BundleSignatures, repo_type: str, repo_id: str, commit: s
             yield e
 
 
+def require_seekable(source: BundleSource) -> None:
+    """Trusted installs need the signatures before the blobs: a pipe carries them after (FORMAT.md)."""
+    if not getattr(source, "random_access", False):
+        raise UsageError(
+            "--trusted-key needs the bundle file: a pipe carries its signatures after the blobs, so they could "
+            "not be checked before writing",
+            hint="save the bundle to a file first, then install the file",
+        )
+
+
 def trusted_key_paths(given: Sequence[Path]) -> list[Path]:
     """``--trusted-key`` values, or else the ``HFBUNDLE_TRUSTED_KEYS`` list (``os.pathsep``-separated files or
     folders)."""

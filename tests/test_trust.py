@@ -223,9 +223,10 @@ def test_install_refusal_in_the_api_names_the_reason(tmp_path: Path, keys: dict[
     from bundler import api
 
     bundle, reason = tampered(tmp_path, keys, "other key")
-    with pytest.raises(SignatureError) as e:
-        api.install(bundle, cache_dir=tmp_path / "cache", trusted_keys=[keys["pub"]])
-    assert e.value.reason == reason
+    for dry_run in (True, False):
+        with pytest.raises(SignatureError) as e:
+            api.install(bundle, cache_dir=tmp_path / "cache", trusted_keys=[keys["pub"]], dry_run=dry_run)
+        assert e.value.reason == reason
     assert not (tmp_path / "cache").exists()
 
 
