@@ -409,3 +409,24 @@ def test_private_key_never_appears_in_bundles_logs_errors_or_json(
         assert secret_raw not in data and pem not in data
         for s in secrets[:1]:
             assert s.encode() not in data
+
+
+@pytest.mark.parametrize("offset", [8, 16, 19])  # the tag, the version, inside the version
+def test_a_damaged_signatures_frame_header_is_a_format_error(
+    tmp_path: Path, keys: dict[str, Path], offset: int
+) -> None:
+    from bundler.errors import BundleFormatError
+
+    good = write_bundle(tmp_path / "g.tar.zst", small_bundle(), key=keys["key"])
+    with open_bundle(good, threads=1) as r:
+        assert r.index is not None
+        start = r.index.data_length
+    data = bytearray(good.read_bytes())
+    data[start + offset] ^= 0xFF
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(BundleFormatError, match="signatures"):
+        open_bundle(bad, threads=1)
+    with pytest.raises(BundleFormatError, match="signatures"), open_bundle(stream_of(bytes(data))) as r:
+        for _, s in r.iter_blobs():
+            s.read()
