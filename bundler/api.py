@@ -93,8 +93,10 @@ def build(
     endpoint: str | None = None,
     token: str | bool | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    sign_key: str | Path | None = None,
 ) -> BuildReport:
-    """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout)."""
+    """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout).
+    ``sign_key`` (EC private key PEM) signs it (OMS; see :func:`sign`)."""
     import sys
 
     from .build import build as build_bundle
@@ -121,14 +123,67 @@ def build(
         threads=threads,
         split_size=split_size,
         on_progress=on_progress,
+        sign_key=Path(sign_key) if sign_key is not None else None,
     )
 
 
 def inspect(bundle: str | Path) -> Any:
-    """Manifest summary of a bundle, read without unpacking blobs."""
-    from .archive import inspect_bundle
+    """Manifest summary of a bundle, read without unpacking blobs, with who signed it (unchecked)."""
+    import dataclasses
 
-    return inspect_bundle(Path(bundle))
+    from .archive import open_bundle
+    from .trust import check_bundle
+
+    with open_bundle(Path(bundle), threads=1) as reader:
+        trust = check_bundle(reader.manifest, reader.signatures, ())
+        return dataclasses.replace(reader.info(), signature=trust.to_json())
+
+
+def keygen(output: str | Path) -> Any:
+    """Write a new EC P-256 key pair ``OUTPUT.key`` (0600) and ``OUTPUT.pub``; returns the public side."""
+    from .signing import generate_key
+
+    key = generate_key(Path(output))
+    return KeygenReport(str(_key_path(Path(output))), key.source, key.fingerprint)
+
+
+def _key_path(output: Path) -> Path:
+    base = output.with_suffix("") if output.suffix in (".key", ".pub", ".pem") else output
+    return base.with_name(base.name + ".key")
+
+
+@dataclass(frozen=True)
+class KeygenReport:
+    private_key: str  # the path only: the key itself is never in a report
+    public_key: str
+    fingerprint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"private_key": self.private_key, "public_key": self.public_key, "fingerprint": self.fingerprint}
+
+    def render(self) -> list[str]:
+        return [
+            f"private key {self.private_key} (mode 0600: keep it on the build machine)",
+            f"public key  {self.public_key} (copy it to the machines that install: --trusted-key)",
+            f"fingerprint {self.fingerprint}",
+        ]
+
+
+def sign(bundle: str | Path, *, key: str | Path, output: str | Path | None = None) -> Any:
+    """Add OMS signatures by ``key`` to an existing bundle (in place, or to ``output``), without
+    recompressing it; the bundle id does not change."""
+    from .signing import load_private_key
+    from .trust import sign_bundle
+
+    private = load_private_key(Path(key))
+    return sign_bundle(Path(bundle), private, output=Path(output) if output is not None else None)
+
+
+def _trusted(trusted_keys: Sequence[str | Path]) -> Any:
+    from .signing import load_trusted_keys
+    from .trust import trusted_key_paths
+
+    return load_trusted_keys(trusted_key_paths([Path(k) for k in trusted_keys]))
 
 
 def _open_source(bundle: str | Path | BinaryIO) -> Any:
@@ -156,35 +211,67 @@ def install(
     keep_refs: bool = False,
     trust_existing: bool = False,
     dry_run: bool = False,
+    trusted_keys: Sequence[str | Path] = (),
 ) -> Any:
-    """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan."""
+    """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan.
+
+    ``trusted_keys`` (public key files or folders; default ``HFBUNDLE_TRUSTED_KEYS``): refuse, before writing
+    anything, a bundle without a valid signature by one of them (:class:`~bundler.signing.SignatureError`)."""
     from .install import install as install_source
     from .install import plan_install
 
     cache = _cache(cache_dir)
+    keys = _trusted(trusted_keys)
     source = _open_source(bundle)
     try:
         if dry_run:
+            if keys:
+                from .trust import check_bundle, require_seekable
+
+                require_seekable(source)
+                check_bundle(source.manifest, source.signatures, keys)
             return plan_install(source.manifest, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
-        return install_source(source, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
+        return install_source(
+            source, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, trusted_keys=keys
+        )
     finally:
         source.close()
 
 
-def verify(*targets: str, cache_dir: str | Path | None = None) -> Any:
-    """Verify a cache offline; with a bundle path as first target, check that bundle's install."""
+def verify(*targets: str, cache_dir: str | Path | None = None, trusted_keys: Sequence[str | Path] = ()) -> Any:
+    """Verify a cache offline; with a bundle path as first target, check that bundle's install and show its
+    signature. With ``trusted_keys`` (default ``HFBUNDLE_TRUSTED_KEYS``) also prove that each installed snapshot
+    is still exactly what one of them signed (:func:`bundler.trust.verify_signed_snapshots`)."""
+    from .signing import SignatureError
+    from .trust import TrustedVerifyReport, check_bundle, trust_error_text, verify_signed_snapshots
     from .verify import verify_cache, verify_installed
 
     cache = _cache(cache_dir)
+    keys = _trusted(trusted_keys)
     if targets and Path(targets[0]).is_file():
         if len(targets) > 1:
             raise UsageError("give one bundle, or repo ids, not both")
         source = _open_source(targets[0])
         try:
-            return verify_installed(source.manifest, cache)
+            integrity = verify_installed(source.manifest, cache)
+            trust, error = None, None
+            try:
+                trust = check_bundle(source.manifest, source.signatures, keys)
+            except SignatureError as e:
+                error = trust_error_text(e)
+            snaps = None
+            if keys:
+                triples = [(r.repo_type, r.repo_id, s.commit) for r in source.manifest.repos for s in r.snapshots]
+                snaps = verify_signed_snapshots(cache, keys, repos=triples)
+            return TrustedVerifyReport(integrity, trust, error, snaps)
         finally:
             source.close()
-    return verify_cache(cache, list(targets) or None)
+    integrity = verify_cache(cache, list(targets) or None)
+    if not keys:
+        return integrity
+    return TrustedVerifyReport(
+        integrity, snapshots=verify_signed_snapshots(cache, keys, repo_ids=list(targets) or None)
+    )
 
 
 def backup(

@@ -33,12 +33,13 @@ from typing import Any, BinaryIO, cast
 
 from .container import (
     INDEX_FRAME_MAGIC,
-    INDEX_VERSION,
     KIND_BLOB,
     KIND_END,
     KIND_MANIFEST,
     MANIFEST_NAME,
     MAX_INDEX_BYTES,
+    MAX_SIGNATURES_BYTES,
+    SIGNATURES_FRAME_MAGIC,
     TAR_BLOCK,
     TRAILER_LENGTH,
     ZSTD_MAGIC,
@@ -48,6 +49,7 @@ from .container import (
     Trailer,
     member_kind,
     padded,
+    parse_signatures_frame,
     parse_tar_header,
 )
 from .errors import BundleFormatError, IntegrityError, UsageError
@@ -125,9 +127,11 @@ class BundleInfo:
     total_size: int
     compressed_size: int | None
     volumes: tuple[str, ...]
+    signature: Mapping[str, Any] | None = None  # bundler.trust.TrustReport.to_json(), added by api.inspect
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "signature": dict(self.signature) if self.signature is not None else None,
             "format_version": self.format_version,
             "index_version": self.index_version,
             "bundle_id": self.bundle_id,
@@ -174,6 +178,7 @@ class BundleReader:
         self._index: BundleIndex | None = None
         self._stream_used = False
         self._members: list[IndexMember] = []  # what a pipe held so far, compared with its index at the end
+        self._signatures: bytes | None = None
         self.volumes: tuple[Path, ...] = access.paths if access is not None else ()
         try:
             if access is not None:
@@ -217,6 +222,12 @@ class BundleReader:
     def index(self) -> BundleIndex | None:
         """The verified index; None for a pipe."""
         return self._index
+
+    @property
+    def signatures(self) -> bytes | None:
+        """The signatures payload (JSON, unverified: see :mod:`bundler.trust`), None when unsigned. A pipe
+        carries it after the blobs, so it is known only once :meth:`iter_blobs` has reached the end."""
+        return self._signatures
 
     @property
     def random_access(self) -> bool:
@@ -269,6 +280,19 @@ class BundleReader:
 
         return cast(BinaryIO, BlobStream(cursor, member.size, where, at_eof, digest))
 
+    def iter_data(self, chunk: int = 16 << 20) -> Iterator[bytes]:
+        """The data frames exactly as stored (compressed), up to the signatures or the index: what
+        :func:`bundler.trust.sign_bundle` copies to give a bundle a new tail without recompressing it."""
+        if self._index is None or self._access is None:
+            raise UsageError("iter_data() needs a bundle file, not a pipe")
+        pos, end = 0, self._index.data_length
+        while pos < end:
+            data = self._access.pread(pos, min(chunk, end - pos))
+            if not data:
+                raise truncated(f"it ends at offset {pos}")
+            yield data
+            pos += len(data)
+
     def info(self) -> BundleInfo:
         m = self._manifest
         repos = []
@@ -280,7 +304,7 @@ class BundleReader:
             )
         return BundleInfo(
             format_version=m.format_version,
-            index_version=INDEX_VERSION if self._index is not None else None,
+            index_version=self._index.version if self._index is not None else None,
             bundle_id=self.bundle_id,
             kind=m.kind,
             creator=m.creator,
@@ -359,9 +383,15 @@ class BundleReader:
         if trailer.index_length > MAX_INDEX_BYTES:
             raise damaged("its index is too large")
         index = BundleIndex.decode(access.pread(trailer.index_offset, trailer.index_length))
-        if index.data_length != trailer.index_offset or len(index.volumes) != trailer.volume_count:
+        if (
+            index.index_offset != trailer.index_offset
+            or len(index.volumes) != trailer.volume_count
+            or index.version != trailer.version
+        ):
             raise damaged("its index and trailer disagree")
         check_volumes(access, index)
+        if index.signatures_length:
+            self._signatures = parse_signatures_frame(access.pread(index.data_length, index.signatures_length))
         raw = self._read_manifest(self._cursor_over([index.manifest]))
         if hashlib.sha256(raw).hexdigest() != index.manifest.sha256:
             raise damaged("the index does not match manifest.json")
@@ -513,6 +543,16 @@ class BundleReader:
         frames = self._frames
         if not frames.tail_magic:
             raise truncated("its index is missing")
+        sig_length = 0
+        if int.from_bytes(frames.tail_magic, "little") == SIGNATURES_FRAME_MAGIC:
+            length_raw = frames.read(4, "the signatures")
+            length = int.from_bytes(length_raw, "little")
+            if length > MAX_SIGNATURES_BYTES + 12:
+                raise damaged("its signatures frame is too large")
+            sig_frame = frames.tail_magic + length_raw + frames.read(length, "the signatures")
+            self._signatures = parse_signatures_frame(sig_frame)
+            sig_length = len(sig_frame)
+            frames.tail_magic = frames.read(4, "the index")
         if int.from_bytes(frames.tail_magic, "little") != INDEX_FRAME_MAGIC:
             raise damaged(f"unexpected skippable frame at offset {frames.data_end}")
         length_raw = frames.read(4, "the index")
@@ -529,7 +569,8 @@ class BundleReader:
         if (
             index.members != tuple(self._members)
             or index.data_length != frames.data_end
-            or (trailer.index_offset, trailer.index_length) != (frames.data_end, len(frame))
+            or index.signatures_length != sig_length
+            or (trailer.index_offset, trailer.index_length) != (frames.data_end + sig_length, len(frame))
             or trailer.volume_count != len(index.volumes)
         ):
             raise damaged("its index does not describe its contents")

@@ -35,9 +35,11 @@ class BuildReport:
     bytes_out: int
     seconds: float
     lock: Lock
+    signed_by: str | None = None  # the fingerprint of --sign-key
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "signed_by": self.signed_by,
             "output": self.output,
             "bundle_id": self.bundle_id,
             "repos": [{"repo_type": t, "repo_id": r, "commit": c} for t, r, c in self.repos],
@@ -122,14 +124,21 @@ def build(
     threads: int = 0,
     split_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    sign_key: Path | None = None,
 ) -> BuildReport:
     """Fetch, verify and pack ``lock`` into ``output`` (a path, ``-`` handled by the caller as a stream).
 
     The output appears only when everything verified: a mismatch raises :class:`IntegrityError` naming the
-    repo, path, expected and actual hash, and leaves no file behind.
+    repo, path, expected and actual hash, and leaves no file behind. ``sign_key`` (an EC private key PEM)
+    adds OMS signatures (:mod:`bundler.trust`).
     """
     from .archive import BundleWriter
 
+    key = None
+    if sign_key is not None:  # before any download: a missing extra or a bad key fails at once
+        from .signing import key_fingerprint, load_private_key
+
+        key = load_private_key(sign_key)
     start = time.monotonic()
     fetched = verify_regular_files(fetch(lock, cache_dir=cache_dir, token=token, endpoint=endpoint))
     manifest = manifest_for(lock, fetched, recipe=recipe)
@@ -146,6 +155,10 @@ def build(
 
     with BundleWriter(output, level=level, threads=threads, split_size=split_size, on_progress=progress) as writer:
         writer.write_manifest(manifest.dumps())
+        if key is not None:  # the manifest is known before any blob: sign now, stored after the data
+            from .trust import BundleSignatures, make_signatures
+
+            writer.set_signatures(BundleSignatures(make_signatures(manifest, key)).dumps())
         for sha, item in sources.items():
             label = f"{item.repo.repo_id}@{item.repo.commit[:8]}: {item.file.path}"
             with open(item.local_path, "rb") as stream:
@@ -164,6 +177,7 @@ def build(
         bytes_out=written.bytes_out,
         seconds=time.monotonic() - start,
         lock=lock,
+        signed_by=key_fingerprint(key.public_key()) if key is not None else None,
     )
 
 

@@ -143,6 +143,11 @@ def resolve(
 )
 @cache_dir_option
 @pack_options
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Sign the bundle with this EC private key (from `hfbundle keygen`).",
+)
 @quiet_option
 @json_option
 def build(
@@ -156,6 +161,7 @@ def build(
     level: int | None,
     threads: int,
     split_size: str | None,
+    sign_key: Path | None,
     quiet: bool,
     json_mode: bool,
 ) -> None:
@@ -184,6 +190,7 @@ def build(
             threads=threads,
             split_size=parse_size(split_size),
             on_progress=progress,
+            sign_key=sign_key,
         )
     if output == "-":  # stdout carries the bundle: the summary goes to stderr
         click.echo(f"bundle {report.bundle_id} ({human_size(report.bytes_out)})", err=True)
@@ -201,6 +208,48 @@ def inspect(bundle: Path, json_mode: bool) -> None:
     Output(json_mode=json_mode).result(api.inspect(bundle), _render_inspect)
 
 
+def trusted_key_option(f: F) -> F:
+    return click.option(
+        "--trusted-key",
+        "trusted_keys",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="A signer's public key, or a folder of *.pub (repeatable; default: $HFBUNDLE_TRUSTED_KEYS).",
+    )(f)
+
+
+@cli.command()
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="NAME: writes NAME.key, NAME.pub.")
+@json_option
+def keygen(output: Path, json_mode: bool) -> None:
+    """Create an EC P-256 key pair for signing bundles (OpenSSF Model Signing, key method).
+
+    \b
+    hfbundle keygen -o site            # site.key (private, 0600) and site.pub
+    hfbundle build tiny-demo -o demo.tar.zst --sign-key site.key
+    hfbundle install demo.tar.zst --trusted-key site.pub
+    """
+    from . import api
+
+    Output(json_mode=json_mode).result(api.keygen(output), _render_generic)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--key", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: in place).")
+@json_option
+def sign(bundle: Path, key: Path, output: Path | None, json_mode: bool) -> None:
+    """Add signatures to an existing bundle (its data is copied, not recompressed; its id does not change).
+
+    \b
+    hfbundle sign demo.tar.zst --key site.key
+    """
+    from . import api
+
+    Output(json_mode=json_mode).result(api.sign(bundle, key=key, output=output), _render_generic)
+
+
 @cli.command()
 @click.argument("bundle")
 @cache_dir_option
@@ -208,6 +257,7 @@ def inspect(bundle: Path, json_mode: bool) -> None:
 @click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
 @click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
+@trusted_key_option
 @quiet_option
 @json_option
 def install(
@@ -217,6 +267,7 @@ def install(
     keep_refs: bool,
     trust_existing: bool,
     dry_run: bool,
+    trusted_keys: Sequence[Path],
     quiet: bool,
     json_mode: bool,
 ) -> None:
@@ -226,6 +277,7 @@ def install(
     hfbundle install demo.tar.zst
     hfbundle install lcm.tar.zst.001 --cache-dir /models/hub
     ssh online-box hfbundle build tiny-demo -o - | hfbundle install -
+    hfbundle install demo.tar.zst --trusted-key site.pub   # refuse unless signed by that key
     """
     from . import api
 
@@ -237,6 +289,7 @@ def install(
         keep_refs=keep_refs,
         trust_existing=trust_existing,
         dry_run=dry_run,
+        trusted_keys=trusted_keys,
     )
     out.result(report, _render_generic)
 
@@ -244,18 +297,20 @@ def install(
 @cli.command()
 @click.argument("targets", nargs=-1)
 @cache_dir_option
+@trusted_key_option
 @json_option
-def verify(targets: Sequence[str], cache_dir: Path | None, json_mode: bool) -> None:
+def verify(targets: Sequence[str], cache_dir: Path | None, trusted_keys: Sequence[Path], json_mode: bool) -> None:
     """Check a cache offline: every blob re-hashed, links, refs and trees. Exit 1 on any problem.
 
     \b
     hfbundle verify                      # the whole default cache
     hfbundle verify org/name other/repo  # some repos
     hfbundle verify demo.tar.zst         # is everything this bundle installs present and intact?
+    hfbundle verify --trusted-key site.pub  # is every installed snapshot still what that key signed?
     """
     from . import api
 
-    report = api.verify(*targets, cache_dir=cache_dir)
+    report = api.verify(*targets, cache_dir=cache_dir, trusted_keys=trusted_keys)
     Output(json_mode=json_mode).result(report, _render_generic)
     if not report.ok:
         sys.exit(1)
@@ -483,6 +538,7 @@ def _render_build(report: Any) -> list[str]:
         f"{human_size(report.bytes_in)} → {human_size(report.bytes_out)} ({ratio:.2f}) in {report.seconds:.1f} s "
         f"({rate:.0f} MB/s)",
         f"bundle id {report.bundle_id}",
+        *([f"signed by key {report.signed_by}"] if getattr(report, "signed_by", None) else []),
     ]
 
 
@@ -504,6 +560,9 @@ def _render_inspect(info: Any) -> list[str]:
     for key in ("file_count", "blob_count", "total_size", "compressed_size", "volumes"):
         if data.get(key) is not None:
             lines.append(f"{key.replace('_', ' ')}: {data[key]}")
+    signature = data.get("signature")
+    if isinstance(signature, dict):
+        lines.append(str(signature.get("summary", "")))
     return lines
 
 

@@ -137,6 +137,7 @@ def parse_tar_header(block: bytes, where: str) -> tuple[str, int]:
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 SKIPPABLE_MAGIC_MASK = 0xFFFFFFF0
 SKIPPABLE_MAGIC_BASE = 0x184D2A50
+SIGNATURES_FRAME_MAGIC = 0x184D2A5D
 INDEX_FRAME_MAGIC = 0x184D2A5E
 TRAILER_FRAME_MAGIC = 0x184D2A5F
 MAX_WINDOW = 1 << 27  # 128 MiB: what a reader agrees to allocate for one frame's window
@@ -211,11 +212,16 @@ def is_skippable_magic(magic4: bytes) -> bool:
 
 INDEX_TAG = b"HFBINDEX"
 TRAILER_TAG = b"HFBTRAIL"
-INDEX_VERSION = 1
+SIGNATURES_TAG = b"HFBSIGNS"
+INDEX_VERSION = 1  # what an unsigned bundle is written with (byte-identical to bundles made before signing)
+SIGNED_INDEX_VERSION = 2  # the same, plus a signatures frame between the data and the index
+INDEX_VERSIONS = (INDEX_VERSION, SIGNED_INDEX_VERSION)
+SIGNATURES_VERSION = 1
+MAX_SIGNATURES_BYTES = 16 << 20
 MAX_INDEX_BYTES = 64 << 20
 FINGERPRINT_BYTES = 4096
 KIND_MANIFEST, KIND_BLOB, KIND_END = 0, 1, 2
-_HEAD = struct.Struct("<8sIIIIQQQ16s")  # 64 bytes
+_HEAD = struct.Struct("<8sIIIIQQQQ8s")  # 64 bytes; version 2 uses the first reserved 8 for the signatures
 _MEMBER = struct.Struct("<B7s32sQQII")  # 64 bytes
 _FRAME = struct.Struct("<QQQ")  # 24 bytes
 _VOLUME = struct.Struct("<Q16s")  # 24 bytes
@@ -275,6 +281,31 @@ def index_frame_length(members: int, frames: int, volumes: int) -> int:
     return 8 + _HEAD.size + members * _MEMBER.size + frames * _FRAME.size + volumes * _VOLUME.size + 32
 
 
+def signatures_frame(payload: bytes) -> bytes:
+    """The signatures (canonical JSON, see :mod:`bundler.trust`) as a skippable frame."""
+    if len(payload) > MAX_SIGNATURES_BYTES:
+        raise BundleFormatError(f"the signatures are {len(payload)} bytes, over the {MAX_SIGNATURES_BYTES} limit")
+    return skippable_frame(SIGNATURES_FRAME_MAGIC, SIGNATURES_TAG + struct.pack("<I", SIGNATURES_VERSION) + payload)
+
+
+def parse_signatures_frame(frame: bytes) -> bytes:
+    """The JSON payload of a signatures frame. Its content is not trusted here: every signature in it is
+    checked against a key by :mod:`bundler.trust`; this only checks the frame's shape."""
+    bad = "the bundle's signatures frame is damaged"
+    if len(frame) < 20 or len(frame) > MAX_SIGNATURES_BYTES + 20:
+        raise BundleFormatError(f"{bad}: bad length", hint="sign the bundle again (`hfbundle sign`)")
+    magic, length = struct.unpack_from("<II", frame)
+    if magic != SIGNATURES_FRAME_MAGIC or length != len(frame) - 8 or frame[8:16] != SIGNATURES_TAG:
+        raise BundleFormatError(f"{bad}: bad frame header", hint="sign the bundle again (`hfbundle sign`)")
+    (version,) = struct.unpack_from("<I", frame, 16)
+    if version != SIGNATURES_VERSION:
+        raise BundleFormatError(
+            f"bundle signatures version {version} is not supported (this hfbundle reads {SIGNATURES_VERSION})",
+            hint="install a newer hfbundle on this machine",
+        )
+    return bytes(frame[20:])
+
+
 @dataclass(frozen=True)
 class BundleIndex:
     """Where every member is. Advisory: readers check it for consistency and check every member they read
@@ -285,6 +316,15 @@ class BundleIndex:
     split_size: int
     data_length: int
     tar_length: int
+    signatures_length: int = 0  # the signatures frame between the data and the index (0: unsigned)
+
+    @property
+    def version(self) -> int:
+        return SIGNED_INDEX_VERSION if self.signatures_length else INDEX_VERSION
+
+    @property
+    def index_offset(self) -> int:
+        return self.data_length + self.signatures_length
 
     @property
     def manifest(self) -> IndexMember:
@@ -304,7 +344,7 @@ class BundleIndex:
 
     @property
     def total_length(self) -> int:
-        return self.data_length + self.frame_length + TRAILER_LENGTH
+        return self.index_offset + self.frame_length + TRAILER_LENGTH
 
     def encode(self) -> bytes:
         """The index as a skippable frame."""
@@ -312,14 +352,15 @@ class BundleIndex:
         parts = [
             _HEAD.pack(
                 INDEX_TAG,
-                INDEX_VERSION,
+                self.version,
                 len(self.members),
                 len(frames),
                 len(self.volumes),
                 self.split_size,
                 self.tar_length,
                 self.data_length,
-                b"\0" * 16,
+                self.signatures_length,
+                b"\0" * 8,
             )
         ]
         first = 0
@@ -346,12 +387,18 @@ class BundleIndex:
             raise BundleFormatError(f"{bad}: bad frame header", hint=hint)
         if hashlib.sha256(payload).digest() != digest:
             raise BundleFormatError(f"{bad}: checksum mismatch", hint=hint)
-        tag, version, n_members, n_frames, n_volumes, split, tar_length, data_length, _ = _HEAD.unpack_from(payload)
+        tag, version, n_members, n_frames, n_volumes, split, tar_length, data_length, sig_length, _ = _HEAD.unpack_from(
+            payload
+        )
         if tag != INDEX_TAG:
             raise BundleFormatError(f"{bad}: bad tag", hint=hint)
-        if version != INDEX_VERSION:
+        if version == INDEX_VERSION:
+            sig_length = 0  # version 1 readers never looked at the reserved bytes: neither do we
+        elif version == SIGNED_INDEX_VERSION and not 20 <= sig_length <= MAX_SIGNATURES_BYTES + 20:
+            raise BundleFormatError(f"{bad}: impossible signatures length", hint=hint)
+        if version not in INDEX_VERSIONS:
             raise BundleFormatError(
-                f"bundle index version {version} is not supported (this hfbundle reads {INDEX_VERSION})",
+                f"bundle index version {version} is not supported (this hfbundle reads {INDEX_VERSIONS})",
                 hint="install a newer hfbundle on this machine, or rebuild the bundle with this version",
             )
         if len(frame) != index_frame_length(n_members, n_frames, n_volumes) or n_members < 2 or n_volumes < 1:
@@ -395,7 +442,7 @@ class BundleIndex:
         for i in range(n_volumes):
             v_size, v_fp = _VOLUME.unpack_from(payload, pos + i * _VOLUME.size)
             volumes.append(VolumeRef(v_size, v_fp.hex()))
-        index = cls(tuple(members), tuple(volumes), split, data_length, tar_length)
+        index = cls(tuple(members), tuple(volumes), split, data_length, tar_length, sig_length)
         sizes = [v.size for v in volumes]
         ok = sum(sizes) == index.total_length and all(s > 0 for s in sizes)
         if n_volumes > 1:
@@ -412,13 +459,14 @@ class Trailer:
     volume_count: int
     index_offset: int
     index_length: int
+    version: int = INDEX_VERSION
 
     def encode(self) -> bytes:
         body = _TRAILER.pack(
             TRAILER_FRAME_MAGIC,
             TRAILER_LENGTH - 8,
             TRAILER_TAG,
-            INDEX_VERSION,
+            self.version,
             self.volume_count,
             self.index_offset,
             self.index_length,
@@ -436,14 +484,14 @@ class Trailer:
             return None
         if hashlib.sha256(raw[8:-8]).digest()[:8] != check:
             raise BundleFormatError("the bundle trailer is damaged (checksum mismatch)", hint="re-copy the bundle")
-        if version != INDEX_VERSION:
+        if version not in INDEX_VERSIONS:
             raise BundleFormatError(
-                f"bundle index version {version} is not supported (this hfbundle reads {INDEX_VERSION})",
+                f"bundle index version {version} is not supported (this hfbundle reads {INDEX_VERSIONS})",
                 hint="install a newer hfbundle on this machine, or rebuild the bundle with this version",
             )
         if volumes < 1 or not 0 < index_len <= MAX_INDEX_BYTES:
             raise BundleFormatError("the bundle trailer is damaged (impossible values)", hint="re-copy the bundle")
-        return cls(volumes, offset, index_len)
+        return cls(volumes, offset, index_len, version)
 
 
 def member_kind(name: str) -> tuple[int, str]:

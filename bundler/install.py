@@ -27,8 +27,10 @@ The work is split in two modules: :mod:`bundler.installplan` (the plan and the r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .hfcache import MAX_TREE_BYTES, parse_tree, tree_etag
 from .installed import record_install
@@ -50,6 +52,9 @@ from .installplan import (
 )
 from .installrun import execute
 from .source import BundleSource
+
+if TYPE_CHECKING:
+    from .signing import PublicKey
 
 __all__ = [
     "LAYOUT_COPY",
@@ -84,6 +89,7 @@ def install(
     extra_sources: Sequence[BundleSource] = (),
     on_progress: ProgressCallback | None = None,
     record: bool = True,
+    trusted_keys: Sequence[PublicKey] = (),
 ) -> InstallReport:
     """Install everything ``source`` carries into the HF cache ``cache_dir``.
 
@@ -92,7 +98,17 @@ def install(
     skips re-hashing blobs already in the cache (sizes are still checked). ``extra_sources`` are base bundles
     of an incremental backup, read only for blobs ``source`` does not carry. ``record`` writes the bundle's lock
     per repo (:mod:`bundler.installed`) for ``doctor``.
+
+    ``trusted_keys``: the bundle must carry a valid signature by one of them over this exact manifest, checked
+    before anything is written (:func:`bundler.trust.check_bundle`; :class:`~bundler.signing.SignatureError`
+    otherwise). Without them the report only says whether the bundle is signed, and by which key. Either way
+    the snapshot signatures are kept beside the install records (``hfbundle verify --trusted-key``).
     """
+    from .trust import check_bundle, record_signatures, require_seekable
+
+    if trusted_keys:
+        require_seekable(source)
+    trust = check_bundle(source.manifest, getattr(source, "signatures", None), trusted_keys)
     available: set[str] = {b.sha256 for b in source.manifest.blobs}
     for extra in extra_sources:
         available.update(b.sha256 for b in extra.manifest.blobs)
@@ -107,4 +123,9 @@ def install(
     report = execute(plan, source, extra_sources=extra_sources, on_progress=on_progress)
     if record:  # what the bundle's lock asked for, per repo and commit, so `doctor` can compare offline
         record_install(cache_dir, source.manifest)
-    return report
+    raw = getattr(source, "signatures", None)  # a pipe's are known only now, after its last blob
+    if not trusted_keys:
+        trust = check_bundle(source.manifest, raw, ())
+    if record:
+        record_signatures(cache_dir, source, raw)
+    return dataclasses.replace(report, signature=trust.to_json())

@@ -5,6 +5,7 @@ One small JSON file per repo and commit, ``<repo folder>/.hfbundle/<commit>.json
     models--org--name/
         blobs/  refs/  snapshots/<commit>/  trees/<commit>.json
         .hfbundle/<commit>.json      <- {"record_version": 1, "bundle_id": ..., "repo": <LockedRepo>, ...}
+        .hfbundle/<commit>.<key>.sig <- a signed bundle's OMS signature of that snapshot (bundler.trust)
 
 It holds that repo's lock entry (every file the loaders read, with the Hub's hashes, and the full upstream file
 list), the id of the bundle that installed it and the recipe's meta and runner sections. Why there:

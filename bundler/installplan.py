@@ -272,6 +272,7 @@ class InstallReport:
     elapsed: float
     notes: tuple[str, ...] = ()
     trees_moved: tuple[MovedListing, ...] = ()
+    signature: Mapping[str, Any] | None = None  # bundler.trust.TrustReport.to_json(), set by install()
 
     @property
     def changed(self) -> bool:
@@ -307,6 +308,7 @@ class InstallReport:
             "trees_moved": [m.to_json() for m in self.trees_moved],
             "elapsed": round(self.elapsed, 3),
             "notes": list(self.notes),
+            "signature": dict(self.signature) if self.signature is not None else None,
         }
 
     def render(self) -> list[str]:
@@ -323,6 +325,8 @@ class InstallReport:
         lines += [f"replaced damaged {b.repo_id}:{b.path} ({b.actual})" for b in self.blobs_replaced]
         lines += [f"listing: {m.describe()}" for m in self.trees_moved]
         lines += [f"note: {n}" for n in self.notes]
+        if self.signature is not None:
+            lines.append(str(self.signature.get("summary", "")))
         return lines
 
 

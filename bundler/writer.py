@@ -49,6 +49,7 @@ from .container import (
     fingerprint,
     index_frame_length,
     padded,
+    signatures_frame,
     tar_header,
 )
 from .errors import BundleFormatError, HfBundleError, IntegrityError, UsageError
@@ -268,6 +269,7 @@ class BundleWriter:
         self._buffers: list[bytearray] = []  # input frame buffers, reused
         self._offset = 0  # bytes handed to the output so far (written, or queued to the write thread)
         self._state = "open"  # open → finished | aborted
+        self._signatures: bytes | None = None
         self.report: WriteReport | None = None
 
     # -- public API ----------------------------------------------------------------------------------------
@@ -332,6 +334,13 @@ class BundleWriter:
         return self._guarded(self._finish)
 
     close = finish
+
+    def set_signatures(self, payload: bytes) -> None:
+        """Store ``payload`` (the signatures JSON of :mod:`bundler.trust`) in a skippable frame between the
+        data and the index, written by :meth:`finish`. It is outside the tar stream and the manifest, so the
+        bundle id does not change (``docs/FORMAT.md``, "Signatures")."""
+        self._check_open()
+        self._signatures = payload
 
     def abort(self) -> None:
         """Stop and delete every temp file; nothing appears at the target."""
@@ -549,28 +558,7 @@ class BundleWriter:
         self._write_member(KIND_END, "", b"", self._level)
         self._drain_writes()
         self._shutdown()
-        data_length = self._sink.offset
-        n_frames = sum(len(m.frames) for m in self._members)
-        split = self._sink.split_size
-        count = 1
-        while True:  # the index lists the volumes, and its own length decides how many there are
-            total = data_length + index_frame_length(len(self._members), n_frames, count) + TRAILER_LENGTH
-            need = -(-total // split) if split else 1
-            if need <= count:
-                break
-            count = need
-        volumes = []
-        for i in range(count):
-            vstart = i * split if split else 0
-            vsize = min(split, total - vstart) if split else total
-            head = bytes(self._sink.heads[i])[: max(0, data_length - vstart)] if i < len(self._sink.heads) else b""
-            volumes.append(VolumeRef(vsize, fingerprint(head)))
-        index = BundleIndex(tuple(self._members), tuple(volumes), split or 0, data_length, self._tar_offset)
-        frame = index.encode()
-        self._sink.write(frame)
-        self._sink.write(Trailer(count, data_length, len(frame)).encode())
-        if self._sink.offset != total:
-            raise HfBundleError(f"internal error: wrote {self._sink.offset} bytes, planned {total}")
+        total, _ = write_tail(self._sink, tuple(self._members), self._tar_offset, self._signatures)
         paths = self._sink.commit()
         self._state = "finished"
         self.report = WriteReport(
@@ -584,3 +572,37 @@ class BundleWriter:
             frame_size=self._frame_size,
         )
         return self.report
+
+
+def write_tail(
+    sink: OutputSink, members: tuple[IndexMember, ...], tar_length: int, signatures: bytes | None
+) -> tuple[int, BundleIndex]:
+    """After the data frames (``sink.offset`` bytes): the signatures frame if any, then the index and the
+    trailer. Returns the bundle's total length and its index. Used by the writer and by
+    :func:`bundler.trust.sign_bundle`, which copies the data frames of a bundle as they are."""
+    data_length = sink.offset
+    sig_frame = signatures_frame(signatures) if signatures is not None else b""
+    n_frames = sum(len(m.frames) for m in members)
+    split = sink.split_size
+    count = 1
+    while True:  # the index lists the volumes, and its own length decides how many there are
+        total = data_length + len(sig_frame) + index_frame_length(len(members), n_frames, count) + TRAILER_LENGTH
+        need = -(-total // split) if split else 1
+        if need <= count:
+            break
+        count = need
+    volumes = []
+    for i in range(count):
+        vstart = i * split if split else 0
+        vsize = min(split, total - vstart) if split else total
+        head = bytes(sink.heads[i])[: max(0, data_length - vstart)] if i < len(sink.heads) else b""
+        volumes.append(VolumeRef(vsize, fingerprint(head)))
+    index = BundleIndex(members, tuple(volumes), split or 0, data_length, tar_length, len(sig_frame))
+    frame = index.encode()
+    if sig_frame:
+        sink.write(sig_frame)
+    sink.write(frame)
+    sink.write(Trailer(count, index.index_offset, len(frame), index.version).encode())
+    if sink.offset != total:
+        raise HfBundleError(f"internal error: wrote {sink.offset} bytes, planned {total}")
+    return total, index

@@ -831,10 +831,10 @@ def test_unknown_index_version_is_refused(bundle: Path) -> None:
     trailer = Trailer.decode(bytes(data[-TRAILER_LENGTH:]))
     assert trailer is not None
     body = bytearray(data[-TRAILER_LENGTH:])
-    body[16:20] = (2).to_bytes(4, "little")
+    body[16:20] = (3).to_bytes(4, "little")
     body[40:48] = hashlib.sha256(bytes(body[8:40])).digest()[:8]
     data[-TRAILER_LENGTH:] = body
-    with pytest.raises(BundleFormatError, match="version 2 is not supported"):
+    with pytest.raises(BundleFormatError, match="version 3 is not supported"):
         consume(io.BytesIO(bytes(data)))
 
 

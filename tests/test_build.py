@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -146,3 +147,45 @@ def test_stdout_bundle_pipes_into_install(hub: HubServer, tmp_path: Path) -> Non
     assert consumer.returncode == 0, consumer.stderr
     assert [r["repo_id"] for r in json.loads(consumer.stdout)["repos"]] == ["hfbundle-test/tiny-taesd"]
     assert verify_cache(tmp_path / "offline").ok
+
+
+def test_signed_build_installs_only_with_its_key_and_model_signing_accepts_the_snapshots(
+    hub: HubServer, lock: Lock, tmp_path: Path
+) -> None:
+    pytest.importorskip("cryptography")
+    from bundler.api import keygen, verify
+    from bundler.hfcache import RepoLayout
+    from bundler.signing import SignatureError
+    from bundler.trust import signature_path
+
+    site, other = keygen(tmp_path / "site"), keygen(tmp_path / "other")
+    signed = tmp_path / "signed.tar.zst"
+    report = build(
+        output=signed,
+        lock=lock,
+        endpoint=hub.endpoint,
+        cache_dir=tmp_path / "c",
+        token=False,
+        sign_key=site.private_key,
+    )
+    plain = build(output=tmp_path / "plain.tar.zst", lock=lock, endpoint=hub.endpoint, cache_dir=tmp_path / "c")
+    assert report.signed_by == site.fingerprint and report.bundle_id == plain.bundle_id
+    with pytest.raises(SignatureError, match="unknown key"):
+        install(signed, cache_dir=tmp_path / "refused", trusted_keys=[other.public_key])
+    assert not (tmp_path / "refused").exists()
+    cache = tmp_path / "hub-cache"
+    installed = install(signed, cache_dir=cache, trusted_keys=[site.public_key])
+    assert installed.signature["signer"] == site.fingerprint
+    assert verify(cache_dir=cache, trusted_keys=[site.public_key]).ok
+    for repo in lock.repos:
+        layout = RepoLayout(cache, repo.repo_type, repo.repo_id)
+        sig = signature_path(layout, repo.commit, site.fingerprint)
+        cmd = [sys.executable, "-m", "model_signing", "verify", "key", "--signature", str(sig)]
+        if importlib.util.find_spec("model_signing") is None:
+            continue
+        done = subprocess.run(
+            [*cmd, "--public_key", site.public_key, "--allow_symlinks", str(layout.snapshot(repo.commit))],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

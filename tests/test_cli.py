@@ -9,7 +9,7 @@ import pytest
 
 from bundler.cli import main, parse_size
 
-COMMANDS = ("resolve", "build", "inspect", "install", "verify", "backup", "restore", "doctor", "run")
+COMMANDS = ("resolve", "build", "inspect", "install", "verify", "backup", "restore", "doctor", "run", "keygen", "sign")
 
 
 def call(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -37,7 +37,7 @@ def test_help_does_not_import_heavy_modules() -> None:
     code = (
         "import sys\nfrom bundler.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "names = ('torch', 'diffusers', 'transformers', 'huggingface_hub', 'zstandard')\n"
+        "names = ('torch', 'diffusers', 'transformers', 'huggingface_hub', 'zstandard', 'cryptography')\n"
         "heavy = [m for m in names if m in sys.modules]\n"
         "print(heavy)"
     )
