@@ -149,7 +149,7 @@ def push(
     try:
         _push_layers(store, artifact, open_blob, mount_from, on_progress)
         config = artifact.config_descriptor
-        store.push_blob(config.digest, config.size, lambda: io.BytesIO(artifact.config))
+        store.push_blob(config.digest, config.size, lambda: io.BytesIO(artifact.config), mount_from=mount_from)
         tag = ref.tag if ref.digest is None else None
         digest = store.put_manifest(artifact.manifest, OCI_MANIFEST_TYPE, tag or artifact.digest)
         if ref.digest is not None and digest != ref.digest:

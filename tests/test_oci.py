@@ -107,3 +107,222 @@ def test_push_then_pull_install_and_bundle_byte_identical(reg: Registry, tmp_pat
     assert (snap / "model.safetensors").read_bytes() == files["model.safetensors"]
     assert (cache / "models--org--tiny" / "refs" / "main").read_text() == COMMIT
     assert verify_cache(cache).ok
+
+
+def test_second_bundle_uploads_only_new_blobs(reg: Registry, tmp_path: Path) -> None:
+    shared = {"unet/model.safetensors": weights(200_000, 2), "vae/model.safetensors": weights(150_000, 3)}
+    make_bundle(tmp_path / "one.tar.zst", {**shared, "model_index.json": b'{"v": 1}'})
+    first = push_file(tmp_path / "one.tar.zst", f"{reg.host}/models/one:v1", PLAIN)
+    uploads_before = reg.requests("PUT", "/blobs/uploads/")
+    new = {"text_encoder/model.safetensors": weights(120_000, 4)}
+    second_manifest = make_bundle(tmp_path / "two.tar.zst", {**shared, **new, "model_index.json": b'{"v": 2}'})
+    second = push_file(tmp_path / "two.tar.zst", f"{reg.host}/models/one:v2", PLAIN)
+    # new: the text encoder, model_index.json, hfbundle's manifest (+ the config, not a layer)
+    assert (second.uploaded, second.existing) == (3, 2), second
+    assert reg.requests("PUT", "/blobs/uploads/") - uploads_before == 4  # 3 layers + the config
+    assert second.bytes_uploaded < sum(len(d) for d in shared.values())
+    assert first.digest != second.digest
+    pulled = pull(parse_ref(f"{reg.host}/models/one:v2"), PLAIN, output=tmp_path / "two-again.tar.zst")
+    assert pulled.bundle_id == second_manifest.bundle_id
+    assert (tmp_path / "two-again.tar.zst").read_bytes() == (tmp_path / "two.tar.zst").read_bytes()
+
+
+def test_cross_repository_mount(reg: Registry, tmp_path: Path) -> None:
+    make_bundle(tmp_path / "b.tar.zst", {"model.safetensors": weights(100_000, 5), "config.json": b"{}"})
+    push_file(tmp_path / "b.tar.zst", f"{reg.host}/team-a/model:v1", PLAIN)
+    with open_bundle(tmp_path / "b.tar.zst") as reader:
+        assert reader.index is not None
+        report = push(
+            reader.manifest,
+            reader.manifest_bytes,
+            [m.sha256 for m in reader.index.blobs],
+            lambda s: reader.read_blob(s),
+            parse_ref(f"{reg.host}/team-b/model:v1"),
+            PLAIN,
+            mount_from=["team-a/model"],
+        )
+    assert report.mounted == 3 and report.uploaded == 0 and report.bytes_uploaded == 0
+
+
+def test_artifact_is_modelpack_and_skopeo_reads_and_copies_it(reg: Registry, tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed (scripts/setup)")
+    files = {"config.json": b'{"a": 1}\n', "model.safetensors": weights(250_000, 6), "tokenizer.json": b"{}"}
+    make_bundle(tmp_path / "b.tar.zst", files)
+    report = push_file(tmp_path / "b.tar.zst", f"{reg.host}/models/tiny:v1", PLAIN)
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.host}/models/tiny:v1"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert "sha256:" + sha(raw) == report.digest
+    oci = json.loads(raw)
+    assert oci["artifactType"] == "application/vnd.cncf.model.manifest.v1+json"
+    assert oci["config"]["mediaType"] == "application/vnd.cncf.model.config.v1+json"
+    by_path = {layer["annotations"]["org.cncf.model.filepath"]: layer for layer in oci["layers"]}
+    weight = by_path["model.safetensors"]
+    assert weight["mediaType"] == "application/vnd.cncf.model.weight.v1.raw"
+    assert weight["digest"] == "sha256:" + sha(files["model.safetensors"])  # raw: the layer is the blob
+    assert by_path["config.json"]["mediaType"] == "application/vnd.cncf.model.weight.config.v1.raw"
+    config = subprocess.run(
+        ["skopeo", "inspect", "--config", "--raw", "--tls-verify=false", f"docker://{reg.host}/models/tiny:v1"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    schema = json.loads((Path("/work/shared/reference/modelpack/config-schema.json")).read_text())
+    jsonschema.validate(json.loads(config), schema)
+    assert json.loads(config)["modelfs"]["diffIds"] == [layer["digest"] for layer in oci["layers"]]
+
+    layout = tmp_path / "layout"
+    subprocess.run(
+        ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{reg.host}/models/tiny:v1", f"oci:{layout}:v1"],
+        capture_output=True,
+        check=True,
+    )
+    from_registry, from_layout = tmp_path / "cache-registry", tmp_path / "cache-layout"
+    pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, cache_dir=from_registry)
+    pulled = pull(parse_ref(f"oci-layout:{layout}:v1"), cache_dir=from_layout)
+    assert pulled.digest == report.digest
+    assert tree_of(from_layout) == tree_of(from_registry)
+
+
+def tree_of(cache: Path) -> dict[str, str]:
+    """Every entry under a cache (minus locks and our install records): file → sha256, link → target."""
+    out: dict[str, str] = {}
+    for p in sorted(cache.rglob("*")):
+        rel = p.relative_to(cache).as_posix()
+        if rel.startswith(".locks") or "/.hfbundle" in rel or rel.startswith(".hfbundle"):
+            continue
+        if p.is_symlink():
+            out[rel] = "-> " + str(p.readlink())
+        elif p.is_file():
+            out[rel] = sha(p.read_bytes())
+    return out
+
+
+def test_push_to_layout_and_pull_from_it(tmp_path: Path) -> None:
+    files = {"model.safetensors": weights(120_000, 7), "config.json": b"{}"}
+    manifest = make_bundle(tmp_path / "b.tar.zst", files)
+    report = push_file(tmp_path / "b.tar.zst", f"oci-layout:{tmp_path / 'usb'}:tiny", TransferOptions())
+    assert (tmp_path / "usb" / "oci-layout").is_file()
+    again = push_file(tmp_path / "b.tar.zst", f"oci-layout:{tmp_path / 'usb'}:tiny", TransferOptions())
+    assert again.uploaded == 0 and again.existing == report.layers and again.digest == report.digest
+    index = json.loads((tmp_path / "usb" / "index.json").read_text())
+    assert len(index["manifests"]) == 1
+    pulled = pull(LayoutRef(tmp_path / "usb", "tiny"), output=tmp_path / "out.tar.zst")
+    assert pulled.bundle_id == manifest.bundle_id
+    assert (tmp_path / "out.tar.zst").read_bytes() == (tmp_path / "b.tar.zst").read_bytes()
+
+
+def test_tampered_layer_is_refused_and_nothing_is_visible(reg: Registry, tmp_path: Path) -> None:
+    data = weights(400_000, 8)
+    make_bundle(tmp_path / "b.tar.zst", {"model.safetensors": data, "config.json": b"{}"})
+    push_file(tmp_path / "b.tar.zst", f"{reg.host}/models/tiny:v1", PLAIN)
+    stored = reg.blob_file("sha256:" + sha(data))
+    raw = bytearray(stored.read_bytes())
+    raw[1000] ^= 0xFF  # same size, different content
+    stored.write_bytes(bytes(raw))
+    cache = tmp_path / "cache"
+    with pytest.raises(IntegrityError):
+        pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, cache_dir=cache)
+    repo = cache / "models--org--tiny"
+    assert not (repo / "refs").exists() and not list(repo.glob("snapshots/*"))
+    assert not list(repo.glob(f"blobs/{sha(data)}*"))
+    with pytest.raises(IntegrityError):
+        pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, output=tmp_path / "out.tar.zst")
+    assert not (tmp_path / "out.tar.zst").exists()
+
+
+def test_registry_killed_mid_pull_then_pull_again_skips_finished_layers(reg: Registry, tmp_path: Path) -> None:
+    # Layers over the prefetch size stream one at a time: the kill lands between two of them.
+    files = {f"shard-{i}.safetensors": weights(5_000_000, 10 + i) for i in range(4)}
+    make_bundle(tmp_path / "b.tar.zst", {**files, "config.json": b"{}"})
+    push_file(tmp_path / "b.tar.zst", f"{reg.host}/models/big:v1", PLAIN)
+    cache = tmp_path / "cache"
+    killed: list[str] = []
+
+    def kill_after_first_blob(p: Progress) -> None:
+        if p.phase == "stream" and p.done_bytes >= 5_000_000 and not killed:
+            killed.append(p.item or "")
+            reg.kill()
+
+    with pytest.raises(RegistryError):
+        pull(parse_ref(f"{reg.host}/models/big:v1"), PLAIN, cache_dir=cache, on_progress=kill_after_first_blob)
+    assert killed
+    blobs = cache / "models--org--tiny" / "blobs"
+    done = {p.name for p in blobs.iterdir() if not p.name.startswith(".")}
+    assert done and not (cache / "models--org--tiny" / "refs").exists()
+    reg.start()
+    again = pull(parse_ref(f"{reg.host}/models/big:v1"), PLAIN, cache_dir=cache)
+    fetched = {d.removeprefix("sha256:") for d in again.fetched}
+    assert fetched and not fetched & done
+    assert len(fetched | done) == 5
+    assert verify_cache(cache).ok
+
+
+def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bundler", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    import os
+
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_ENDPOINT": CLOSED_ENDPOINT,
+        "PYTHONPATH": str(REPO_ROOT),
+        **extra,
+    }
+
+
+def test_basic_auth_from_stdin_and_auth_file_and_wrong_password(auth_reg: Registry, tmp_path: Path) -> None:
+    make_bundle(tmp_path / "b.tar.zst", {"model.safetensors": weights(50_000, 9)})
+    ref = f"{auth_reg.host}/models/tiny:v1"
+    env = offline_env(tmp_path)
+    anon = cli("push", str(tmp_path / "b.tar.zst"), ref, "--plain-http", env=env)
+    assert anon.returncode == 1 and "needs credentials" in anon.stderr, anon.stderr
+    ok = cli(
+        "push", str(tmp_path / "b.tar.zst"), ref, "--plain-http", "--username", USER, "--password-stdin", "--json",
+        env=env, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert PASSWORD not in ok.stdout + ok.stderr
+    wrong = cli(
+        "pull", ref, "--install", "--plain-http", "--username", USER, "--password-stdin",
+        env=env, stdin="not-the-password\n",
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    first, *rest = wrong.stderr.strip().splitlines()
+    assert first.startswith("error: ") and "authentication failed" in first and "Traceback" not in wrong.stderr
+    assert all(line.startswith("  hint:") for line in rest)
+    assert "not-the-password" not in wrong.stderr
+    auth_file = tmp_path / "auth.json"
+    token = __import__("base64").b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    auth_file.write_text(json.dumps({"auths": {auth_reg.host: {"auth": token}}}))
+    pulled = cli("pull", ref, "--install", "--plain-http", "--json", env={**env, "REGISTRY_AUTH_FILE": str(auth_file)})
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout)["install"] is not None
+    assert token not in pulled.stdout + pulled.stderr and PASSWORD not in pulled.stdout + pulled.stderr
+
+
+def test_refs_parse() -> None:
+    assert parse_ref("oci://localhost:5000/a/b:v1") == RegistryRef("localhost:5000", "a/b", "v1")
+    assert parse_ref("reg.lan/a") == RegistryRef("reg.lan", "a", "latest")
+    digest = "sha256:" + "a" * 64
+    assert parse_ref(f"reg.lan/a@{digest}") == RegistryRef("reg.lan", "a", None, digest)
+    assert parse_ref("oci-layout:/m/usb:tiny") == LayoutRef(Path("/m/usb"), "tiny")
+    assert parse_ref("oci-layout:rel/dir") == LayoutRef(Path("rel/dir"), None)
+    for bad in ("noslash", "https://reg/a", "reg.lan/UPPER", "reg.lan/a:bad tag", "reg.lan/a@sha256:12"):
+        with pytest.raises(Exception, match=r"."):
+            parse_ref(bad)
+
+
+def test_credentials_never_in_repr() -> None:
+    creds = Credentials("u", "p4ss-w0rd")
+    assert "p4ss-w0rd" not in repr(creds)

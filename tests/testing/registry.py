@@ -38,7 +38,7 @@ class Registry:
         self.host = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         root.mkdir(parents=True, exist_ok=True)
-        auth = ""
+        auth: dict[str, object] = {}
         if users:
             lines = []
             for user, password in users.items():
@@ -47,7 +47,7 @@ class Registry:
                 )
                 lines.append(done.stdout.strip())
             (root / "htpasswd").write_text("\n".join(lines) + "\n")
-            auth = f"auth:\n  htpasswd:\n    realm: hfbundle-test\n    path: {root / 'htpasswd'}\n"
+            auth = {"htpasswd": {"realm": "hfbundle-test", "path": str(root / "htpasswd")}}
         # JSON is YAML: no quoting surprises in paths.
         config = {
             "version": 0.1,
@@ -55,7 +55,9 @@ class Registry:
             "storage": {"filesystem": {"rootdirectory": str(self.storage)}, "delete": {"enabled": True}},
             "http": {"addr": self.host},
         }
-        (root / "config.yml").write_text(json.dumps(config, indent=1) + "\n" + auth)
+        if auth:
+            config["auth"] = auth
+        (root / "config.yml").write_text(json.dumps(config, indent=1) + "\n")
 
     def start(self) -> None:
         log = self.log.open("ab")
