@@ -63,7 +63,7 @@ def weights(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def push_file(bundle: Path, ref: str, options: TransferOptions):  # type: ignore[no-untyped-def]
+def push_file(bundle: Path, ref: str, options: TransferOptions):
     with open_bundle(bundle) as reader:
         assert reader.index is not None
         order = [m.sha256 for m in reader.index.blobs]
@@ -78,13 +78,13 @@ def push_file(bundle: Path, ref: str, options: TransferOptions):  # type: ignore
 
 
 @pytest.fixture
-def reg(tmp_path: Path):  # type: ignore[no-untyped-def]
+def reg(tmp_path: Path):
     with Registry(tmp_path / "registry") as r:
         yield r
 
 
 @pytest.fixture
-def auth_reg(tmp_path: Path):  # type: ignore[no-untyped-def]
+def auth_reg(tmp_path: Path):
     with Registry(tmp_path / "registry", users={USER: PASSWORD}) as r:
         yield r
 
@@ -192,7 +192,7 @@ def tree_of(cache: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in sorted(cache.rglob("*")):
         rel = p.relative_to(cache).as_posix()
-        if rel.startswith(".locks") or "/.hfbundle" in rel or rel.startswith(".hfbundle"):
+        if rel.startswith((".locks", ".hfbundle")) or "/.hfbundle" in rel:
             continue
         if p.is_symlink():
             out[rel] = "-> " + str(p.readlink())

@@ -42,9 +42,7 @@ class Registry:
         if users:
             lines = []
             for user, password in users.items():
-                done = subprocess.run(
-                    ["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True
-                )
+                done = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True)
                 lines.append(done.stdout.strip())
             (root / "htpasswd").write_text("\n".join(lines) + "\n")
             auth = {"htpasswd": {"realm": "hfbundle-test", "path": str(root / "htpasswd")}}
