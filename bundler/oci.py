@@ -36,7 +36,7 @@ from .ociartifact import (
     parse_artifact,
 )
 from .ociauth import Credentials, find_credentials
-from .ociclient import RegistryClient, TransferStats
+from .ociclient import CHUNK_SIZE, RegistryClient, TransferStats
 from .ocilayout import LayoutStore
 from .ociref import LayoutRef, Ref
 
@@ -74,6 +74,7 @@ class TransferOptions:
     plain_http: bool = False
     retries: int = 5
     backoff: float = 0.5
+    chunk_size: int = CHUNK_SIZE  # uploads larger than this go in PATCH chunks of this size
 
 
 def open_store(ref: Ref, options: TransferOptions, *, push: bool = False) -> Store:
@@ -88,6 +89,7 @@ def open_store(ref: Ref, options: TransferOptions, *, push: bool = False) -> Sto
         push=push,
         retries=options.retries,
         backoff=options.backoff,
+        chunk_size=options.chunk_size,
     )
 
 

@@ -326,3 +326,53 @@ def test_refs_parse() -> None:
 def test_credentials_never_in_repr() -> None:
     creds = Credentials("u", "p4ss-w0rd")
     assert "p4ss-w0rd" not in repr(creds)
+
+
+def test_bearer_token_auth(tmp_path: Path) -> None:
+    from tests.testing.registry import TokenServer
+
+    with (
+        TokenServer(tmp_path / "token", {USER: PASSWORD}) as tokens,
+        Registry(tmp_path / "registry", token=tokens) as reg,
+    ):
+        files = {"model.safetensors": weights(60_000, 11), "config.json": b"{}"}
+        manifest = make_bundle(tmp_path / "b.tar.zst", files)
+        creds = TransferOptions(credentials=Credentials(USER, PASSWORD), plain_http=True, retries=1, backoff=0.05)
+        push_file(tmp_path / "b.tar.zst", f"{reg.host}/models/tiny:v1", creds)
+        assert tokens.issued >= 1
+        pulled = pull(parse_ref(f"{reg.host}/models/tiny:v1"), creds, cache_dir=tmp_path / "cache")
+        assert pulled.bundle_id == manifest.bundle_id and pulled.install is not None
+        with pytest.raises(RegistryError, match="authentication failed"):
+            bad = TransferOptions(credentials=Credentials(USER, "wrong"), plain_http=True, retries=1, backoff=0.05)
+            pull(parse_ref(f"{reg.host}/models/tiny:v1"), bad, cache_dir=tmp_path / "cache2")
+        with pytest.raises(RegistryError, match="needs credentials"):
+            pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, cache_dir=tmp_path / "cache3")
+
+
+def test_5xx_and_a_cut_download_are_retried_and_resumed(reg: Registry, tmp_path: Path) -> None:
+    from tests.testing.registry import FaultProxy
+
+    data = weights(3_000_000, 12)
+    manifest = make_bundle(tmp_path / "b.tar.zst", {"model.safetensors": data, "config.json": b"{}"})
+    push_file(tmp_path / "b.tar.zst", f"{reg.host}/models/tiny:v1", PLAIN)
+    with FaultProxy(reg.host, fail_gets=2, cut_after=1_000_000) as proxy:
+        pulled = pull(parse_ref(f"{proxy.host}/models/tiny:v1"), PLAIN, cache_dir=tmp_path / "cache")
+    assert pulled.bundle_id == manifest.bundle_id
+    ranges = [r for m, p, r in proxy.seen if m == "GET" and sha(data) in p and r]
+    assert ranges == ["bytes=1000000-"]  # resumed where the cut happened, not from the start
+    assert verify_cache(tmp_path / "cache").ok
+
+
+def test_chunked_upload_survives_a_dropped_chunk(reg: Registry, tmp_path: Path) -> None:
+    from tests.testing.registry import FaultProxy
+
+    data = weights(3_500_000, 13)
+    make_bundle(tmp_path / "b.tar.zst", {"model.safetensors": data})
+    chunked = TransferOptions(plain_http=True, retries=3, backoff=0.05, chunk_size=1 << 20)
+    with FaultProxy(reg.host, drop_patch=2) as proxy:
+        report = push_file(tmp_path / "b.tar.zst", f"{proxy.host}/models/tiny:v1", chunked)
+    patches = [p for m, p, _r in proxy.seen if m == "PATCH"]
+    assert len(patches) == 5  # 4 chunks of 1 MiB, the second one sent twice
+    assert report.uploaded == 2
+    pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, output=tmp_path / "again.tar.zst")
+    assert (tmp_path / "again.tar.zst").read_bytes() == (tmp_path / "b.tar.zst").read_bytes()
