@@ -215,34 +215,43 @@ class RegistryClient:
         return False
 
     def _upload(self, digest: str, size: int, open_stream: Callable[[], BinaryIO]) -> None:
+        """Upload from one reused buffer of at most ``chunk_size`` bytes. The registry checks the digest when
+        the upload is committed (a mismatch commits nothing); bundle streams check it themselves as well."""
         r = self._request("POST", self._path("blobs/uploads/"), body=b"")
         self._expect(r, (202,), f"starting upload of {digest[:19]}")
         location = self._location(r)
-        hasher = hashlib.sha256()
+        buffer = bytearray(min(size, self.chunk_size))
         with open_stream() as stream:
             if size <= self.chunk_size:
-                data = _read_exact(stream, size, digest)
-                hasher.update(data)
-                _check_sent(hasher, digest, size)
+                data = _read_exact(stream, buffer, size, digest)
+                _check_end(stream, digest, size)
                 r = self._request(
                     "PUT",
                     _with_query(location, digest=digest),
                     headers={"Content-Type": "application/octet-stream"},
                     body=data,
                 )
-                self._expect(r, (201,), f"uploading blob {digest[:19]}")
+                self._commit(r, digest)
                 return
             sent = 0
             while sent < size:
-                data = _read_exact(stream, min(self.chunk_size, size - sent), digest)
-                hasher.update(data)
+                data = _read_exact(stream, buffer, min(self.chunk_size, size - sent), digest)
                 location = self._patch(location, data, sent)
                 sent += len(data)
-        _check_sent(hasher, digest, size)
+            _check_end(stream, digest, size)
         r = self._request("PUT", _with_query(location, digest=digest), body=b"")
-        self._expect(r, (201,), f"finishing upload of {digest[:19]}")
+        self._commit(r, digest)
 
-    def _patch(self, location: str, data: bytes, start: int) -> str:
+    def _commit(self, r: _Response, digest: str) -> None:
+        if r.status == 400 and b"DIGEST_INVALID" in r.body:
+            raise IntegrityError(
+                f"{self.host} refused blob {digest}: the bytes sent have another digest; nothing was committed",
+                expected=digest,
+                hint="the source changed or is damaged: rebuild the bundle (or fix the cache) and push again",
+            )
+        self._expect(r, (201,), f"uploading blob {digest[:19]}")
+
+    def _patch(self, location: str, data: memoryview, start: int) -> str:
         end = start + len(data) - 1
         headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{start}-{end}"}
         try:
@@ -294,7 +303,7 @@ class RegistryClient:
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
+        body: bytes | memoryview | None = None,
         scope: str | None = None,
         retry: bool = True,
         stream: bool = False,
@@ -363,7 +372,7 @@ class RegistryClient:
             return _Response(status, resp_headers, data, url)
 
     def _send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None, *, fresh: bool = False
+        self, method: str, url: str, headers: dict[str, str], body: bytes | memoryview | None, *, fresh: bool = False
     ) -> http.client.HTTPResponse:
         conn = self._conn(url, fresh=fresh)
         parts = urllib.parse.urlsplit(url)
@@ -579,27 +588,28 @@ class _BlobStream(io.RawIOBase):
         super().close()
 
 
-def _read_exact(stream: BinaryIO, n: int, digest: str) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = stream.read(min(READ_SIZE, n - len(data)))
-        if not chunk:
-            raise IntegrityError(
-                f"blob {digest[:19]} ended after {len(data)} of {n} bytes", expected=str(n), actual=str(len(data))
-            )
-        data += chunk
-    return bytes(data)
+def _read_exact(stream: BinaryIO, buffer: bytearray, n: int, digest: str) -> memoryview:
+    """Fill the first ``n`` bytes of ``buffer`` from ``stream``; a stream ending early is an error."""
+    view = memoryview(buffer)[:n]
+    got = 0
+    readinto = getattr(stream, "readinto", None)
+    while got < n:
+        if readinto is not None:
+            k = readinto(view[got:])
+        else:
+            chunk = stream.read(n - got)
+            k = len(chunk)
+            view[got : got + k] = chunk
+        if not k:
+            raise IntegrityError(f"blob {digest[:19]} ended after {got} of {n} bytes", expected=str(n), actual=str(got))
+        got += k
+    return view
 
 
-def _check_sent(hasher: hashlib._Hash, digest: str, size: int) -> None:
-    got = "sha256:" + hasher.hexdigest()
-    if got != digest:
-        raise IntegrityError(
-            f"blob {digest} read as {got}: it changed or is damaged; nothing was committed",
-            expected=digest,
-            actual=got,
-            hint="rebuild the bundle (or fix the cache) and push again",
-        )
+def _check_end(stream: BinaryIO, digest: str, size: int) -> None:
+    """Read past the end: a verifying stream checks its digest there, and a longer stream shows itself."""
+    if stream.read(1):
+        raise IntegrityError(f"blob {digest[:19]} is longer than its {size} bytes", expected=str(size))
 
 
 def _with_query(url: str, **params: str) -> str:
