@@ -33,6 +33,8 @@ from .ociartifact import (
     blob_layers,
     build_artifact,
     check_bundle_manifest_size,
+    config_json,
+    manifest_from_modelpack,
     parse_artifact,
 )
 from .ociauth import Credentials, find_credentials
@@ -326,13 +328,18 @@ def read_artifact(store: Store, ref: Ref) -> Pulled:
     raw, media_type, digest = store.get_manifest(ref.reference)
     parsed = parse_artifact(raw, media_type)
     bundle_layer = parsed.bundle_layer
-    if bundle_layer is None:
-        kind = "a ModelPack artifact" if parsed.config.media_type == CONFIG_TYPE else "an OCI artifact"
-        raise BundleFormatError(
-            f"{ref} is {kind} without hfbundle's manifest layer: its files do not say which Hugging Face repo, "
-            "commit and refs they belong to",
-            hint="push it with `hfbundle push` (from a bundle or SPEC), or pull it with a ModelPack client (modctl)",
-        )
+    if bundle_layer is None:  # a plain ModelPack artifact: its annotations must name the repo and commit
+        if parsed.config.media_type != CONFIG_TYPE:
+            raise BundleFormatError(
+                f"{ref} is neither an hfbundle nor a ModelPack artifact (config {parsed.config.media_type})",
+                hint="push it with `hfbundle push` (from a bundle or SPEC)",
+            )
+        check_bundle_manifest_size(parsed.config)
+        with store.open_blob(parsed.config.digest, parsed.config.size, verify=True) as f:
+            config = config_json(f.read())
+            f.read()
+        manifest, plain_layers = manifest_from_modelpack(parsed, config)
+        return Pulled(str(ref), digest, manifest, manifest.dumps(), tuple(plain_layers), len(parsed.layers))
     check_bundle_manifest_size(bundle_layer)
     with store.open_blob(bundle_layer.digest, bundle_layer.size, verify=True) as f:
         manifest_bytes = f.read()

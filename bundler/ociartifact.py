@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from .errors import BundleFormatError
-from .manifest import MAX_MANIFEST_BYTES, Manifest
+from .hashing import lfs_blob_id
+from .lock import RepoFile
+from .manifest import MAX_MANIFEST_BYTES, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from .ociref import DIGEST_RE
 
 OCI_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -277,3 +280,56 @@ def _config_json(manifest: Manifest, diff_ids: list[str]) -> bytes:
 def check_bundle_manifest_size(d: Descriptor) -> None:
     if d.size > MAX_MANIFEST_BYTES:
         raise BundleFormatError(f"the hfbundle manifest layer is {d.size} bytes, over the {MAX_MANIFEST_BYTES} limit")
+
+
+# -- plain ModelPack artifacts (no hfbundle manifest layer) ---------------------------------------------------------
+
+_HUB_URL_RE = re.compile(r"^https://huggingface\.co/(?:(datasets|spaces)/)?([\w.-]+/[\w.-]+?)(?:\.git)?/?$")
+_RAW_TYPES = frozenset({WEIGHT_RAW, WEIGHT_CONFIG_RAW, DOC_RAW, CODE_RAW, "application/vnd.cncf.model.dataset.v1.raw"})
+
+
+def manifest_from_modelpack(parsed: ParsedArtifact, config: Mapping[str, Any]) -> tuple[Manifest, list[Descriptor]]:
+    """A bundle manifest for a plain single-repo ModelPack artifact: the repo from the Hub URL in
+    ``org.opencontainers.image.source`` (or the config's ``descriptor.sourceURL``), the commit from
+    ``org.opencontainers.image.revision`` (or ``descriptor.revision``), each raw layer a file at its
+    ``org.cncf.model.filepath``. Every file is recorded as an LFS file (named by its sha256 in the cache: the
+    artifact gives no git blob ids), and ``main`` points at the commit. Anything missing is a clear error."""
+    descriptor = config.get("descriptor") if isinstance(config.get("descriptor"), dict) else {}
+    assert isinstance(descriptor, dict)
+    source = parsed.annotations.get(ANN_SOURCE) or str(descriptor.get("sourceURL") or "")
+    revision = parsed.annotations.get(ANN_REVISION) or str(descriptor.get("revision") or "")
+    missing = []
+    match = _HUB_URL_RE.match(source)
+    if match is None:
+        missing.append(
+            f"the Hugging Face repo ({ANN_SOURCE} or descriptor.sourceURL = https://huggingface.co/ORG/NAME)"
+        )
+    if not re.fullmatch(r"[0-9a-f]{40}", revision):
+        missing.append(f"the commit ({ANN_REVISION} or descriptor.revision = 40 hex digits)")
+    if missing:
+        raise BundleFormatError(
+            "this ModelPack artifact has no hfbundle manifest and does not name " + " nor ".join(missing),
+            hint="add those annotations when packing it (modctl: --source-url/--revision), or push it with hfbundle",
+        )
+    assert match is not None
+    repo_type = {"datasets": "dataset", "spaces": "space"}.get(match.group(1) or "", "model")
+    files: dict[str, RepoFile] = {}
+    layers: dict[str, Descriptor] = {}
+    for d in parsed.layers:
+        path = (d.annotations or {}).get(ANN_FILEPATH)
+        if d.media_type not in _RAW_TYPES:
+            raise BundleFormatError(
+                f"layer {d.digest[:19]} ({path or 'no path'}) is {d.media_type}: hfbundle pulls raw layers only",
+                hint="pack the model with raw layers (modctl build --raw), or push it with hfbundle",
+            )
+        if not path:
+            raise BundleFormatError(f"layer {d.digest[:19]} has no {ANN_FILEPATH} annotation")
+        if path in files:
+            raise BundleFormatError(f"two layers claim the same file {path!r}")
+        files[path] = RepoFile(path, d.size, lfs_blob_id(d.sha256, d.size), lfs_sha256=d.sha256)
+        layers.setdefault(d.digest, d)
+    snap = SnapshotEntry(revision, tuple(files[p] for p in sorted(files)))
+    repo = RepoEntry(repo_type, match.group(2), {"main": revision}, (snap,))
+    blobs = tuple(BlobEntry(d.sha256, d.size) for d in layers.values())
+    manifest = Manifest(repos=(repo,), blobs=blobs, creator="hfbundle (from a ModelPack artifact)")
+    return Manifest.loads(manifest.dumps()), list(layers.values())  # loads: every path and id validated

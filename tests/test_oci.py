@@ -359,3 +359,62 @@ def test_chunked_upload_survives_a_dropped_chunk(reg: Registry, tmp_path: Path) 
     assert report.uploaded == 2
     pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, output=tmp_path / "again.tar.zst")
     assert (tmp_path / "again.tar.zst").read_bytes() == (tmp_path / "b.tar.zst").read_bytes()
+
+
+def plain_modelpack(layout: Path, files: dict[str, bytes], annotations: dict[str, str]) -> None:
+    """A ModelPack artifact as another packer writes it: raw layers with file paths, no hfbundle layer."""
+    from bundler.ocilayout import LayoutStore
+
+    store = LayoutStore(layout, create=True)
+    layers = []
+    for path, data in files.items():
+        digest = "sha256:" + sha(data)
+        store.push_blob(digest, len(data), lambda data=data: io.BytesIO(data))  # type: ignore[misc]
+        media = "weight.v1.raw" if path.endswith(".safetensors") else "weight.config.v1.raw"
+        layers.append(
+            {
+                "mediaType": f"application/vnd.cncf.model.{media}",
+                "digest": digest,
+                "size": len(data),
+                "annotations": {"org.cncf.model.filepath": path},
+            }
+        )
+    config = json.dumps({"descriptor": {"name": "tiny"}, "config": {}, "modelfs": {"type": "layers", "diffIds": []}})
+    raw_config = config.encode()
+    store.push_blob("sha256:" + sha(raw_config), len(raw_config), lambda: io.BytesIO(raw_config))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.cncf.model.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.cncf.model.config.v1+json",
+            "digest": "sha256:" + sha(raw_config),
+            "size": len(raw_config),
+        },
+        "layers": layers,
+        "annotations": annotations,
+    }
+    store.put_manifest(json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json", "v1")
+
+
+def test_plain_modelpack_artifact_installs_when_it_names_repo_and_commit(tmp_path: Path) -> None:
+    files = {"model.safetensors": weights(70_000, 14), "config.json": b'{"x": 1}'}
+    plain_modelpack(
+        tmp_path / "named",
+        files,
+        {
+            "org.opencontainers.image.source": "https://huggingface.co/org/plain",
+            "org.opencontainers.image.revision": COMMIT,
+        },
+    )
+    cache = tmp_path / "cache"
+    pull(parse_ref(f"oci-layout:{tmp_path / 'named'}:v1"), cache_dir=cache)
+    snap = cache / "models--org--plain" / "snapshots" / COMMIT
+    assert {p: (snap / p).read_bytes() for p in files} == files
+    assert (cache / "models--org--plain" / "refs" / "main").read_text() == COMMIT
+    assert verify_cache(cache).ok
+
+    plain_modelpack(tmp_path / "anonymous", files, {})
+    with pytest.raises(Exception, match=r"does not name the Hugging Face repo .* nor the commit"):
+        pull(parse_ref(f"oci-layout:{tmp_path / 'anonymous'}:v1"), cache_dir=tmp_path / "cache2")
+    assert not (tmp_path / "cache2").exists()
