@@ -294,7 +294,7 @@ def push(
                 reader.manifest,
                 reader.manifest_bytes,
                 order,
-                lambda sha: reader.read_blob(sha, verify=True),
+                lambda sha: reader.read_blob(sha, verify=False),  # the registry (or layout) checks the digest
                 target,
                 options,
                 mount_from=mount_from,

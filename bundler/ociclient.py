@@ -4,8 +4,8 @@ What hfbundle needs of the distribution spec and nothing more: manifests by tag 
 bounded memory (``GET`` resumed with ``Range`` after a dropped connection), ``HEAD`` to skip blobs the registry
 has, cross-repository mount, monolithic uploads for small blobs and chunked ``PATCH`` uploads for large ones.
 Basic and bearer-token auth answer the registry's 401 challenge (:mod:`bundler.ociauth`); 5xx, 429 and dropped
-connections are retried with exponential backoff. Every request body is at most :data:`CHUNK_SIZE` bytes held in
-memory, so a retry can resend it.
+connections are retried with exponential backoff. Upload bodies stream from the source (1 MiB reads); only blobs up
+to :data:`SMALL_UPLOAD` are held in memory, so that a retry can resend them.
 
 Why not an OCI library: oras-py sits on ``requests`` and reads a chunk-less upload into memory, and neither it
 nor the others resume a GET or give the typed, bounded streams the installer consumes; huggingface_hub's own
@@ -34,7 +34,8 @@ from .ociauth import Challenge, Credentials, parse_challenge
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 16 << 20  # upload chunk (PATCH) and largest monolithic upload; one per upload in flight
+CHUNK_SIZE = 64 << 20  # bytes per PATCH request (streamed from the source, never held in memory)
+SMALL_UPLOAD = 4 << 20  # blobs up to this size go up in one PUT from memory
 READ_SIZE = 1 << 20
 MAX_MANIFEST = 4 << 20  # distribution's own limit for a manifest
 MANIFEST_ACCEPT = ", ".join(
@@ -215,30 +216,62 @@ class RegistryClient:
         return False
 
     def _upload(self, digest: str, size: int, open_stream: Callable[[], BinaryIO]) -> None:
-        """Upload from one reused buffer of at most ``chunk_size`` bytes. The registry checks the digest when
-        the upload is committed (a mismatch commits nothing); bundle streams check it themselves as well."""
+        """Small blobs: one PUT from a buffer. Larger ones: PATCH chunks of ``chunk_size`` streamed from the
+        source in 1 MiB reads (nothing buffered). A chunk that fails asks the session how far it got, then the
+        source is opened again and read on from there. The registry checks the digest at commit."""
         r = self._request("POST", self._path("blobs/uploads/"), body=b"")
         self._expect(r, (202,), f"starting upload of {digest[:19]}")
         location = self._location(r)
-        buffer = bytearray(min(size, self.chunk_size))
-        with open_stream() as stream:
-            if size <= self.chunk_size:
-                data = _read_exact(stream, buffer, size, digest)
+        if size <= SMALL_UPLOAD:
+            with open_stream() as stream:
+                data = _read_exact(stream, bytearray(size), size, digest)
                 _check_end(stream, digest, size)
-                r = self._request(
-                    "PUT",
-                    _with_query(location, digest=digest),
-                    headers={"Content-Type": "application/octet-stream"},
-                    body=data,
-                )
-                self._commit(r, digest)
-                return
-            sent = 0
-            while sent < size:
-                data = _read_exact(stream, buffer, min(self.chunk_size, size - sent), digest)
-                location = self._patch(location, data, sent)
-                sent += len(data)
+            put = _with_query(location, digest=digest)
+            r = self._request("PUT", put, headers={"Content-Type": "application/octet-stream"}, body=data)
+            self._commit(r, digest)
+            return
+        stream = open_stream()
+        try:
+            pos = 0
+            failures = 0
+            while pos < size:
+                n = min(self.chunk_size, size - pos)
+                headers = {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{pos}-{pos + n - 1}",
+                    "Content-Length": str(n),
+                }
+                answer: _Response | None
+                try:
+                    answer = self._request("PATCH", location, headers=headers, body=_Limited(stream, n), retry=False)
+                except RegistryError:
+                    answer = None
+                if answer is not None and answer.status == 202:
+                    location = self._location(answer)
+                    pos += n
+                    continue
+                if answer is not None and answer.status not in (400, 416) and answer.status < 500:
+                    self._expect(answer, (202,), f"uploading blob {digest[:19]}")
+                # The chunk may have landed in part or in full: ask the session where it stands.
+                failures += 1
+                if failures > self.retries:
+                    raise _Restart("chunks kept failing")
+                self._sleep(failures - 1)
+                status = self._request("GET", location)
+                if status.status != 204:
+                    raise _Restart(f"the upload session answered {status.status}")
+                got = _range_end(status.headers.get("range")) + 1
+                location = self._location(status, location)
+                if not 0 <= got <= pos + n:
+                    raise _Restart(f"the upload session is at byte {got}")
+                logger.debug("upload of %s resumes at byte %d", digest[:19], got)
+                stream.close()
+                stream = open_stream()
+                _skip(stream, got, digest)
+                pos = got
             _check_end(stream, digest, size)
+        finally:
+            stream.close()
         r = self._request("PUT", _with_query(location, digest=digest), body=b"")
         self._commit(r, digest)
 
@@ -250,35 +283,6 @@ class RegistryClient:
                 hint="the source changed or is damaged: rebuild the bundle (or fix the cache) and push again",
             )
         self._expect(r, (201,), f"uploading blob {digest[:19]}")
-
-    def _patch(self, location: str, data: memoryview, start: int) -> str:
-        end = start + len(data) - 1
-        headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{start}-{end}"}
-        try:
-            r = self._request("PATCH", location, headers=headers, body=data, retry=False)
-        except RegistryError:
-            r = None
-        if r is not None and r.status == 202:
-            return self._location(r)
-        # The chunk may or may not have landed: ask the session where it stands.
-        for attempt in range(self.retries):
-            self._sleep(attempt)
-            status = self._request("GET", location)
-            if status.status != 204:
-                raise _Restart(f"upload session answered {status.status}")
-            got = _range_end(status.headers.get("range"))
-            location = self._location(status, location)
-            if got == end:
-                return location
-            if got != start - 1:
-                raise _Restart(f"upload session is at byte {got + 1}, expected {start}")
-            try:
-                r = self._request("PATCH", location, headers=headers, body=data, retry=False)
-            except RegistryError:
-                continue
-            if r.status == 202:
-                return self._location(r)
-        raise _Restart("chunk kept failing")
 
     # -- HTTP -------------------------------------------------------------------------------------------------
 
@@ -303,7 +307,7 @@ class RegistryClient:
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        body: bytes | memoryview | None = None,
+        body: bytes | memoryview | _Limited | None = None,
         scope: str | None = None,
         retry: bool = True,
         stream: bool = False,
@@ -372,13 +376,19 @@ class RegistryClient:
             return _Response(status, resp_headers, data, url)
 
     def _send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | memoryview | None, *, fresh: bool = False
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | memoryview | _Limited | None,
+        *,
+        fresh: bool = False,
     ) -> http.client.HTTPResponse:
         conn = self._conn(url, fresh=fresh)
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers.setdefault("User-Agent", "hfbundle")
-        if body is not None:
+        if body is not None and not isinstance(body, _Limited):
             headers["Content-Length"] = str(len(body))
         conn.request(method, target, body=body, headers=headers)
         return conn.getresponse()
@@ -396,7 +406,7 @@ class RegistryClient:
                     parts.netloc, timeout=self.timeout, context=ssl.create_default_context()
                 )
             elif parts.scheme == "http":
-                conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+                conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout, blocksize=READ_SIZE)
             else:
                 raise RegistryError(f"unsupported URL scheme in a registry answer: {parts.scheme!r}")
             if not fresh:
@@ -484,6 +494,24 @@ class RegistryClient:
 
 class _Restart(Exception):
     pass
+
+
+class _Limited:
+    """The next ``n`` bytes of a stream, as an HTTP request body (http.client reads it in ``blocksize`` pieces);
+    a source that ends early raises rather than sending a short body."""
+
+    def __init__(self, stream: BinaryIO, n: int) -> None:
+        self._stream, self._left = stream, n
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size < 0 else min(size, self._left)
+        data = self._stream.read(want)
+        if not data:
+            raise IntegrityError(f"the source ended {self._left} bytes early", actual=str(self._left))
+        self._left -= len(data)
+        return data
 
 
 class _BlobStream(io.RawIOBase):
@@ -604,6 +632,14 @@ def _read_exact(stream: BinaryIO, buffer: bytearray, n: int, digest: str) -> mem
             raise IntegrityError(f"blob {digest[:19]} ended after {got} of {n} bytes", expected=str(n), actual=str(got))
         got += k
     return view
+
+
+def _skip(stream: BinaryIO, n: int, digest: str) -> None:
+    while n > 0:
+        data = stream.read(min(READ_SIZE, n))
+        if not data:
+            raise IntegrityError(f"blob {digest[:19]} ended early while resuming its upload")
+        n -= len(data)
 
 
 def _check_end(stream: BinaryIO, digest: str, size: int) -> None:

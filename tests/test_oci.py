@@ -349,13 +349,13 @@ def test_5xx_and_a_cut_download_are_retried_and_resumed(reg: Registry, tmp_path:
 def test_chunked_upload_survives_a_dropped_chunk(reg: Registry, tmp_path: Path) -> None:
     from tests.testing.registry import FaultProxy
 
-    data = weights(3_500_000, 13)
+    data = weights(5_500_000, 13)
     make_bundle(tmp_path / "b.tar.zst", {"model.safetensors": data})
     chunked = TransferOptions(plain_http=True, retries=3, backoff=0.05, chunk_size=1 << 20)
     with FaultProxy(reg.host, drop_patch=2) as proxy:
         report = push_file(tmp_path / "b.tar.zst", f"{proxy.host}/models/tiny:v1", chunked)
     patches = [p for m, p, _r in proxy.seen if m == "PATCH"]
-    assert len(patches) == 5  # 4 chunks of 1 MiB, the second one sent twice
+    assert len(patches) == 7  # 6 chunks of 1 MiB (the last one short), the second one sent twice
     assert report.uploaded == 2
     pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, output=tmp_path / "again.tar.zst")
     assert (tmp_path / "again.tar.zst").read_bytes() == (tmp_path / "b.tar.zst").read_bytes()
@@ -418,3 +418,18 @@ def test_plain_modelpack_artifact_installs_when_it_names_repo_and_commit(tmp_pat
     with pytest.raises(Exception, match=r"does not name the Hugging Face repo .* nor the commit"):
         pull(parse_ref(f"oci-layout:{tmp_path / 'anonymous'}:v1"), cache_dir=tmp_path / "cache2")
     assert not (tmp_path / "cache2").exists()
+
+
+def test_push_of_wrong_bytes_commits_nothing(reg: Registry) -> None:
+    from bundler.ociclient import RegistryClient
+
+    good, bad = weights(6_000_000, 15), weights(6_000_000, 16)
+    client = RegistryClient(reg.host, "models/tiny", plain_http=True, push=True, retries=1, backoff=0.05)
+    try:
+        for data in (bad[:1000], bad):  # one PUT from memory; streamed PATCH chunks
+            digest = "sha256:" + sha(good[: len(data)])
+            with pytest.raises(IntegrityError, match="another digest"):
+                client.push_blob(digest, len(data), lambda data=data: io.BytesIO(data))  # type: ignore[misc]
+            assert not client.has_blob(digest)
+    finally:
+        client.close()
