@@ -265,6 +265,7 @@ def push(
     username: str | None = None,
     password: str | None = None,
     plain_http: bool = False,
+    retries: int = 5,
     mount_from: Sequence[str] = (),
     cache_dir: str | Path | None = None,
     endpoint: str | None = None,
@@ -282,7 +283,7 @@ def push(
     from .ociref import parse_ref
 
     target = parse_ref(ref)
-    options = _transfer_options(username, password, plain_http)
+    options = _transfer_options(username, password, plain_http, retries)
     path = Path(source)
     if path.exists() or path.with_name(path.name + ".001").exists():
         reader = _open_source(path)
@@ -335,6 +336,7 @@ def pull(
     username: str | None = None,
     password: str | None = None,
     plain_http: bool = False,
+    retries: int = 5,
     copy: bool | None = None,
     keep_refs: bool = False,
     trust_existing: bool = False,
@@ -351,7 +353,7 @@ def pull(
         raise UsageError("pull needs -o BUNDLE or --install", hint="hfbundle pull REF --install (or -o demo.tar.zst)")
     return pull_artifact(
         parse_ref(ref),
-        _transfer_options(username, password, plain_http),
+        _transfer_options(username, password, plain_http, retries),
         output=Path(output) if output is not None else None,
         cache_dir=_cache(cache_dir) if install else None,
         copy=copy,
@@ -360,11 +362,11 @@ def pull(
     )
 
 
-def _transfer_options(username: str | None, password: str | None, plain_http: bool) -> Any:
+def _transfer_options(username: str | None, password: str | None, plain_http: bool, retries: int) -> Any:
     from .oci import TransferOptions
     from .ociauth import Credentials
 
     if (username is None) != (password is None):
         raise UsageError("--username and --password-stdin go together", hint="pass both, or neither")
     creds = Credentials(username, password, "--username") if username is not None and password is not None else None
-    return TransferOptions(credentials=creds, plain_http=plain_http)
+    return TransferOptions(credentials=creds, plain_http=plain_http, retries=retries)

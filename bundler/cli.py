@@ -439,6 +439,12 @@ def run(
 
 def registry_options(f: F) -> F:
     """--username/--password-stdin/--plain-http, shared by push and pull."""
+    f = click.option(
+        "--retries",
+        type=click.IntRange(0, 20),
+        default=5,
+        help="Retries of a failed request, with backoff (default 5).",
+    )(f)
     f = click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS (loopback and lab registries).")(f)
     f = click.option("--password-stdin", is_flag=True, help="Read the registry password (or token) from stdin.")(f)
     return click.option("--username", default=None, help="Registry user (default: docker/podman credentials).")(f)
@@ -466,6 +472,7 @@ def push(
     username: str | None,
     password_stdin: bool,
     plain_http: bool,
+    retries: int,
     mount_from: Sequence[str],
     cache_dir: Path | None,
     quiet: bool,
@@ -491,6 +498,7 @@ def push(
             username=username,
             password=password,
             plain_http=plain_http,
+            retries=retries,
             mount_from=mount_from,
             cache_dir=cache_dir,
             on_progress=progress,
@@ -515,6 +523,7 @@ def pull(
     username: str | None,
     password_stdin: bool,
     plain_http: bool,
+    retries: int,
     cache_dir: Path | None,
     copy: bool | None,
     keep_refs: bool,
@@ -543,6 +552,7 @@ def pull(
         username=username,
         password=password,
         plain_http=plain_http,
+        retries=retries,
         copy=copy,
         keep_refs=keep_refs,
         trust_existing=trust_existing,

@@ -433,3 +433,28 @@ def test_push_of_wrong_bytes_commits_nothing(reg: Registry) -> None:
             assert not client.has_blob(digest)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pull", "reg.lan/a:v1"], "give -o BUNDLE or --install"),
+        (["pull", "reg.lan/a:v1", "--install", "--password-stdin"], "--password-stdin needs --username"),
+        (["pull", "not-a-ref", "--install"], "does not name a registry host"),
+        (["push", "b.tar.zst", "https://reg.lan/a"], "unsupported reference"),
+    ],
+)
+def test_cli_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_cli import call
+
+    code, _, err = call(argv, capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_unreachable_registry_is_one_line_exit_1(tmp_path: Path) -> None:
+    port = registry.free_port()  # nothing listens there
+    done = cli(
+        "pull", f"127.0.0.1:{port}/a:v1", "--install", "--plain-http", "--retries", "1", env=offline_env(tmp_path)
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: cannot reach 127.0.0.1:{port}") and "Traceback" not in done.stderr
