@@ -340,6 +340,7 @@ def pull(
     copy: bool | None = None,
     keep_refs: bool = False,
     trust_existing: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Pull an artifact ``push`` wrote: into a bundle file (``output``) and/or into the cache (``install``).
     Works offline from the Hub (``HF_HUB_OFFLINE=1``): only the registry is contacted::
@@ -359,7 +360,20 @@ def pull(
         copy=copy,
         keep_refs=keep_refs,
         trust_existing=trust_existing,
+        on_progress=_stream_progress(on_progress),
     )
+
+
+def _stream_progress(on_progress: Callable[[int, int], None] | None) -> Any:
+    """The installer's progress records → ``(done, total)`` bytes of the streaming phase."""
+    if on_progress is None:
+        return None
+
+    def update(p: Any) -> None:
+        if p.phase == "stream":
+            on_progress(p.done_bytes, p.total_bytes)
+
+    return update
 
 
 def _transfer_options(username: str | None, password: str | None, plain_http: bool, retries: int) -> Any:

@@ -544,20 +544,23 @@ def pull(
     if output is None and not do_install:
         raise click.UsageError("give -o BUNDLE or --install")
     password = _read_password(username, password_stdin)
-    report = api.pull(
-        ref,
-        output=output,
-        install=do_install,
-        cache_dir=cache_dir,
-        username=username,
-        password=password,
-        plain_http=plain_http,
-        retries=retries,
-        copy=copy,
-        keep_refs=keep_refs,
-        trust_existing=trust_existing,
-    )
-    Output(json_mode=json_mode).result(report, _render_generic)
+    out = Output(json_mode=json_mode)
+    with out.progress("pulling") as progress:
+        report = api.pull(
+            ref,
+            output=output,
+            install=do_install,
+            cache_dir=cache_dir,
+            username=username,
+            password=password,
+            plain_http=plain_http,
+            retries=retries,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            on_progress=progress,
+        )
+    out.result(report, _render_generic)
 
 
 # -- renderers ---------------------------------------------------------------------------------------------
