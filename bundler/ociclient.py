@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
-from .errors import HfBundleError, IntegrityError, RegistryError
+from .errors import IntegrityError, RegistryError
 from .ociauth import Challenge, Credentials, parse_challenge
 
 logger = logging.getLogger(__name__)
@@ -711,4 +711,4 @@ def _denied(host: str, name: str, status: int, creds: Credentials | None) -> Reg
     )
 
 
-__all__ = ["CHUNK_SIZE", "HfBundleError", "RegistryClient", "TransferStats"]
+__all__ = ["CHUNK_SIZE", "SMALL_UPLOAD", "RegistryClient", "TransferStats"]
