@@ -350,3 +350,131 @@ def run(spec: str, **kwargs: Any) -> Any:
     from .runner import run as run_recipe
 
     return run_recipe(spec, **kwargs)
+
+
+def push(
+    source: str | Path,
+    ref: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    plain_http: bool = False,
+    retries: int = 5,
+    mount_from: Sequence[str] = (),
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Push a bundle file, or a SPEC's files straight from the cache, to ``ref`` as a ModelPack artifact.
+
+    ``ref`` is ``[oci://]HOST[:PORT]/NAME[:TAG]`` or ``oci-layout:DIR[:TAG]``. A bundle file is read offline;
+    a SPEC is resolved and fetched like ``build`` (that needs the Hub), then its cache files are pushed::
+
+        >>> push("demo.tar.zst", "registry.lan:5000/models/demo:v1")  # doctest: +SKIP
+    """
+    from .oci import push as push_artifact
+    from .ociref import parse_ref
+
+    target = parse_ref(ref)
+    options = _transfer_options(username, password, plain_http, retries)
+    path = Path(source)
+    if path.exists() or path.with_name(path.name + ".001").exists():
+        reader = _open_source(path)
+        try:
+            if reader.index is None:
+                raise UsageError("push needs a bundle file, not a pipe", hint="write the bundle to a file first")
+            order = [m.sha256 for m in reader.index.blobs]
+            return push_artifact(
+                reader.manifest,
+                reader.manifest_bytes,
+                order,
+                lambda sha: reader.read_blob(sha, verify=False),  # the registry (or layout) checks the digest
+                target,
+                options,
+                mount_from=mount_from,
+                on_progress=on_progress,
+            )
+        finally:
+            reader.close()
+    from .build import manifest_for, verify_regular_files
+    from .fetch import fetch
+
+    lock = resolve(str(source), endpoint=endpoint, token=token)
+    fetched = verify_regular_files(
+        fetch(lock, cache_dir=Path(cache_dir) if cache_dir is not None else None, token=token, endpoint=endpoint)
+    )
+    manifest = manifest_for(lock, fetched, recipe=dict(lock.extra) if lock.extra else None)
+    local: dict[str, Path] = {}
+    for item in fetched:
+        assert item.file.content_sha256 is not None
+        local.setdefault(item.file.content_sha256, item.local_path)
+    return push_artifact(
+        manifest,
+        manifest.dumps(),
+        list(local),
+        lambda sha: open(local[sha], "rb"),
+        target,
+        options,
+        mount_from=mount_from,
+        on_progress=on_progress,
+    )
+
+
+def pull(
+    ref: str,
+    *,
+    output: str | Path | None = None,
+    install: bool = False,
+    cache_dir: str | Path | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    plain_http: bool = False,
+    retries: int = 5,
+    copy: bool | None = None,
+    keep_refs: bool = False,
+    trust_existing: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Pull an artifact ``push`` wrote: into a bundle file (``output``) and/or into the cache (``install``).
+    Works offline from the Hub (``HF_HUB_OFFLINE=1``): only the registry is contacted::
+
+        >>> pull("registry.lan:5000/models/demo:v1", install=True)  # doctest: +SKIP
+    """
+    from .oci import pull as pull_artifact
+    from .ociref import parse_ref
+
+    if output is None and not install:
+        raise UsageError("pull needs -o BUNDLE or --install", hint="hfbundle pull REF --install (or -o demo.tar.zst)")
+    return pull_artifact(
+        parse_ref(ref),
+        _transfer_options(username, password, plain_http, retries),
+        output=Path(output) if output is not None else None,
+        cache_dir=_cache(cache_dir) if install else None,
+        copy=copy,
+        keep_refs=keep_refs,
+        trust_existing=trust_existing,
+        on_progress=_stream_progress(on_progress),
+    )
+
+
+def _stream_progress(on_progress: Callable[[int, int], None] | None) -> Any:
+    """The installer's progress records → ``(done, total)`` bytes of the streaming phase."""
+    if on_progress is None:
+        return None
+
+    def update(p: Any) -> None:
+        if p.phase == "stream":
+            on_progress(p.done_bytes, p.total_bytes)
+
+    return update
+
+
+def _transfer_options(username: str | None, password: str | None, plain_http: bool, retries: int) -> Any:
+    from .oci import TransferOptions
+    from .ociauth import Credentials
+
+    if (username is None) != (password is None):
+        raise UsageError("--username and --password-stdin go together", hint="pass both, or neither")
+    creds = Credentials(username, password, "--username") if username is not None and password is not None else None
+    return TransferOptions(credentials=creds, plain_http=plain_http, retries=retries)

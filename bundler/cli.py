@@ -510,6 +510,132 @@ def run(
     out.result(report, _render_generic)
 
 
+def registry_options(f: F) -> F:
+    """--username/--password-stdin/--plain-http, shared by push and pull."""
+    f = click.option(
+        "--retries",
+        type=click.IntRange(0, 20),
+        default=5,
+        help="Retries of a failed request, with backoff (default 5).",
+    )(f)
+    f = click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS (loopback and lab registries).")(f)
+    f = click.option("--password-stdin", is_flag=True, help="Read the registry password (or token) from stdin.")(f)
+    return click.option("--username", default=None, help="Registry user (default: docker/podman credentials).")(f)
+
+
+def _read_password(username: str | None, password_stdin: bool) -> str | None:
+    if not password_stdin:
+        return None
+    if username is None:
+        raise click.UsageError("--password-stdin needs --username")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("ref")
+@registry_options
+@click.option("--mount-from", multiple=True, metavar="NAME", help="Mount blobs from this repository of the registry.")
+@cache_dir_option
+@quiet_option
+@json_option
+def push(
+    source: str,
+    ref: str,
+    username: str | None,
+    password_stdin: bool,
+    plain_http: bool,
+    retries: int,
+    mount_from: Sequence[str],
+    cache_dir: Path | None,
+    quiet: bool,
+    json_mode: bool,
+) -> None:
+    """Push a bundle (or a SPEC's files from the cache) to an OCI registry as a ModelPack artifact.
+
+    REF is [oci://]HOST[:PORT]/NAME[:TAG] or oci-layout:DIR[:TAG]. Blobs the registry has are not sent again.
+
+    \b
+    hfbundle push demo.tar.zst registry.lan:5000/models/demo:v1
+    echo "$PW" | hfbundle push demo.tar.zst localhost:5000/demo:v1 --plain-http --username ci --password-stdin
+    hfbundle push demo.tar.zst oci-layout:/media/usb/models:demo
+    """
+    from . import api
+
+    out = Output(json_mode=json_mode, quiet=quiet)
+    password = _read_password(username, password_stdin)
+    with out.progress("pushing") as progress:
+        report = api.push(
+            source,
+            ref,
+            username=username,
+            password=password,
+            plain_http=plain_http,
+            retries=retries,
+            mount_from=mount_from,
+            cache_dir=cache_dir,
+            on_progress=progress,
+        )
+    out.result(report, _render_generic)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write a bundle file.")
+@click.option("--install", "do_install", is_flag=True, help="Install into the Hugging Face cache.")
+@registry_options
+@cache_dir_option
+@click.option("--copy", is_flag=True, default=None, help="Real files in snapshots/ instead of symlinks.")
+@click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
+@click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
+@json_option
+def pull(
+    ref: str,
+    output: Path | None,
+    do_install: bool,
+    username: str | None,
+    password_stdin: bool,
+    plain_http: bool,
+    retries: int,
+    cache_dir: Path | None,
+    copy: bool | None,
+    keep_refs: bool,
+    trust_existing: bool,
+    json_mode: bool,
+) -> None:
+    """Pull an artifact `push` wrote: into a bundle file (-o) or straight into the cache (--install).
+
+    Every layer is checked against its digest before it is visible; an interrupted pull resumes without
+    fetching again what it had installed. Only the registry is contacted (HF_HUB_OFFLINE=1 is fine).
+
+    \b
+    hfbundle pull registry.lan:5000/models/demo:v1 --install
+    hfbundle pull oci-layout:/media/usb/models:demo -o demo.tar.zst
+    """
+    from . import api
+
+    if output is None and not do_install:
+        raise click.UsageError("give -o BUNDLE or --install")
+    password = _read_password(username, password_stdin)
+    out = Output(json_mode=json_mode)
+    with out.progress("pulling") as progress:
+        report = api.pull(
+            ref,
+            output=output,
+            install=do_install,
+            cache_dir=cache_dir,
+            username=username,
+            password=password,
+            plain_http=plain_http,
+            retries=retries,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            on_progress=progress,
+        )
+    out.result(report, _render_generic)
+
+
 # -- renderers ---------------------------------------------------------------------------------------------
 
 

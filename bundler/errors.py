@@ -76,3 +76,12 @@ class CacheError(HfBundleError):
 
 class RunError(HfBundleError):
     """The runner could not load or run a pipeline."""
+
+
+class RegistryError(HfBundleError):
+    """A registry (or OCI layout) refused a request or could not be reached. ``status`` is the HTTP status,
+    0 when no answer came. Messages never carry credentials or tokens."""
+
+    def __init__(self, message: str, *, status: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status

@@ -9,6 +9,7 @@ with the ratio to the baseline through one shared printer (``--json`` for machin
 ``main``.
 
     scripts/bench pack --size-mb 2000         # hfbundle build/install vs tar|zstd (+ sha256sum) by hand
+    scripts/bench oci --size-mb 1000          # push / pull --install via a loopback registry vs skopeo copy
 """
 
 from __future__ import annotations
@@ -694,6 +695,102 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# -- oci: push / pull --install through a loopback registry --------------------------------------------------------
+
+
+def bench_oci(args: argparse.Namespace) -> list[Scenario]:
+    """Push and ``pull --install`` of a synthetic fp16 pipeline through a loopback docker-registry
+    (distribution 2.8), against ``skopeo copy`` of the same artifact (to and from the registry) and against the
+    local ``install`` of the bundle file, in one run, interleaved; peak RSS of each client process. Every push
+    goes to an emptied registry, every install into an empty cache."""
+    from bundler.testing.hub import HubServer, publish
+    from tests.testing.registry import Registry
+
+    for tool in ("docker-registry", "skopeo"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: {tool} is needed (bash scripts/setup installs it)")
+    work = Path(tempfile.mkdtemp(prefix="hfbundle-bench-oci-", dir=args.work_dir))
+    try:
+        repo = work / "repo"
+        print(f"writing a {args.size_mb} MB synthetic fp16 pipeline …", file=sys.stderr)
+        size = synthetic_pipeline(repo, args.size_mb)
+        publish(work / "hub", "bench/sd-fp16", repo)
+        shutil.rmtree(repo)
+        env = base_env()
+        bundle = work / "bench.tar.zst"
+        with HubServer(work / "hub") as hub:
+            online = {**env, "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(work / "cache")}
+            online |= {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+            timed([sys.executable, "-m", "bundler", "build", "bench/sd-fp16", "-o", str(bundle), "-q"], online)
+        shutil.rmtree(work / "cache")
+        offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": CLOSED_ENDPOINT}
+        layout = work / "layout"
+        timed([sys.executable, "-m", "bundler", "push", str(bundle), f"oci-layout:{layout}:v1", "-q"], offline)
+        reg = Registry(work / "registry")
+        ref = f"{reg.host}/bench/sd-fp16:v1"
+
+        def empty_registry() -> None:
+            reg.kill()
+            shutil.rmtree(reg.storage, ignore_errors=True)
+            reg.start()
+
+        def add(series: Series, wall: float, rss: float) -> None:
+            series.add(wall, {"MB/s": size / wall / 1e6, "peak RSS MB": rss})
+
+        s_skopeo_push, s_push = _series("skopeo copy oci: → registry"), _series("hfbundle push")
+        push_cmd = [sys.executable, "-m", "bundler", "push", str(bundle), ref, "--plain-http", "-q"]
+        skopeo_push = ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{ref}"]
+
+        def run_push(series: Series, cmd: list[str]) -> Callable[[], None]:
+            def run() -> None:
+                empty_registry()
+                add(series, *measured(cmd, offline))
+
+            return run
+
+        reg.start()
+        try:
+            interleaved(args.reps, [run_push(s_skopeo_push, skopeo_push), run_push(s_push, push_cmd)])
+            empty_registry()
+            timed(push_cmd, offline)
+            s_local, s_pull = _series("hfbundle install (file)"), _series("hfbundle pull --install")
+            s_skopeo_pull = _series("skopeo copy registry → oci:")
+            dest = work / "dest"
+
+            def fresh() -> Path:
+                if dest.exists():
+                    shutil.rmtree(dest)
+                return dest
+
+            def run_local() -> None:
+                add(
+                    s_local,
+                    *measured(
+                        [sys.executable, "-m", "bundler", "install", str(bundle), "--cache-dir", str(fresh()), "-q"],
+                        offline,
+                    ),
+                )
+
+            def run_pull() -> None:
+                cmd = [sys.executable, "-m", "bundler", "pull", ref, "--install", "--cache-dir", str(fresh())]
+                add(s_pull, *measured([*cmd, "--plain-http"], offline))
+
+            def run_skopeo_pull() -> None:
+                cmd = ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{fresh()}:v1"]
+                add(s_skopeo_pull, *measured(cmd, offline))
+
+            interleaved(args.reps, [run_local, run_pull, run_skopeo_pull])
+        finally:
+            reg.kill()
+        where = f"{size / 1e6:.0f} MB fp16 pipeline, loopback docker-registry, {os.cpu_count()} CPUs (shared)"
+        return [
+            Scenario(f"push: bundle → empty registry, {where}", s_skopeo_push, [s_push]),
+            Scenario(f"pull: registry → cache, {where}", s_local, [s_pull, s_skopeo_pull]),
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- entry point -----------------------------------------------------------------------------------------------
 
 
@@ -730,6 +827,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="hfbundle's zstd threads (default 0: one per CPU)")
     p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
     p.set_defaults(func=bench_pack)
+
+    p = sub.add_parser("oci", help="hfbundle push / pull --install vs skopeo copy and local install (registry)")
+    p.add_argument("--size-mb", type=int, default=1000, help="size of the synthetic pipeline (default 1000)")
+    p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
+    p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
+    p.set_defaults(func=bench_oci)
 
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} logical CPUs, python {sys.version.split()[0]}", file=sys.stderr)

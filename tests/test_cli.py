@@ -9,7 +9,21 @@ import pytest
 
 from bundler.cli import main, parse_size
 
-COMMANDS = ("resolve", "build", "inspect", "install", "verify", "backup", "restore", "doctor", "run", "keygen", "sign")
+COMMANDS = (
+    "resolve",
+    "build",
+    "inspect",
+    "install",
+    "verify",
+    "backup",
+    "restore",
+    "doctor",
+    "run",
+    "keygen",
+    "sign",
+    "push",
+    "pull",
+)
 
 
 def call(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
