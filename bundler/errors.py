@@ -12,6 +12,9 @@ class HfBundleError(Exception):
     """Root of all hfbundle errors. ``hint`` tells the user how to fix the problem."""
 
     exit_code = 1
+    # True when the *source* went away (a registry or network outage), not when the content is bad: an install
+    # then keeps the blobs it verified for the re-run, as after a kill (bundler.leftovers), instead of removing them.
+    interrupted = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -81,6 +84,8 @@ class RunError(HfBundleError):
 class RegistryError(HfBundleError):
     """A registry (or OCI layout) refused a request or could not be reached. ``status`` is the HTTP status,
     0 when no answer came. Messages never carry credentials or tokens."""
+
+    interrupted = True
 
     def __init__(self, message: str, *, status: int = 0, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)

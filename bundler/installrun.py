@@ -156,6 +156,7 @@ class _Run:
         self.journal = _Journal()
         self.created_dirs: list[Path] = []
         self.placed: list[Path] = []  # blobs/<etag> files this run put in place
+        self.interrupted = False
         self.n_written = self.n_linked = self.n_present = 0
         self.bytes_written = self.bytes_dedup = self.bytes_hashed = 0
         self.entries_added = self.trees_written = self.no_exist_written = 0
@@ -187,6 +188,9 @@ class _Run:
                 self._sweep()
             with contextlib.suppress(OSError):  # migration: partial listings an older hfbundle wrote elsewhere
                 self.trees_moved += listings.settle_cache(self.cache_dir, recorded_only=True)
+        except BaseException as e:  # Ctrl-C or a lost source: an interruption, not a refusal (see _cleanup)
+            self.interrupted = isinstance(e, KeyboardInterrupt) or getattr(e, "interrupted", False)
+            raise
         finally:
             self._cleanup(ok)
         return self._report()
@@ -890,8 +894,10 @@ class _Run:
             # A repo folder this run created goes again, with the blobs placed in it: scan_cache_dir warns about a
             # repo folder without snapshots/ and lists one with an empty snapshots/ as a repo (a phantom). Blobs
             # placed in repos that existed stay for the retry: scan_cache_dir counts only blobs snapshots use.
+            # An interrupted run (Ctrl-C, the registry gone) keeps them for the re-run instead, as a kill does: verify
+            # reports such a folder and `doctor --fix` removes it (bundler.leftovers).
             new_repos = {d for d in self.created_dirs if d.parent == self.cache_dir and d.name.count("--") >= 2}
-            for blob in self.placed:
+            for blob in [] if self.interrupted else self.placed:
                 if blob.parent.parent in new_repos:
                     with contextlib.suppress(OSError):
                         blob.unlink()
