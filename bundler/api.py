@@ -256,3 +256,21 @@ def run(spec: str, **kwargs: Any) -> Any:
     from .runner import run as run_recipe
 
     return run_recipe(spec, **kwargs)
+
+
+def trace(
+    command: Sequence[str],
+    *,
+    output: str | Path,
+    upstream: str | None = None,
+    append: bool = False,
+    keep_partial: bool = False,
+    run_name: str | None = None,
+) -> Any:
+    """Run ``command`` through a recording Hub proxy with a fresh cache; write (or ``append`` to) the recipe of
+    exactly the files it fetched. The report carries the command's exit code (see :mod:`bundler.trace`)."""
+    from .trace import trace as trace_command
+
+    return trace_command(
+        command, output=output, upstream=upstream, append=append, keep_partial=keep_partial, run_name=run_name
+    )
