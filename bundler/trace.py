@@ -202,6 +202,7 @@ def trace(
 def child_environment(base: Mapping[str, str], endpoint: str, scratch: Path) -> dict[str, str]:
     """The command's environment: the proxy as ``HF_ENDPOINT``, a fresh ``HF_HOME`` and hub cache, online.
 
+    Xet is off (``HF_HUB_DISABLE_XET``) so every file goes through a ``/resolve/`` request the proxy sees.
     The user's token *file* stays where it is (``HF_TOKEN_PATH`` pointed at it, not read here), so a logged-in
     user's gated repos still open; ``HF_TOKEN`` passes through as it is. Loopback is added to ``NO_PROXY`` so a
     configured HTTP proxy does not carry the requests meant for ours.
@@ -225,6 +226,9 @@ def child_environment(base: Mapping[str, str], endpoint: str, scratch: Path) -> 
         HF_ASSETS_CACHE=str(home / "assets"),
         HF_XET_CACHE=str(home / "xet"),
         HF_MODULES_CACHE=str(home / "modules"),
+        # With Xet, a client that cached a tree listing skips the per-file HEAD and fetches from the Xet store:
+        # the proxy would never see the file. Plain LFS fetches the same files through /resolve/.
+        HF_HUB_DISABLE_XET="1",
     )
     for var in ("NO_PROXY", "no_proxy"):
         present = [p for p in env.get(var, "").split(",") if p.strip()]

@@ -15,8 +15,9 @@ What is recorded is the protocol, not a library: any client (Python or not) is t
   ``/api/resolve-cache/…`` URLs the Hub redirects git files to): the repo, the revision asked, the path, the
   status and the commit the Hub answered with (``X-Repo-Commit``). An LFS file is attributed at its 302, which
   names the repo, the path and the commit: the CDN fetch that follows cannot be told apart anyway.
-- ``GET /api/{type}s/{repo}/revision/{revision}``: the commit a branch or tag name resolved to (``sha`` of the
-  JSON answer, read from a copy of at most 16 MiB of the body), so ``snapshot_download``'s name is kept.
+- ``GET /api/{type}s/{repo}/revision/{revision}`` and ``GET /api/{type}s/{repo}`` (the default branch, which
+  the client caches as ``refs/main``): the commit a branch or tag name resolved to (``sha`` of the JSON answer,
+  read from a copy of at most 16 MiB of the body), so the names the client writes under ``refs/`` are kept.
 
 Nothing else is kept: no header, no token, no body. :class:`Observation` records are frozen.
 
@@ -132,7 +133,12 @@ def parse_hub_path(path: str) -> _Target | None:
                     return _Target(_TYPES[segments[2]], repo, rest[n], file) if file else None
             return None
         if len(segments) > 2 and segments[1] in _TYPES:
-            split = _repo_split(segments[2:], "revision")
+            rest = segments[2:]
+            if 1 <= len(rest) <= 2 and all(rest):
+                # Repo info without a revision (``resolve_revision(repo)``, diffusers' first call): the default
+                # branch, which the client caches as refs/main whatever the Hub calls it.
+                return _Target(_TYPES[segments[1]], "/".join(unquote(s) for s in rest), "main", None)
+            split = _repo_split(rest, "revision")
             if split is None:
                 return None
             repo_id, tail = split

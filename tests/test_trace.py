@@ -91,6 +91,7 @@ def traced_env(tmp_path: Path, hub: HubServer, **extra: str) -> dict[str, str]:
         ("/spaces/org/s/resolve/refs/pr/2/app.py", ("space", "org/s", "refs/pr/2", "app.py")),
         ("/api/models/org/m/revision/main", ("model", "org/m", "main", None)),
         ("/api/models/org/m/revision/v1.0?expand=sha", ("model", "org/m", "v1.0", None)),
+        ("/api/models/org/m", ("model", "org/m", "main", None)),  # the default branch: the client writes refs/main
         (f"/api/resolve-cache/models/org/m/{'a' * 40}/x.json?etag=1", ("model", "org/m", "a" * 40, "x.json")),
     ],
 )
@@ -101,7 +102,7 @@ def test_hub_paths_are_parsed(path: str, expected: tuple[Any, ...]) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/models/org/m", "/api/models/org/m/tree/main", "/api/whoami-v2", "/org/m/resolve/main/", "/"]
+    "path", ["/api/models", "/api/models/org/m/tree/main", "/api/whoami-v2", "/org/m/resolve/main/", "/"]
 )
 def test_other_paths_name_no_file(path: str) -> None:
     assert parse_hub_path(path) is None
