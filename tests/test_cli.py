@@ -9,7 +9,7 @@ import pytest
 
 from bundler.cli import main, parse_size
 
-COMMANDS = ("resolve", "build", "inspect", "install", "verify", "backup", "restore", "doctor", "run")
+COMMANDS = ("resolve", "build", "inspect", "install", "verify", "backup", "restore", "doctor", "run", "trace")
 
 
 def call(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
