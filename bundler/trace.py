@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HfBundleError, RecipeError, UsageError
+from .errors import HfBundleError, RecipeError, UnsafePathError, UsageError
 from .hfcache import atomic_write_bytes
+from .paths import check_relpath, check_repo_id
 from .recipe import loads_recipe
 from .traceproxy import Observation, RecordingProxy
 
@@ -148,6 +149,8 @@ def trace(
     if not command:
         raise UsageError("no command to trace", hint="hfbundle trace -o app.toml -- python app.py")
     out_path = Path(output)
+    if not out_path.parent.is_dir():
+        raise UsageError(f"cannot write {out_path}: {out_path.parent} is not a folder", hint="create it first")
     existing = _read_existing(out_path) if append else None
     base_env = dict(os.environ if env is None else env)
     runs_before = [r["name"] for r in existing.get("runs", [])] if existing else []
@@ -284,8 +287,16 @@ def summarise(seen: Sequence[Observation]) -> tuple[list[TracedRepo], list[str]]
     names: dict[tuple[str, str, str], set[str]] = {}
     name_commit: dict[tuple[str, str, str], str] = {}
     unattributed: set[str] = set()
+    unsafe: set[str] = set()
     for o in seen:
         if o.status >= 400 or o.status < 200:
+            continue
+        try:  # names come from the app's URLs: keep only what a recipe (and a cache) can hold
+            check_repo_id(o.repo_id)
+            if o.path is not None:
+                check_relpath(o.path)
+        except UnsafePathError:
+            unsafe.add(f"{o.repo_id}/{o.path}")
             continue
         if o.commit is None:
             if o.path is not None:
@@ -309,6 +320,8 @@ def summarise(seen: Sequence[Observation]) -> tuple[list[TracedRepo], list[str]]
             f"{len(unattributed)} file(s) came without a commit id (X-Repo-Commit) and are left out: "
             + ", ".join(sorted(unattributed)[:3])
         )
+    if unsafe:
+        notes.append(f"{len(unsafe)} request(s) named unsafe repo ids or paths and are left out: {sorted(unsafe)[0]!r}")
     repos: list[TracedRepo] = []
     for key in sorted(files):
         repo_type, repo_id, commit = key

@@ -64,6 +64,7 @@ _HOP_BY_HOP = frozenset(
         "transfer-encoding",
         "upgrade",
         "host",
+        "expect",  # 100-continue is answered to the client by http.server; upstream gets the body at once
     }
 )
 _URL_HEADERS = frozenset({"location", "content-location", "link"})

@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bundler.api import build, install
+from bundler.api import build, install, run
 from bundler.doctor import doctor
 from bundler.errors import RecipeError
 from bundler.recipe import load_recipe
 from bundler.testing.hub import HubServer, publish
-from bundler.trace import TraceError, redact, trace
-from bundler.traceproxy import RecordingProxy, parse_hub_path
+from bundler.trace import TraceError, redact, summarise, trace
+from bundler.traceproxy import Observation, RecordingProxy, parse_hub_path
 from tests.conftest import CLOSED_ENDPOINT
 from tests.test_backup import cache_tree
 from tests.testing.hf_client import client_env, run_hf_client
@@ -201,6 +201,36 @@ def test_curl_is_recorded_and_its_token_written_nowhere(small_hub: HubServer, tm
 def test_redact_removes_known_secrets_and_token_shapes() -> None:
     got = redact(["app", "--token=s3cr3t-value", "hf_" + "a" * 30], frozenset({"s3cr3t-value"}))
     assert got == ["app", "--token=<redacted>", "<redacted>"]
+
+
+C1, C2 = "1" * 40, "2" * 40
+
+
+def obs(path: str | None, revision: str = "main", commit: str | None = C1, status: int = 200) -> Observation:
+    return Observation("model", "org/m", revision, path, "GET", status, commit, 10 if path else None)
+
+
+def test_summarise_groups_by_commit_and_keeps_every_name() -> None:
+    repos, notes = summarise(
+        [
+            obs(None),  # revision lookup: main -> C1
+            obs("a.json", revision=C1),
+            obs("b.json", revision="v1"),  # a tag on the same commit
+            obs("gone.json", status=404),
+            obs("c.json", commit=None, revision="main"),  # no X-Repo-Commit: cannot be pinned
+            obs("../x", revision=C1),
+        ]
+    )
+    assert [(r.revision, r.commit, r.files) for r in repos] == [
+        ("main", C1, ("a.json", "b.json")),
+        ("v1", C1, ("a.json", "b.json")),
+    ]
+    assert any("without a commit id" in n for n in notes) and any("unsafe" in n for n in notes)
+
+
+def test_summarise_refuses_a_branch_that_moved_during_the_run() -> None:
+    with pytest.raises(TraceError, match="during the run"):
+        summarise([obs("a.json"), obs("b.json", commit=C2)])
 
 
 # -- exit status, failed runs, --append --------------------------------------------------------------------------
@@ -392,3 +422,9 @@ def test_two_modes_traced_bundled_and_run_offline(hub: HubServer, tmp_path: Path
             check=False,
         )
         assert proc.returncode == 0 and "app ok" in proc.stdout, proc.stderr[-3000:]
+    # hfbundle run takes the traced recipe too: its pipeline is the repo with model_index.json
+    png = tmp_path / "cube.png"
+    report = run(
+        str(out), prompt="a cube", output=png, steps=1, width=64, height=64, threads=1, cache_dir=cache, isolate=True
+    )
+    assert png.stat().st_size > 0 and report.repos["tiny-sd"].startswith(SD)
