@@ -41,7 +41,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib
 
-__all__ = ["TraceError", "TraceReport", "TracedRepo", "default_upstream", "trace"]
+__all__ = ["TraceError", "TraceReport", "TracedRepo", "merge", "render_recipe", "summarise", "trace"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +125,6 @@ class TraceReport:
         return lines
 
 
-def default_upstream() -> str:
-    """The Hub huggingface_hub would talk to: ``HF_ENDPOINT``, else https://huggingface.co."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
 def trace(
     command: Sequence[str],
     *,
@@ -157,6 +152,7 @@ def trace(
     name = run_name or _next_run_name(runs_before)
     if not _NAME_RE.match(name):
         raise UsageError(f"run name {name!r} is not valid", hint="use letters, digits, '.', '_' and '-'")
+    # the Hub the command would have talked to: HF_ENDPOINT, else huggingface.co
     url = (upstream or (base_env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT)).rstrip("/")
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
