@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,6 +152,62 @@ def test_pagination_links_come_back_through_the_proxy(small_hub: HubServer) -> N
     with RecordingProxy(small_hub.endpoint) as proxy:
         _, headers, _ = _request(proxy.endpoint, "GET", f"/api/models/{SMALL}/tree/main?recursive=true")
     assert headers["Link"].startswith(f"<{proxy.endpoint}/api/models/{SMALL}/tree/main?")
+
+
+class _Odd(BaseHTTPRequestHandler):
+    """An upstream answering with chunked and close-delimited bodies, and echoing request bodies."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"abc", b"x" * 70_000, b"end"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"until the connection closes")
+            self.close_connection = True
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/chunked", b"abc" + b"x" * 70_000 + b"end"),
+        ("GET", "/close", b"until the connection closes"),
+        ("POST", "/echo", b"paths=a&paths=b"),
+    ],
+)
+def test_bodies_of_every_framing_come_through(method: str, path: str, body: bytes) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with RecordingProxy(f"http://127.0.0.1:{server.server_address[1]}") as proxy:
+            url = urlsplit(proxy.endpoint)
+            conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
+            conn.request(method, path, body=body if method == "POST" else None)
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, body)
+            conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_unreachable_upstream_is_a_502_and_a_note(tmp_path: Path) -> None:
