@@ -478,3 +478,21 @@ def _transfer_options(username: str | None, password: str | None, plain_http: bo
         raise UsageError("--username and --password-stdin go together", hint="pass both, or neither")
     creds = Credentials(username, password, "--username") if username is not None and password is not None else None
     return TransferOptions(credentials=creds, plain_http=plain_http, retries=retries)
+
+
+def trace(
+    command: Sequence[str],
+    *,
+    output: str | Path,
+    upstream: str | None = None,
+    append: bool = False,
+    keep_partial: bool = False,
+    run_name: str | None = None,
+) -> Any:
+    """Run ``command`` through a recording Hub proxy with a fresh cache; write (or ``append`` to) the recipe of
+    exactly the files it fetched. The report carries the command's exit code (see :mod:`bundler.trace`)."""
+    from .trace import trace as trace_command
+
+    return trace_command(
+        command, output=output, upstream=upstream, append=append, keep_partial=keep_partial, run_name=run_name
+    )

@@ -636,6 +636,47 @@ def pull(
     out.result(report, _render_generic)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Recipe to write.")
+@click.option("--upstream", default=None, metavar="URL", help="Hub to forward to (default: HF_ENDPOINT).")
+@click.option("--append", is_flag=True, help="Merge this run into the recipe (one more mode of the app).")
+@click.option("--keep-partial", is_flag=True, help="Write the recipe even when the command fails.")
+@click.option("--mode", "run_name", default=None, metavar="NAME", help="This run's name in the recipe (default run-N).")
+@json_option
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def trace(
+    output: Path,
+    upstream: str | None,
+    append: bool,
+    keep_partial: bool,
+    run_name: str | None,
+    json_mode: bool,
+    command: Sequence[str],
+) -> None:
+    """Run COMMAND through a recording Hub proxy and write a recipe of exactly the files it fetched.
+
+    COMMAND runs with HF_ENDPOINT at a loopback proxy and a fresh, empty Hugging Face cache; its output and exit
+    status pass through. Every repo is pinned to the commit it got; each file notes the runs (modes) needing it.
+
+    \b
+    hfbundle trace -o app.toml --mode base -- python app.py
+    hfbundle trace -o app.toml --append --mode taesd -- python app.py --taesd
+    hfbundle build app.toml -o app.tar.zst
+    """
+    from . import api
+
+    report = api.trace(
+        list(command), output=output, upstream=upstream, append=append, keep_partial=keep_partial, run_name=run_name
+    )
+    if json_mode:
+        Output(json_mode=True).result(report, _render_generic)
+    else:
+        for line in report.render():
+            click.echo(line, err=True)  # stdout stays the command's own
+    if report.exit_code != 0:
+        sys.exit(report.exit_code)
+
+
 # -- renderers ---------------------------------------------------------------------------------------------
 
 

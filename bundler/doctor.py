@@ -34,7 +34,7 @@ import shlex
 import stat
 import time
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from .lock import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
 
-__all__ = ["ERROR", "INFO", "WARNING", "DoctorReport", "Problem", "RepoDiagnosis", "doctor"]
+__all__ = ["ERROR", "INFO", "WARNING", "DoctorReport", "Problem", "RepoDiagnosis", "RunStatus", "doctor"]
 
 ERROR = "error"
 WARNING = "warning"
@@ -60,6 +60,7 @@ SOURCE_LOCK = "lock"  # the install record's lock entry, for this recipe
 SOURCE_RECORD = "record"  # the recipe's rules on the upstream list an install record keeps
 SOURCE_TREES = "trees"  # the recipe's rules on trees/<commit>.json
 SOURCE_SNAPSHOT = "snapshot"  # the recipe's rules on the snapshot's own files (absent files are guessed)
+SOURCE_FILES = "files"  # the recipe's explicit files list (a traced recipe)
 SOURCE_NONE = "none"
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -113,6 +114,7 @@ class RepoDiagnosis:
     corrupt: tuple[str, ...] = ()
     unverified: tuple[str, ...] = ()  # present, but no hash known to check them against
     extra: tuple[str, ...] = ()  # in the snapshot, not needed (info)
+    needed_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # path -> traced runs that read it
     problems: tuple[Problem, ...] = ()
 
     @property
@@ -139,7 +141,31 @@ class RepoDiagnosis:
             "unverified": list(self.unverified),
             "extra": list(self.extra),
             "problems": [p.to_json() for p in self.problems],
+            **({"needed_by": {p: list(r) for p, r in self.needed_by.items()}} if self.needed_by else {}),
         }
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One traced run (mode) of a recipe: how many files it read, and which of them cannot load offline."""
+
+    name: str
+    files: int
+    unusable: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.unusable
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "files": self.files, "unusable": list(self.unusable)}
+
+
+def _unusable(r: RepoDiagnosis) -> set[str]:
+    """Files of ``r`` a loader cannot read: missing or corrupt, or all of them when the repo does not load."""
+    if r.commit is None or any(p.severity == ERROR and p.kind in ("no_ref", "bad_ref") for p in r.problems):
+        return set(r.needed_by) if r.problems else set()
+    return set(r.missing) | set(r.corrupt)
 
 
 @dataclass(frozen=True)
@@ -156,6 +182,16 @@ class DoctorReport:
     elapsed: float = 0.0
     fixed: tuple[MovedListing, ...] = ()  # what --fix did before diagnosing
     removed: tuple[AbandonedRepo, ...] = ()
+    run_names: tuple[str, ...] = ()  # the traced runs (modes) of the recipe, in its order
+
+    def runs(self) -> list[RunStatus]:
+        """Per traced run: does it load offline, and which of the files it read are missing or corrupt."""
+        out = []
+        for run in self.run_names:
+            needed = [(r, p) for r in self.repos for p, runs in r.needed_by.items() if run in runs]
+            bad = [f"{r.repo_id}/{p}" for r, p in needed if p in _unusable(r)]
+            out.append(RunStatus(run, len(needed), tuple(bad)))
+        return out
 
     @property
     def problems(self) -> tuple[Problem, ...]:
@@ -193,6 +229,7 @@ class DoctorReport:
             "rehash": self.rehash,
             "bytes_hashed": self.bytes_hashed,
             "elapsed": round(self.elapsed, 3),
+            **({"runs": [r.to_json() for r in self.runs()]} if self.run_names else {}),
         }
 
     def render(self) -> list[str]:
@@ -222,6 +259,10 @@ class DoctorReport:
                     f"info: {r.repo_id}: {len(r.unverified)} file(s) could not be re-hashed: no hash is known for "
                     "them (real files without a trees listing or install record)"
                 )
+        for run in self.runs():
+            bad = f"{len(run.unusable)} missing or corrupt: {_sample(list(run.unusable))}"
+            state = "ready" if run.ok else f"NOT READY, {bad}"
+            lines.append(f"run {run.name!r}: {run.files} file(s) {state}")
         if self.fixes:
             lines.append("to fix:")
             lines.extend(f"  {f}" for f in self.fixes)
@@ -253,6 +294,7 @@ def _source_text(r: RepoDiagnosis) -> str:
         SOURCE_RECORD: "(recipe rules on the recorded upstream listing)",
         SOURCE_TREES: "(recipe rules on trees/ listing)",
         SOURCE_SNAPSHOT: "(recipe rules on the snapshot's files)",
+        SOURCE_FILES: "(the recipe's files list)",
     }.get(r.source, "")
 
 
@@ -284,6 +326,7 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True, fix: boo
         cache_dir=str(cache),
         repos=diagnoses,
         fixes=_fixes(diagnoses, spec_text, recipe, cache),
+        run_names=tuple(r.name for r in recipe.runs),
         rehash=rehash,
         bytes_hashed=hasher.bytes_hashed,
         elapsed=time.monotonic() - t0,
@@ -378,6 +421,8 @@ class _RepoDoctor:
         self.needs = f"{self.purpose} needs {spec.repo}"
         self.problems: list[Problem] = []
         self.fields: dict[str, Any] = {}
+        if spec.files and recipe.runs:
+            self.fields["needed_by"] = {f.path: f.runs for f in spec.files}
 
     # -- reporting --
 
@@ -400,13 +445,21 @@ class _RepoDoctor:
             **self.fields,
         )
 
+    def _needs_for(self, paths: Collection[str]) -> str:
+        """ "run 'taesd' needs org/taesd" for a traced recipe (the runs that read ``paths``), else :attr:`needs`."""
+        runs = sorted({r for p in paths for r in self.spec.runs_of(p)})
+        if not runs:
+            return self.needs
+        named = ", ".join(repr(r) for r in runs)
+        return f"runs {named} need {self.spec.repo}" if len(runs) > 1 else f"run {named} needs {self.spec.repo}"
+
     # -- the steps --
 
     def run(self) -> RepoDiagnosis:
         if not self.lay.folder.is_dir():
             self.problem(
                 "not_installed",
-                f"{self.needs}: not installed",
+                f"{self._needs_for([f.path for f in self.spec.files])}: not installed",
                 needs_bundle=True,
             )
             return self.diagnosis()
@@ -414,6 +467,14 @@ class _RepoDoctor:
         if commit is None:
             return self.diagnosis()
         self.fields["commit"] = commit
+        if self.spec.commit is not None and commit != self.spec.commit:
+            self.problem(
+                "pin",
+                f"{self.needs}: refs/{self.spec.revision} points at {commit[:12]}, but the recipe was traced at "
+                f"{self.spec.commit[:12]}; the loaders will read {commit[:12]}",
+                severity=WARNING,
+                commit=commit,
+            )
         self.check_snapshot(commit)
         return self.diagnosis()
 
@@ -503,7 +564,17 @@ class _RepoDoctor:
         if tree is not None:
             known.update(tree)
         expected: set[str]
-        if record is not None and self.record_is_ours(record):
+        if self.spec.files:  # an explicit list (a traced recipe) is exact: no rules to replay
+            self.fields.update(source=SOURCE_FILES, role=self.spec.role if self.spec.role != AUTO else None)
+            if record is not None:
+                self.fields.update(role=record.repo.role, bundle_id=record.bundle_id)
+                known.update({p: _known(f) for p, f in record.files.items()})
+            expected = {f.path for f in self.spec.files}
+            if self.spec.include:
+                expected |= {p for p in present_all | set(known) if rules.match_patterns(p, self.spec.include)}
+            if self.spec.exclude:
+                expected = {p for p in expected if not rules.match_patterns(p, self.spec.exclude)}
+        elif record is not None and self.record_is_ours(record):
             self.fields.update(source=SOURCE_LOCK, role=record.repo.role, bundle_id=record.bundle_id)
             expected = set(record.files)
             known.update({p: _known(f) for p, f in record.files.items()})
@@ -617,7 +688,7 @@ class _RepoDoctor:
         if missing or dangling:
             both = missing + dangling
             detail = f"{len(both)} of {len(expected)} file(s) missing" if len(both) > _SAMPLE else "missing"
-            msg = f"{self.needs} ({_sample(both)}): {detail}"
+            msg = f"{self._needs_for(both)} ({_sample(both)}): {detail}"
             if not _COMMIT_RE.fullmatch(self.spec.revision) and len(self.snapshots()) > 1:
                 msg += f" from snapshot {commit[:12]}, the one refs/{self.spec.revision} points at"
             if dangling:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RecipeError, UnsafePathError, UsageError
-from .paths import REPO_TYPES, check_repo_id
+from .paths import REPO_TYPES, check_relpath, check_repo_id
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -78,8 +78,32 @@ _REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 
 
 @dataclass(frozen=True)
+class ListedFile:
+    """One file of an explicit ``files`` list, with the runs (modes) that needed it (``hfbundle trace``)."""
+
+    path: str
+    runs: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "runs": list(self.runs)}
+
+
+@dataclass(frozen=True)
+class TraceRun:
+    """One traced run (a mode of the app): its name, the command (secrets redacted) and when it ran."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    date: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "command": list(self.command), "date": self.date}
+
+
+@dataclass(frozen=True)
 class RepoSpec:
-    """One repo of a recipe: where it lives and which of its files the app loads (``role``)."""
+    """One repo of a recipe: where it lives and which of its files the app loads (``role``, or the explicit
+    ``files`` list a trace records, pinned to ``commit``)."""
 
     name: str
     repo: str
@@ -94,12 +118,22 @@ class RepoSpec:
     subfolder: str | None = None
     trust_remote_code: bool = False
     optional: bool = False
+    commit: str | None = None  # the commit `revision` must resolve to (a traced recipe pins it)
+    files: tuple[ListedFile, ...] = ()  # exactly these files (the role's rules are not applied)
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["include"] = list(self.include)
         out["exclude"] = list(self.exclude)
+        out["files"] = [f.to_json() for f in self.files]
         return out
+
+    def runs_of(self, path: str) -> tuple[str, ...]:
+        """The runs that needed ``path`` (empty when the list does not say, or ``path`` is not listed)."""
+        for f in self.files:
+            if f.path == path:
+                return f.runs
+        return ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +167,7 @@ class Recipe:
     description: str = ""
     runner: RunnerDefaults = field(default_factory=RunnerDefaults)
     source: str | None = None
+    runs: tuple[TraceRun, ...] = ()  # the traced runs (modes) a recipe written by `hfbundle trace` records
 
     def repo(self, name: str) -> RepoSpec:
         for r in self.repos:
@@ -148,11 +183,14 @@ class Recipe:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             **self.meta(),
             "repos": [r.to_json() for r in self.repos],
             "runner": self.runner.to_json(),
         }
+        if self.runs:
+            out["runs"] = [r.to_json() for r in self.runs]
+        return out
 
 
 # --------------------------------------------------------------------------------------------------- parsing
@@ -236,9 +274,12 @@ def _type_name(value: Any) -> str:
     )
 
 
-_TOP_KEYS = ("recipe", "repos", "runner")
+_TOP_KEYS = ("recipe", "repos", "runner", "runs")
 _RECIPE_KEYS = ("name", "version", "description")
 _REPO_KEYS = tuple(f.name for f in dataclasses.fields(RepoSpec))
+_FILE_KEYS = ("path", "runs")
+_RUN_KEYS = ("name", "command", "date")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _RUNNER_KEYS = tuple(f.name for f in dataclasses.fields(RunnerDefaults))
 
 
@@ -270,7 +311,68 @@ def parse_recipe(data: Mapping[str, Any], *, source: str | None = None) -> Recip
         if names.count(n) > 1:
             raise RecipeError(f"{where}: two [[repos]] are named {n!r}", hint="give each repo its own name")
     runner = _parse_runner(data.get("runner", {}), f"{where}: [runner]", repos)
-    return Recipe(name=name, version=version, description=description, repos=repos, runner=runner, source=source)
+    runs = _parse_runs(data.get("runs", []), f"{where}: [[runs]]", repos)
+    return Recipe(
+        name=name, version=version, description=description, repos=repos, runner=runner, source=source, runs=runs
+    )
+
+
+def _parse_runs(raw: Any, where: str, repos: Sequence[RepoSpec]) -> tuple[TraceRun, ...]:
+    """``[[runs]]``: the traced runs; every run a ``files`` entry names must be one of them (when any is listed)."""
+    if not isinstance(raw, list):
+        raise RecipeError(f"{where} must be an array of tables ([[runs]])")
+    runs: list[TraceRun] = []
+    for i, item in enumerate(raw):
+        t = _Table(item, f"{where} #{i + 1}", _RUN_KEYS)
+        name = t.get_str("name", required=True)
+        assert name is not None
+        if not _NAME.match(name):
+            raise RecipeError(f"{t.where}: run name {name!r} is not valid", hint="use letters, digits, '.', '_', '-'")
+        command = t.data.get("command", [])
+        if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+            raise RecipeError(f"{t.where}: command must be a list of strings")
+        runs.append(TraceRun(name=name, command=tuple(command), date=t.get_str("date") or ""))
+    names = [r.name for r in runs]
+    for n in names:
+        if names.count(n) > 1:
+            raise RecipeError(f"{where}: two runs are named {n!r}", hint="give each run its own name")
+    if runs:
+        for spec in repos:
+            for f in spec.files:
+                unknown = [r for r in f.runs if r not in names]
+                if unknown:
+                    raise RecipeError(
+                        f"{where}: {spec.name}: {f.path} names run {unknown[0]!r}, which no [[runs]] entry declares",
+                        hint=f"declared runs: {', '.join(names)}",
+                    )
+    return tuple(runs)
+
+
+def _parse_files(raw: Any, where: str) -> tuple[ListedFile, ...]:
+    """``files``: repo paths, each a string or ``{path = "...", runs = ["..."]}``; checked like any repo path."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise RecipeError(f"{where}: files must be a non-empty list of repo paths")
+    out: dict[str, ListedFile] = {}
+    for item in raw:
+        if isinstance(item, str):
+            path, runs = item, ()
+        else:
+            t = _Table(item, f"{where}: files entry", _FILE_KEYS)
+            path = t.get_str("path", required=True) or ""
+            raw_runs = t.data.get("runs", [])
+            if not isinstance(raw_runs, list) or not all(isinstance(r, str) and _NAME.match(r) for r in raw_runs):
+                raise RecipeError(f"{where}: files entry {path!r}: runs must be a list of run names")
+            runs = tuple(raw_runs)
+        try:
+            path = check_relpath(path)
+        except UnsafePathError as e:
+            raise RecipeError(f"{where}: files entry {path!r}: {e.message}") from None
+        if path in out:
+            raise RecipeError(f"{where}: {path} is listed twice in files", hint="list each file once")
+        out[path] = ListedFile(path=path, runs=runs)
+    return tuple(out[p] for p in sorted(out))
 
 
 def _parse_repo(raw: Any, where: str) -> RepoSpec:
@@ -312,9 +414,22 @@ def _parse_repo(raw: Any, where: str) -> RepoSpec:
         subfolder=subfolder,
         trust_remote_code=bool(t.get_bool("trust_remote_code")),
         optional=bool(t.get_bool("optional")),
+        commit=_parse_commit(t, where, revision),
+        files=_parse_files(t.data.get("files"), where),
     )
     _check_role_keys(spec, where)
     return spec
+
+
+def _parse_commit(t: _Table, where: str, revision: str) -> str | None:
+    commit = t.get_str("commit")
+    if commit is None:
+        return None
+    if not _COMMIT.match(commit):
+        raise RecipeError(f"{where}: commit {commit!r} is not a 40-hex commit id")
+    if _COMMIT.match(revision) and revision != commit:
+        raise RecipeError(f"{where}: revision {revision} and commit {commit} disagree", hint="drop one of them")
+    return commit
 
 
 def _check_role_keys(spec: RepoSpec, where: str) -> None:
@@ -334,7 +449,7 @@ def _check_role_keys(spec: RepoSpec, where: str) -> None:
         refuse("subfolder", _SUBFOLDER_ROLES)
     if spec.weight_name is not None and spec.role != "lora":
         refuse("weight_name", ("lora",))
-    if spec.role == "files" and not spec.include:
+    if spec.role == "files" and not spec.include and not spec.files:
         raise RecipeError(f"{where}: role 'files' needs include patterns", hint='add include = ["*.json", "weights/*"]')
 
 

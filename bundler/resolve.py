@@ -108,7 +108,9 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
     """Pin one repo to a commit, list its files, and pick what its role needs."""
     ctx = _Context(api=api, spec=spec, scratch=scratch)
     with _hub_errors(ctx):
-        info = api.repo_info(spec.repo, revision=spec.revision, repo_type=spec.repo_type)
+        # A pinned commit (a traced recipe) is bundled as it was traced, even if the branch moved since; the
+        # bundle's refs/<revision> then points at it, as it did in the traced app's cache.
+        info = api.repo_info(spec.repo, revision=spec.commit or spec.revision, repo_type=spec.repo_type)
     commit = getattr(info, "sha", None)
     if not isinstance(commit, str) or not is_sha1(commit):
         raise ResolveError(
@@ -127,7 +129,8 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
 
     try:
         role = spec.role if spec.role != AUTO else rules.detect_role(names, ctx.read_json, subfolder=spec.subfolder)
-        picked = rules.pick_files(role, names, ctx.read_json, spec)
+        # an explicit list (a traced recipe): exactly these files, whatever the role's rules say
+        picked = rules.listed_files(names, spec) if spec.files else rules.pick_files(role, names, ctx.read_json, spec)
     except ResolveError as e:
         if e.message.startswith(ctx.label):
             raise

@@ -577,6 +577,31 @@ def pick_files(
     return picked
 
 
+def listed_files(names: Collection[str], spec: RepoSpec) -> set[str]:
+    """A recipe's explicit ``files`` list (what ``hfbundle trace`` recorded), checked against the repo's
+    listing, plus its ``include`` matches minus its ``exclude`` matches. A listed file the repo lacks is an
+    error: the app asked for it and got it, so a listing without it is another commit or a damaged one.
+
+        >>> from bundler.recipe import ListedFile, RepoSpec
+        >>> spec = RepoSpec(name="m", repo="org/m", files=(ListedFile("a.json"),))
+        >>> sorted(listed_files(["a.json", "b.bin"], spec))
+        ['a.json']
+    """
+    listing = frozenset(names)
+    picked = {f.path for f in spec.files}
+    absent = sorted(picked - listing)
+    if absent:
+        raise ResolveError(
+            f"the recipe lists {', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}, which the repo does not have",
+            hint="pin the commit the app was traced against (commit = ...), or trace the app again",
+        )
+    if spec.include:
+        picked |= {f for f in listing if match_patterns(f, spec.include)}
+    if spec.exclude:
+        picked = {f for f in picked if not match_patterns(f, spec.exclude)}
+    return picked
+
+
 def _role_files(
     role: str, names: frozenset[str], read_json: JsonReader, spec: RepoSpec, *, trust_weight_name: bool
 ) -> set[str]:

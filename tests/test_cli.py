@@ -23,6 +23,7 @@ COMMANDS = (
     "sign",
     "push",
     "pull",
+    "trace",
 )
 
 

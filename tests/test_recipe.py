@@ -348,3 +348,63 @@ def test_recipe_meta() -> None:
     assert recipe.meta() == {"name": "r", "version": "1", "description": "d", "source": "s"}
     with pytest.raises(KeyError):
         recipe.repo("b")
+
+
+# -- traced recipes: files, commit, [[runs]] ----------------------------------------------------------------------
+
+TRACED = """
+[recipe]
+name = "traced"
+
+[[runs]]
+name = "base"
+command = ["python", "app.py"]
+
+[[runs]]
+name = "taesd"
+
+[[repos]]
+name = "pipeline"
+repo = "org/model"
+role = "diffusers-pipeline"
+revision = "main"
+commit = "0123456789abcdef0123456789abcdef01234567"
+files = [
+  { path = "unet/config.json", runs = ["base", "taesd"] },
+  "model_index.json",
+]
+"""
+
+
+def test_traced_recipe_parses_files_commit_and_runs() -> None:
+    recipe = loads_recipe(TRACED)
+    repo = recipe.repos[0]
+    assert repo.commit == "0123456789abcdef0123456789abcdef01234567"
+    assert [(f.path, f.runs) for f in repo.files] == [("model_index.json", ()), ("unet/config.json", ("base", "taesd"))]
+    assert repo.runs_of("unet/config.json") == ("base", "taesd") and repo.runs_of("nope") == ()
+    assert [(r.name, r.command) for r in recipe.runs] == [("base", ("python", "app.py")), ("taesd", ())]
+    assert recipe.runner.pipeline == "pipeline"
+    assert recipe.to_json()["runs"][0]["name"] == "base"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('runs = ["base", "taesd"]', 'runs = ["base", "tsd"]', "names run 'tsd', which no"),
+        ('"model_index.json",', '"model_index.json", "model_index.json",', "listed twice"),
+        ('"model_index.json",', '"../escape.json",', "files entry"),
+        ('commit = "0123', 'commit = "zz23', "not a 40-hex commit"),
+        ('revision = "main"', 'revision = "1123456789abcdef0123456789abcdef01234567"', "disagree"),
+        ('{ path = "unet/config.json"', '{ pth = "unet/config.json"', "unknown key 'pth'"),
+        ('name = "taesd"', 'name = "base"', "two runs are named 'base'"),
+    ],
+)
+def test_traced_recipe_errors(old: str, new: str, message: str) -> None:
+    assert old in TRACED
+    with pytest.raises(RecipeError, match=message):
+        loads_recipe(TRACED.replace(old, new, 1))
+
+
+def test_files_role_takes_an_explicit_list_instead_of_include() -> None:
+    recipe = loads_recipe(MINIMAL.replace('role = "diffusers-pipeline"', 'role = "files"\nfiles = ["a.json"]'))
+    assert [f.path for f in recipe.repos[0].files] == ["a.json"]
