@@ -93,8 +93,11 @@ def build(
     endpoint: str | None = None,
     token: str | bool | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    have: str | Path | None = None,
 ) -> BuildReport:
-    """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout)."""
+    """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout).
+
+    ``have``: the target's inventory (``hfbundle inventory -o have.json``): build a delta bundle."""
     import sys
 
     from .build import build as build_bundle
@@ -109,6 +112,11 @@ def build(
     if lock is None:
         lock = resolve(*specs, variant=variant, include=include, exclude=exclude, endpoint=endpoint, token=token)
     recipe = dict(lock.extra) if lock.extra else None
+    held = None
+    if have is not None:
+        from .inventory import read_inventory
+
+        held = read_inventory(have).names()
     target: str | Path | BinaryIO = sys.stdout.buffer if output == "-" else output
     return build_bundle(
         lock,
@@ -121,6 +129,7 @@ def build(
         threads=threads,
         split_size=split_size,
         on_progress=on_progress,
+        have=held,
     )
 
 
@@ -256,3 +265,55 @@ def run(spec: str, **kwargs: Any) -> Any:
     from .runner import run as run_recipe
 
     return run_recipe(spec, **kwargs)
+
+
+def kit(
+    *items: str | Path,
+    output: str | Path,
+    platforms: Sequence[str] = (),
+    python_version: str | None = None,
+    with_runner: bool = False,
+    have: str | Path | None = None,
+    variant: str | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    cache_dir: str | Path | None = None,
+    hfbundle_wheel: str | Path | None = None,
+    pip_args: Sequence[str] = (),
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+) -> Any:
+    """An air-gapped kit at ``output``: the bundles (SPECs are built, ``have`` makes them deltas), hfbundle's
+    wheels for every target, ``install.py``/``.sh``/``.bat``, ``SHA256SUMS``. Needs the package index."""
+    from .kit import make_kit
+
+    def build_one(spec: str, path: Path) -> Any:
+        return build(
+            spec,
+            output=path,
+            have=have,
+            variant=variant,
+            include=include,
+            exclude=exclude,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            token=token,
+        )
+
+    return make_kit(
+        items,
+        Path(output),
+        platforms=platforms,
+        python_version=python_version,
+        with_runner=with_runner,
+        build_bundle=build_one,
+        hfbundle_wheel=Path(hfbundle_wheel) if hfbundle_wheel is not None else None,
+        pip_args=pip_args,
+    )
+
+
+def inventory(*, cache_dir: str | Path | None = None, verify: bool = False) -> Any:
+    """What the cache holds (repos, commits, refs, blob names and sizes), for ``build --have`` elsewhere."""
+    from .inventory import take_inventory
+
+    return take_inventory(_cache(cache_dir), verify=verify)

@@ -93,6 +93,8 @@ def install(
     of an incremental backup, read only for blobs ``source`` does not carry. ``record`` writes the bundle's lock
     per repo (:mod:`bundler.installed`) for ``doctor``.
     """
+    # A delta relies on blobs it does not carry: they are always re-hashed before anything is written.
+    trust_existing = trust_existing and not source.manifest.is_delta
     available: set[str] = {b.sha256 for b in source.manifest.blobs}
     for extra in extra_sources:
         available.update(b.sha256 for b in extra.manifest.blobs)
