@@ -36,9 +36,9 @@ def _netns_works() -> bool:
 NETNS = _netns_works()
 
 
-def offline(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def offline(cmd: list[str], *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` with no network: a fresh network namespace, else proxies and indexes that lead nowhere."""
-    env = {
+    full_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -46,10 +46,10 @@ def offline(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str
         "HTTPS_PROXY": "http://127.0.0.1:9",
         "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
         "HF_ENDPOINT": "http://127.0.0.1:9",
+        **(env or {}),
     }
-    env.update(kwargs.pop("env", {}))  # type: ignore[arg-type]
     full = (["unshare", "-n"] if NETNS else []) + cmd
-    return subprocess.run(full, env=env, capture_output=True, text=True, check=False, timeout=600, **kwargs)  # type: ignore[call-overload, no-any-return]
+    return subprocess.run(full, env=full_env, capture_output=True, text=True, check=False, timeout=600)
 
 
 @pytest.fixture(scope="module")
