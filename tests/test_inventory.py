@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def _repo(d: dict[str, Any]) -> dict[str, Any]:
     return repo
 
 
-HOSTILE = {
+HOSTILE: dict[str, Callable[[dict[str, Any]], Any]] = {
     "not an object": lambda d: [],
     "no format": lambda d: d.pop("format"),
     "version 2": lambda d: d.update(inventory_version=2),

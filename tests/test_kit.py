@@ -236,3 +236,40 @@ def test_wheel_in_the_kit_is_a_real_hfbundle_wheel(kit: tuple[Path, KitReport]) 
             hashlib.sha256(z.read("bundler/kitinstall.py")).digest()
             == hashlib.sha256((kit[0] / "install.py").read_bytes()).digest()
         )
+
+
+def test_kit_of_a_spec_with_have_carries_a_delta(
+    kit: tuple[Path, KitReport], demo_bundle: Path, hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bundler import api
+    from bundler.archive import open_bundle
+    from bundler.cli import main
+
+    target_cache = tmp_path / "offline-cache"
+    api.install(demo_bundle, cache_dir=target_cache)
+    have = tmp_path / "have.json"
+    have.write_bytes(api.inventory(cache_dir=target_cache).dumps())
+    own = next((kit[0] / "wheels").glob("hfbundle-*.whl"))
+    report = api.kit(
+        "tiny-demo",
+        output=tmp_path / "kit-delta",
+        have=have,
+        endpoint=hub.endpoint,
+        cache_dir=tmp_path / "online-cache",
+        token=False,
+        hfbundle_wheel=own,
+    )
+    (bundle,) = report.bundles
+    assert bundle.delta and bundle.path.startswith("bundles/01-tiny-demo")
+    with open_bundle(tmp_path / "kit-delta" / bundle.path) as reader:
+        assert reader.manifest.blobs == ()  # the target holds every blob already
+        assert reader.manifest.is_delta
+    assert json.loads((tmp_path / "kit-delta" / "kit.json").read_text())["doctor"] == ["tiny-demo"]
+    assert api.install(tmp_path / "kit-delta" / bundle.path, cache_dir=target_cache).bytes_written == 0
+
+    # the CLI, from a bundle file, with --json
+    with pytest.raises(SystemExit) as exc:
+        main(["kit", str(demo_bundle), "-o", str(tmp_path / "kit-cli"), "--hfbundle-wheel", str(own), "--json"])
+    assert exc.value.code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["total_bytes"] > printed["bundle_bytes"] > 0 and printed["runner"] is False
