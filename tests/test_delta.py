@@ -197,13 +197,7 @@ def test_delta_end_to_end_lora_and_shared_encoder(tiny_repos: dict[str, Path], t
         have = tmp_path / "have.json"
         have.write_bytes(api.inventory(cache_dir=offline).dumps())
 
-        # The world moves on: a second commit of the pipeline (new scheduler config, the same weights and text
-        # encoder) and one more LoRA repo.
-        sd2 = tmp_path / "sd2"
-        shutil.copytree(tiny_repos[sd], sd2)
-        sched = sd2 / "scheduler" / "scheduler_config.json"
-        sched.write_text(json.dumps({**json.loads(sched.read_text()), "timestep_spacing": "trailing"}))
-        new_commit = hub.publish(sd, sd2)
+        # The world moves on: one more LoRA repo …
         lora2 = tmp_path / "lora2"
         shutil.copytree(tiny_repos[lora], lora2)
         weights = lora2 / "pytorch_lora_weights.safetensors"
@@ -211,8 +205,21 @@ def test_delta_end_to_end_lora_and_shared_encoder(tiny_repos: dict[str, Path], t
         data[-1] ^= 0x01  # other tensor values, same layout
         weights.write_bytes(bytes(data))
         hub.publish("hfbundle-test/tiny-lora-2", lora2)
-
         specs = ("tiny-demo", "hfbundle-test/tiny-lora-2")
+        sizes = {}
+        for name, have_file in (("full", None), ("delta", have)):
+            out = tmp_path / f"lora-{name}.tar.zst"
+            r = api.build(*specs, output=out, have=have_file, endpoint=hub.endpoint, cache_dir=online, token=False)
+            sizes[name] = r.bytes_out
+        print(f"LoRA case: delta {sizes['delta']} B vs full {sizes['full']} B: {sizes['delta'] / sizes['full']:.3f}")
+        assert sizes["delta"] < sizes["full"] / 2
+
+        # … and a second commit of the pipeline (new scheduler config, the same weights and text encoder).
+        sd2 = tmp_path / "sd2"
+        shutil.copytree(tiny_repos[sd], sd2)
+        sched = sd2 / "scheduler" / "scheduler_config.json"
+        sched.write_text(json.dumps({**json.loads(sched.read_text()), "timestep_spacing": "trailing"}))
+        new_commit = hub.publish(sd, sd2)
         full_path, delta_path = tmp_path / "full.tar.zst", tmp_path / "delta.tar.zst"
         full = api.build(*specs, output=full_path, endpoint=hub.endpoint, cache_dir=online, token=False)
         delta = api.build(*specs, output=delta_path, have=have, endpoint=hub.endpoint, cache_dir=online, token=False)
@@ -228,7 +235,8 @@ def test_delta_end_to_end_lora_and_shared_encoder(tiny_repos: dict[str, Path], t
         ]
     assert delta.expected == len(full_blobs) - len(carried)
     print(
-        f"delta {delta.bytes_out} B ({delta.blobs} blobs) vs full {full.bytes_out} B ({full.blobs} blobs): "
+        f"LoRA + shared-encoder commit: delta {delta.bytes_out} B ({delta.blobs} blobs) vs full {full.bytes_out} B "
+        f"({full.blobs} blobs): "
         f"{delta.bytes_out / full.bytes_out:.3f}"
     )
     assert delta.bytes_out < full.bytes_out / 2
