@@ -159,7 +159,7 @@ def make_kit(
         bundles, doctor = _gather_bundles(items, staging, build_bundle)
         wheels_dir = staging / "wheels"
         wheels_dir.mkdir()
-        own = _own_wheel(wheels_dir, hfbundle_wheel)
+        own = own_wheel(wheels_dir, hfbundle_wheel)
         for target in targets:
             _download(own, wheels_dir, target, with_runner, pip_args)
         wheels = tuple(sorted(p.name for p in wheels_dir.glob("*.whl")))
@@ -205,7 +205,8 @@ def _gather_bundles(
     doctor: list[str] = []
     for n, item in enumerate(items, 1):
         path = Path(item)
-        if path.is_file() or path.with_name(path.name + ".001").is_file():
+        prebuilt = path.is_file() or path.with_name(path.name + ".001").is_file()
+        if prebuilt:
             volumes = find_volumes(path)
             for v in volumes:
                 shutil.copyfile(v, folder / f"{n:02d}-{_safe_name(v.name)}")
@@ -223,7 +224,7 @@ def _gather_bundles(
             elif "/" not in spec:
                 doctor.append(spec)
         info = inspect_bundle(first)
-        if path.is_file() and info.recipe:  # a prebuilt bundle: doctor its recipe if it ships with hfbundle
+        if prebuilt and info.recipe:  # a prebuilt bundle: doctor its recipe if it ships with hfbundle
             with contextlib.suppress(HfBundleError):
                 find_recipe(info.recipe)
                 doctor.append(info.recipe)
@@ -242,8 +243,9 @@ def _safe_name(spec: str) -> str:
 # -- wheels -----------------------------------------------------------------------------------------------------
 
 
-def _own_wheel(dest: Path, given: Path | None) -> Path:
-    """hfbundle's wheel: the one given, else built from this checkout (``pip wheel --no-deps``)."""
+def own_wheel(dest: Path, given: Path | None) -> Path:
+    """hfbundle's wheel: the one given, else built from this checkout (``pip wheel --no-deps``), else repacked
+    from the installed files."""
     if given is not None:
         if not given.is_file() or not given.name.startswith("hfbundle-") or given.suffix != ".whl":
             raise UsageError(f"{given} is not an hfbundle wheel", hint="give hfbundle-<version>-py3-none-any.whl")
@@ -251,10 +253,7 @@ def _own_wheel(dest: Path, given: Path | None) -> Path:
     checkout = Path(__file__).resolve().parent.parent
     pyproject = checkout / "pyproject.toml"
     if not pyproject.is_file() or 'name = "hfbundle"' not in pyproject.read_text(errors="replace"):
-        raise UsageError(
-            "hfbundle is not installed from a checkout here, so its wheel cannot be rebuilt",
-            hint="pass --hfbundle-wheel FILE (from `pip download hfbundle --no-deps`)",
-        )
+        return _repack_installed(dest)
     with tempfile.TemporaryDirectory(prefix="hfbundle-src-") as tmp:
         # Build from a copy: pip builds in-tree, and a build/ folder in the user's checkout is not ours to leave.
         src = Path(tmp) / "src"
@@ -272,6 +271,42 @@ def _own_wheel(dest: Path, given: Path | None) -> Path:
         if len(built) != 1:
             raise HfBundleError("pip wheel did not produce one hfbundle wheel", hint="run with --debug")
         return Path(shutil.copyfile(built[0], dest / built[0].name))
+
+
+def _repack_installed(dest: Path) -> Path:
+    """hfbundle installed from a wheel (no checkout): its files, as its RECORD lists them, back into a wheel.
+
+    The console script is left out (pip writes it again from ``entry_points.txt``), and so are the files the
+    installer added (``INSTALLER``, ``REQUESTED``, ``direct_url.json``, bytecode); RECORD is written anew."""
+    import base64
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("hfbundle")
+    except metadata.PackageNotFoundError:
+        dist = None
+    info_dir = f"hfbundle-{__version__}.dist-info"
+    files = [f for f in (dist.files or []) if f.as_posix().startswith(("bundler/", f"{info_dir}/"))] if dist else []
+    if not any(f.as_posix() == f"{info_dir}/WHEEL" for f in files):
+        raise UsageError(
+            "hfbundle's own wheel cannot be rebuilt here (not a checkout, nor an installed wheel)",
+            hint="pass --hfbundle-wheel FILE (from `pip download hfbundle --no-deps`)",
+        )
+    skip = {f"{info_dir}/{n}" for n in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")}
+    out = dest / f"hfbundle-{__version__}-py3-none-any.whl"
+    record: list[str] = []
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(files, key=lambda f: f.as_posix()):
+            rel = f.as_posix()
+            if rel in skip or "__pycache__" in rel or rel.endswith(".pyc"):
+                continue
+            data = Path(str(f.locate())).read_bytes()
+            z.writestr(rel, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{rel},sha256={digest},{len(data)}")
+        record.append(f"{info_dir}/RECORD,,")
+        z.writestr(f"{info_dir}/RECORD", "\n".join(record) + "\n")
+    return out
 
 
 def _download(own: Path, dest: Path, target: Target, with_runner: bool, pip_args: Sequence[str]) -> None:

@@ -142,6 +142,17 @@ def test_fresh_venv_installs_hfbundle_and_the_bundle_with_no_network(
     )
     assert load.returncode == 0, load.stderr
     assert "model_index.json" in load.stdout
+    # hfbundle installed from a wheel (no checkout) rebuilds the same wheel for the next kit
+    repacked = tmp_path / "repacked"
+    repacked.mkdir()
+    code = f"from pathlib import Path; import bundler.kit as k; print(k.own_wheel(Path({str(repacked)!r}), None))"
+    proc = subprocess.run([str(venv_python), "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    original = next((kit_dir / "wheels").glob("hfbundle-*.whl"))
+    with zipfile.ZipFile(original) as a, zipfile.ZipFile(proc.stdout.strip()) as b:
+        assert {n: a.read(n) for n in a.namelist() if not n.endswith("RECORD")} == {
+            n: b.read(n) for n in b.namelist() if not n.endswith("RECORD")
+        }
     # re-running is safe: the venv is reused, the install changes nothing
     again = offline([str(BASE_PYTHON), str(kit_dir / "install.py"), "--cache-dir", str(cache)])
     assert again.returncode == 0, again.stdout + again.stderr
@@ -267,9 +278,28 @@ def test_kit_of_a_spec_with_have_carries_a_delta(
     assert json.loads((tmp_path / "kit-delta" / "kit.json").read_text())["doctor"] == ["tiny-demo"]
     assert api.install(tmp_path / "kit-delta" / bundle.path, cache_dir=target_cache).bytes_written == 0
 
-    # the CLI, from a bundle file, with --json
+    # the CLI, from a bundle split in volumes (given by their shared name), with --json
+    split = tmp_path / "split" / "demo.tar.zst"
+    split.parent.mkdir()
+    build(
+        "tiny-demo",
+        output=split,
+        endpoint=hub.endpoint,
+        cache_dir=tmp_path / "online-cache",
+        split_size=65536,
+        token=False,
+    )
+    volumes = sorted(split.parent.iterdir())
+    assert len(volumes) > 1
     with pytest.raises(SystemExit) as exc:
-        main(["kit", str(demo_bundle), "-o", str(tmp_path / "kit-cli"), "--hfbundle-wheel", str(own), "--json"])
+        main(["kit", str(split), "-o", str(tmp_path / "kit-cli"), "--hfbundle-wheel", str(own), "--json"])
     assert exc.value.code == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["total_bytes"] > printed["bundle_bytes"] > 0 and printed["runner"] is False
+    assert printed["total_bytes"] > printed["bundle_bytes"] == sum(v.stat().st_size for v in volumes)
+    assert printed["runner"] is False
+    kit_bundles = sorted((tmp_path / "kit-cli" / "bundles").iterdir())
+    assert [v.name for v in kit_bundles] == [f"01-{v.name}" for v in volumes]
+    assert json.loads((tmp_path / "kit-cli" / "kit.json").read_text())["bundles"] == [f"bundles/01-{volumes[0].name}"]
+    fresh = tmp_path / "fresh-cache"
+    api.install(kit_bundles[0], cache_dir=fresh)
+    assert api.verify(str(kit_bundles[0]), cache_dir=fresh).ok
