@@ -101,6 +101,11 @@ def test_kit_holds_bundle_wheels_scripts_and_matching_sums(kit: tuple[Path, KitR
     assert b"\r" not in (kit_dir / "install.sh").read_bytes()
     info = json.loads((kit_dir / "kit.json").read_text())
     assert info["bundles"] == [report.bundles[0].path] and info["doctor"] == ["tiny-demo"]
+    # install.sh finds a python and hands its arguments over
+    sh = subprocess.run(
+        ["sh", str(kit_dir / "install.sh"), "--check-only"], capture_output=True, text=True, check=False
+    )
+    assert sh.returncode == 0 and "kit OK" in sh.stdout, sh.stderr
 
 
 def test_install_py_uses_only_the_standard_library(kit: tuple[Path, KitReport]) -> None:
