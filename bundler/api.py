@@ -94,9 +94,12 @@ def build(
     token: str | bool | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     sign_key: str | Path | None = None,
+    have: str | Path | None = None,
 ) -> BuildReport:
     """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout).
-    ``sign_key`` (EC private key PEM) signs it (OMS; see :func:`sign`)."""
+    ``sign_key`` (EC private key PEM) signs it (OMS; see :func:`sign`).
+
+    ``have``: the target's inventory (``hfbundle inventory -o have.json``): build a delta bundle."""
     import sys
 
     from .build import build as build_bundle
@@ -111,6 +114,11 @@ def build(
     if lock is None:
         lock = resolve(*specs, variant=variant, include=include, exclude=exclude, endpoint=endpoint, token=token)
     recipe = dict(lock.extra) if lock.extra else None
+    held = None
+    if have is not None:
+        from .inventory import read_inventory
+
+        held = read_inventory(have).names()
     target: str | Path | BinaryIO = sys.stdout.buffer if output == "-" else output
     return build_bundle(
         lock,
@@ -124,6 +132,7 @@ def build(
         split_size=split_size,
         on_progress=on_progress,
         sign_key=Path(sign_key) if sign_key is not None else None,
+        have=held,
     )
 
 
@@ -496,3 +505,55 @@ def trace(
     return trace_command(
         command, output=output, upstream=upstream, append=append, keep_partial=keep_partial, run_name=run_name
     )
+
+
+def kit(
+    *items: str | Path,
+    output: str | Path,
+    platforms: Sequence[str] = (),
+    python_version: str | None = None,
+    with_runner: bool = False,
+    have: str | Path | None = None,
+    variant: str | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    cache_dir: str | Path | None = None,
+    hfbundle_wheel: str | Path | None = None,
+    pip_args: Sequence[str] = (),
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+) -> Any:
+    """An air-gapped kit at ``output``: the bundles (SPECs are built, ``have`` makes them deltas), hfbundle's
+    wheels for every target, ``install.py``/``.sh``/``.bat``, ``SHA256SUMS``. Needs the package index."""
+    from .kit import make_kit
+
+    def build_one(spec: str, path: Path) -> Any:
+        return build(
+            spec,
+            output=path,
+            have=have,
+            variant=variant,
+            include=include,
+            exclude=exclude,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            token=token,
+        )
+
+    return make_kit(
+        items,
+        Path(output),
+        platforms=platforms,
+        python_version=python_version,
+        with_runner=with_runner,
+        build_bundle=build_one,
+        hfbundle_wheel=Path(hfbundle_wheel) if hfbundle_wheel is not None else None,
+        pip_args=pip_args,
+    )
+
+
+def inventory(*, cache_dir: str | Path | None = None, verify: bool = False) -> Any:
+    """What the cache holds (repos, commits, refs, blob names and sizes), for ``build --have`` elsewhere."""
+    from .inventory import take_inventory
+
+    return take_inventory(_cache(cache_dir), verify=verify)

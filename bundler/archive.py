@@ -110,6 +110,18 @@ class RepoSummary:
 
 
 @dataclass(frozen=True)
+class ExpectedBlob:
+    """A content a delta bundle does not carry: the target cache must hold it (``where``: one file using it)."""
+
+    sha256: str
+    size: int
+    where: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "file": self.where}
+
+
+@dataclass(frozen=True)
 class BundleInfo:
     """What a bundle holds, read from its manifest and index only. ``compressed_size`` (the bundle's bytes,
     all volumes) is None for a pipe, which has no index until its end."""
@@ -128,10 +140,13 @@ class BundleInfo:
     compressed_size: int | None
     volumes: tuple[str, ...]
     signature: Mapping[str, Any] | None = None  # bundler.trust.TrustReport.to_json(), added by api.inspect
+    expects: tuple[ExpectedBlob, ...] = ()  # a delta bundle's contents the target cache must hold
 
     def to_json(self) -> dict[str, Any]:
         return {
             "signature": dict(self.signature) if self.signature is not None else None,
+            "delta": bool(self.expects),
+            "expects": [e.to_json() for e in self.expects],
             "format_version": self.format_version,
             "index_version": self.index_version,
             "bundle_id": self.bundle_id,
@@ -316,6 +331,7 @@ class BundleReader:
             total_size=m.total_size,
             compressed_size=self._index.total_length if self._index is not None else None,
             volumes=tuple(str(p) for p in self.volumes),
+            expects=_expected_blobs(m),
         )
 
     def close(self) -> None:
@@ -607,6 +623,14 @@ def open_bundle(src: Path | str | BinaryIO | Sequence[Path | str], *, threads: i
     if seekable:
         return BundleReader(access=SeekableFile(src), threads=threads)
     return BundleReader(stream=src, threads=threads)
+
+
+def _expected_blobs(m: Manifest) -> tuple[ExpectedBlob, ...]:
+    where: dict[str, str] = {}
+    for repo, snap, f in m.iter_files():
+        assert f.sha256 is not None
+        where.setdefault(f.sha256, f"{repo.repo_id}@{snap.commit[:8]}: {f.path}")
+    return tuple(ExpectedBlob(b.sha256, b.size, where.get(b.sha256, "")) for b in m.expects)
 
 
 def inspect_bundle(src: Path | str | BinaryIO | Sequence[Path | str]) -> BundleInfo:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,12 +36,17 @@ class BuildReport:
     seconds: float
     lock: Lock
     signed_by: str | None = None  # the fingerprint of --sign-key
+    expected: int = 0  # blobs left out of a delta (the target holds them)
+    bytes_expected: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "signed_by": self.signed_by,
             "output": self.output,
             "bundle_id": self.bundle_id,
+            "delta": self.expected > 0,
+            "blobs_expected": self.expected,
+            "bytes_expected": self.bytes_expected,
             "repos": [{"repo_type": t, "repo_id": r, "commit": c} for t, r, c in self.repos],
             "files": self.files,
             "blobs": self.blobs,
@@ -112,6 +117,23 @@ def manifest_for(lock: Lock, files: list[FetchedFile], *, recipe: dict[str, Any]
     )
 
 
+def delta_of(manifest: Manifest, have: Mapping[str, int]) -> Manifest:
+    """The same manifest without the blobs ``have`` (blob name → size, from an inventory) holds: they move to
+    ``expects``. A blob counts as held under its sha256 or a file's cache name (git blob id, LFS sha256)."""
+    held: set[str] = set()
+    for _repo, _snap, f in manifest.iter_files():
+        assert f.sha256 is not None
+        if any(have.get(name) == f.size for name in (f.sha256, f.etag)):
+            held.add(f.sha256)
+    if not held:
+        return manifest
+    return replace(
+        manifest,
+        blobs=tuple(b for b in manifest.blobs if b.sha256 not in held),
+        expects=tuple(b for b in manifest.blobs if b.sha256 in held),
+    )
+
+
 def build(
     lock: Lock,
     output: str | Path | BinaryIO,
@@ -125,12 +147,14 @@ def build(
     split_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     sign_key: Path | None = None,
+    have: Mapping[str, int] | None = None,
 ) -> BuildReport:
     """Fetch, verify and pack ``lock`` into ``output`` (a path, ``-`` handled by the caller as a stream).
 
     The output appears only when everything verified: a mismatch raises :class:`IntegrityError` naming the
     repo, path, expected and actual hash, and leaves no file behind. ``sign_key`` (an EC private key PEM)
-    adds OMS signatures (:mod:`bundler.trust`).
+    adds OMS signatures (:mod:`bundler.trust`). ``have`` (blob name → size, from the target's inventory) makes a
+    delta: every file's record, only the blobs the target lacks.
     """
     from .archive import BundleWriter
 
@@ -142,11 +166,15 @@ def build(
     start = time.monotonic()
     fetched = verify_regular_files(fetch(lock, cache_dir=cache_dir, token=token, endpoint=endpoint))
     manifest = manifest_for(lock, fetched, recipe=recipe)
+    if have is not None:
+        manifest = delta_of(manifest, have)
+    carried = {b.sha256 for b in manifest.blobs}
     # One source file per blob, in lock order (files of one repo together: better locality on disk).
     sources: dict[str, FetchedFile] = {}
     for item in fetched:
         assert item.file.content_sha256 is not None
-        sources.setdefault(item.file.content_sha256, item)
+        if item.file.content_sha256 in carried:
+            sources.setdefault(item.file.content_sha256, item)
     total = sum(item.file.size for item in sources.values())
 
     def progress(done: int) -> None:
@@ -178,6 +206,8 @@ def build(
         seconds=time.monotonic() - start,
         lock=lock,
         signed_by=key_fingerprint(key.public_key()) if key is not None else None,
+        expected=len(manifest.expects),
+        bytes_expected=sum(b.size for b in manifest.expects),
     )
 
 

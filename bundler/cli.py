@@ -57,6 +57,15 @@ def pack_options(f: F) -> F:
     )
 
 
+def have_option(f: F) -> F:
+    return click.option(
+        "--have",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="The target cache's inventory (`hfbundle inventory -o have.json`): build a delta bundle.",
+    )(f)
+
+
 def parse_size(value: str | None) -> int | None:
     if value is None:
         return None
@@ -148,6 +157,7 @@ def resolve(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Sign the bundle with this EC private key (from `hfbundle keygen`).",
 )
+@have_option
 @quiet_option
 @json_option
 def build(
@@ -162,6 +172,7 @@ def build(
     threads: int,
     split_size: str | None,
     sign_key: Path | None,
+    have: Path | None,
     quiet: bool,
     json_mode: bool,
 ) -> None:
@@ -171,6 +182,7 @@ def build(
     hfbundle build tiny-demo -o demo.tar.zst
     hfbundle build SimianLuo/LCM_Dreamshaper_v7 --variant fp16 -o lcm.tar.zst --split-size 4G
     hfbundle build --lock sd-turbo.lock.json -o - | ssh offline-box hfbundle install -
+    hfbundle build tiny-demo --have have.json -o delta.tar.zst   # only what the target cache lacks
     """
     from . import api
 
@@ -191,11 +203,96 @@ def build(
             split_size=parse_size(split_size),
             on_progress=progress,
             sign_key=sign_key,
+            have=have,
         )
     if output == "-":  # stdout carries the bundle: the summary goes to stderr
         click.echo(f"bundle {report.bundle_id} ({human_size(report.bytes_out)})", err=True)
         return
     out.result(report, _render_build)
+
+
+@cli.command()
+@click.argument("items", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Kit folder to create.")
+@click.option("--platform", "platforms", multiple=True, metavar="TAG", help="pip platform tag (win_amd64, …); repeat.")
+@click.option("--python-version", default=None, metavar="X.Y", help="Python of the offline machine (default: this).")
+@click.option("--with-runner", is_flag=True, help="Also carry hfbundle[runner] (torch: large).")
+@click.option(
+    "--hfbundle-wheel",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="hfbundle's own wheel (default: built from this installation's checkout).",
+)
+@click.option("--pip-arg", "pip_args", multiple=True, metavar="ARG", help="Extra argument for pip download; repeat.")
+@spec_refinements
+@cache_dir_option
+@have_option
+@json_option
+def kit(
+    items: Sequence[str],
+    output: Path,
+    platforms: Sequence[str],
+    python_version: str | None,
+    with_runner: bool,
+    hfbundle_wheel: Path | None,
+    pip_args: Sequence[str],
+    variant: str | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    cache_dir: Path | None,
+    have: Path | None,
+    json_mode: bool,
+) -> None:
+    """Make an air-gapped kit: bundles (SPECs are built), hfbundle's wheels, install.py/.sh/.bat, SHA256SUMS.
+
+    Needs the package index (pip download). On the offline machine: `sh install.sh` or `install.bat`.
+
+    \b
+    hfbundle kit tiny-demo -o kit/
+    hfbundle kit lcm.tar.zst -o kit-win/ --platform win_amd64 --python-version 3.11
+    hfbundle kit lcm-dreamshaper-v7-taesd --have have.json -o kit-delta/
+    """
+    from . import api
+
+    report = api.kit(
+        *items,
+        output=output,
+        platforms=platforms,
+        python_version=python_version,
+        with_runner=with_runner,
+        have=have,
+        variant=variant,
+        include=include,
+        exclude=exclude,
+        cache_dir=cache_dir,
+        hfbundle_wheel=hfbundle_wheel,
+        pip_args=pip_args,
+    )
+    Output(json_mode=json_mode).result(report, _render_kit)
+
+
+@cli.command()
+@cache_dir_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write have.json here.")
+@click.option("--verify", is_flag=True, help="Re-hash every blob; leave out those that do not match their name.")
+@json_option
+def inventory(cache_dir: Path | None, output: Path | None, verify: bool, json_mode: bool) -> None:
+    """List what the cache holds (repos, commits, refs, blob hashes and sizes; no paths, no names), offline.
+
+    Carry the file to the online machine: `hfbundle build SPEC --have have.json` packs only what is missing.
+
+    \b
+    hfbundle inventory -o have.json
+    hfbundle inventory --cache-dir /models/hub --verify -o have.json
+    """
+    from . import api
+
+    inv = api.inventory(cache_dir=cache_dir, verify=verify)
+    if output is not None:
+        from .hfcache import atomic_write_bytes
+
+        atomic_write_bytes(output, inv.dumps())
+    Output(json_mode=json_mode).result(inv, _render_generic)
 
 
 @cli.command()
@@ -730,6 +827,27 @@ def _render_inspect(info: Any) -> list[str]:
     signature = data.get("signature")
     if isinstance(signature, dict):
         lines.append(str(signature.get("summary", "")))
+    if data.get("delta"):
+        expects = data.get("expects", [])
+        lines.append(
+            f"delta: expects {len(expects)} blob(s), {human_size(sum(e['size'] for e in expects))}, "
+            "already in the target cache (installing refuses, writing nothing, if one is missing):"
+        )
+        lines += [f"  {e['sha256']}  {human_size(e['size'])}  {e['file']}" for e in expects]
+    return lines
+
+
+def _render_kit(report: Any) -> list[str]:
+    lines = [f"kit {report.output}: {human_size(report.total_bytes)} in {report.seconds:.1f} s"]
+    lines += [
+        f"  {b.path}  {human_size(b.size)}{'  (delta)' if b.delta else ''}  {b.bundle_id[:12]}" for b in report.bundles
+    ]
+    lines.append(
+        f"  wheels/: {len(report.wheels)} wheels, {human_size(report.wheel_bytes)} for {'; '.join(report.targets)}"
+    )
+    if report.runner:
+        lines.append(f"  of which the runner's torch and friends: {human_size(report.runner_bytes)}")
+    lines.append("offline: copy the folder, then `sh install.sh` (Linux/macOS) or `install.bat` (Windows)")
     return lines
 
 

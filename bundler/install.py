@@ -106,6 +106,9 @@ def install(
     """
     from .trust import check_bundle, record_signatures, require_seekable
 
+    # A delta relies on blobs it does not carry: they are always re-hashed before anything is written.
+    trust_existing = trust_existing and not source.manifest.is_delta
+
     if trusted_keys:
         require_seekable(source)
     trust = check_bundle(source.manifest, getattr(source, "signatures", None), trusted_keys)

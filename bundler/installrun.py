@@ -335,7 +335,12 @@ class _Run:
             raise InstallError(
                 f"{len(left)} blob(s) are neither in this bundle nor in the cache, e.g. {c.sha256} "
                 f"({c.size} bytes, {c.where})",
-                hint="this is an incremental bundle: pass its base bundle(s) too, or install the base first",
+                hint=(
+                    "this delta bundle was built for a cache holding that blob: run `hfbundle inventory` here, "
+                    "carry have.json to the online machine and build the delta again (or a full bundle)"
+                    if plan.manifest.is_delta
+                    else "this is an incremental bundle: pass its base bundle(s) too, or install the base first"
+                ),
             )
         for sha in trees_missing:  # no listing then (see _saved_tree)
             self.need.pop(sha, None)

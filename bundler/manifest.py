@@ -121,6 +121,9 @@ class Manifest:
     skipped: tuple[SkippedFile, ...] = ()
     format_version: int = FORMAT_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # A delta bundle (``build --have``): contents its files use that it does not carry, because the target cache
+    # holds them already. Written only when non-empty, so every other manifest keeps its bytes and its id.
+    expects: tuple[BlobEntry, ...] = ()
 
     # -- derived -----------------------------------------------------------------------------------------
 
@@ -129,6 +132,11 @@ class Manifest:
             for snap in repo.snapshots:
                 for f in snap.files:
                     yield repo, snap, f
+
+    @property
+    def is_delta(self) -> bool:
+        """Built with ``--have``: it relies on blobs the target cache holds (``expects``)."""
+        return bool(self.expects)
 
     @property
     def total_size(self) -> int:
@@ -148,7 +156,7 @@ class Manifest:
             "blobs": [b.to_json() for b in sorted(self.blobs, key=lambda b: b.sha256)],
             "skipped": [s.to_json() for s in self.skipped],
             "extra": dict(self.extra),
-        }
+        } | ({"expects": [b.to_json() for b in sorted(self.expects, key=lambda b: b.sha256)]} if self.expects else {})
 
     def dumps(self) -> bytes:
         """Canonical bytes: sorted keys, fixed separators, so equal manifests hash equal."""
@@ -194,7 +202,7 @@ class Manifest:
         _expect_keys(
             data,
             {"format", "format_version", "repos", "blobs"},
-            {"kind", "creator", "base", "recipe", "lock", "skipped", "extra"},
+            {"kind", "creator", "base", "recipe", "lock", "skipped", "extra", "expects"},
             "manifest",
         )
         kind = data.get("kind", "bundle")
@@ -215,6 +223,10 @@ class Manifest:
         extra = data.get("extra") or {}
         if not isinstance(extra, dict):
             raise BundleFormatError("manifest 'extra' must be an object")
+        expects = _parse_blobs(data.get("expects", []), "expects")
+        both = expects.keys() & blobs.keys()
+        if both:
+            raise BundleFormatError(f"blob {min(both)} is both carried and expected from the cache")
         manifest = cls(
             repos=repos,
             blobs=tuple(blobs.values()),
@@ -226,8 +238,11 @@ class Manifest:
             skipped=tuple(_parse_skipped(s) for s in skipped),
             format_version=version,
             extra=extra,
+            expects=tuple(expects.values()),
         )
-        _check_consistency(manifest, blobs)
+        _check_consistency(manifest, blobs | expects)
+        if expects.keys() - {f.sha256 for _, _, f in manifest.iter_files()}:
+            raise BundleFormatError("the manifest expects a blob that no file uses")
         return manifest
 
 
@@ -236,9 +251,9 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_blobs(raw: Any) -> dict[str, BlobEntry]:
+def _parse_blobs(raw: Any, what: str = "blobs") -> dict[str, BlobEntry]:
     if not isinstance(raw, list):
-        raise BundleFormatError("manifest 'blobs' must be a list")
+        raise BundleFormatError(f"manifest '{what}' must be a list")
     blobs: dict[str, BlobEntry] = {}
     for b in raw:
         _expect_keys(b, {"sha256", "size"}, set(), "blob")

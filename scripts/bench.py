@@ -10,6 +10,7 @@ with the ratio to the baseline through one shared printer (``--json`` for machin
 
     scripts/bench pack --size-mb 2000         # hfbundle build/install vs tar|zstd (+ sha256sum) by hand
     scripts/bench oci --size-mb 1000          # push / pull --install via a loopback registry vs skopeo copy
+    scripts/bench kit --reps 2                # hfbundle kit + install.py vs pip/venv by hand, no network
 """
 
 from __future__ import annotations
@@ -791,6 +792,100 @@ def bench_oci(args: argparse.Namespace) -> list[Scenario]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# -- kit: an offline machine with only Python, install.py vs the same steps by hand -------------------------------
+
+
+def bench_kit(args: argparse.Namespace) -> list[Scenario]:
+    """The air-gapped round trip on the tiny demo. Making: ``hfbundle kit`` vs by hand (``pip wheel`` of hfbundle,
+    ``pip download`` of its needs, ``hfbundle build``). Installing, with no network (``unshare -n`` when
+    available): ``install.py`` (sums, venv, pip --no-index, install, verify, doctor) vs by hand (venv,
+    ``pip install --no-index --find-links``, ``hfbundle install``, ``hfbundle verify``). Kit size on stderr."""
+    from bundler import __version__
+    from bundler.testing.factory import standard_repos
+    from bundler.testing.hub import HubServer, publish
+
+    netns = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False).returncode == 0
+    cut = ["unshare", "-n"] if netns else []
+    base_python = str(getattr(sys, "_base_executable", sys.executable))
+    work = Path(tempfile.mkdtemp(prefix="hfbundle-bench-kit-"))
+    try:
+        repos = standard_repos()
+        for repo_id in DEMO_REPOS:
+            publish(work / "hub", repo_id, repos[repo_id].build(work / "repos" / repos[repo_id].name))
+        env = base_env()
+        s_hand_make, s_kit = _series("by hand: wheel+download+build"), _series("hfbundle kit")
+        s_hand_inst, s_inst = _series("by hand: venv+pip+install+verify"), _series("install.py (+sums, doctor)")
+        n = {"make": 0, "inst": 0}
+        src = work / "src"  # pip wheel builds in-tree: from a copy, as `hfbundle kit` does
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests"))
+        kits: list[Path] = []
+        with HubServer(work / "hub") as hub:
+            online = {**env, "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(work / "online")}
+
+            pip_download = [sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:", "-d"]
+
+            def make_by_hand() -> None:
+                n["make"] += 1
+                d = work / f"hand{n['make']}"
+                t0 = time.perf_counter()
+                for cmd in (
+                    [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(d / "wheels"), str(src)],
+                    [
+                        *pip_download,
+                        str(d / "wheels"),
+                        str(d / "wheels" / f"hfbundle-{__version__}-py3-none-any.whl"),
+                        "pip",
+                    ],
+                    [sys.executable, "-m", "bundler", "build", "tiny-demo", "-q", "-o", str(d / "demo.tar.zst")],
+                ):
+                    timed(cmd, online)
+                s_hand_make.add(time.perf_counter() - t0)
+
+            def make_kit() -> None:
+                n["make"] += 1
+                kits.append(work / f"kit{n['make']}")
+                s_kit.add(timed([sys.executable, "-m", "bundler", "kit", "tiny-demo", "-o", str(kits[-1])], online)[0])
+
+            interleaved(args.reps, [make_by_hand, make_kit])
+        kit = kits[0]
+        size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
+        wheels = sum(p.stat().st_size for p in (kit / "wheels").glob("*.whl"))
+        print(f"kit: {size / 1e6:.1f} MB ({wheels / 1e6:.1f} MB of wheels)", file=sys.stderr)
+        bundle = next((kit / "bundles").glob("*.tar.zst"))
+        offline_env = {"PATH": env.get("PATH", "/usr/bin:/bin"), "HOME": env.get("HOME", "/root")}
+        offline_env |= {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": CLOSED_ENDPOINT, "PIP_CONFIG_FILE": os.devnull}
+
+        def by_hand() -> None:
+            n["inst"] += 1
+            d = work / f"off-hand{n['inst']}"
+            venv_py = str(d / "venv" / "bin" / "python")
+            cache = ["--cache-dir", str(d / "cache")]
+            t0 = time.perf_counter()
+            for cmd in (
+                [base_python, "-m", "venv", str(d / "venv")],
+                [venv_py, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(kit / "wheels"), "hfbundle"],
+                [venv_py, "-m", "bundler", "install", str(bundle), "-q", *cache],
+                [venv_py, "-m", "bundler", "verify", str(bundle), *cache],
+            ):
+                timed([*cut, *cmd], offline_env)
+            s_hand_inst.add(time.perf_counter() - t0)
+
+        def with_install_py() -> None:
+            n["inst"] += 1
+            d = work / f"off-kit{n['inst']}"
+            cmd = [base_python, str(kit / "install.py"), "--venv", str(d / "venv"), "--cache-dir", str(d / "cache")]
+            s_inst.add(timed([*cut, *cmd], offline_env)[0])
+
+        interleaved(args.reps, [by_hand, with_install_py])
+        where = f"tiny demo, kit {size / 1e6:.1f} MB, {'netns' if netns else 'no netns'}, {os.cpu_count()} CPUs"
+        return [
+            Scenario(f"make the kit (online, pip cache warm), {where}", s_hand_make, [s_kit]),
+            Scenario(f"offline: from the kit to a verified cache, {where}", s_hand_inst, [s_inst]),
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- entry point -----------------------------------------------------------------------------------------------
 
 
@@ -833,6 +928,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
     p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
     p.set_defaults(func=bench_oci)
+
+    p = sub.add_parser("kit", help="hfbundle kit + install.py vs the same steps by hand, with no network")
+    p.add_argument("--reps", type=int, default=2, help="timed runs of each (default 2)")
+    p.set_defaults(func=bench_kit)
 
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} logical CPUs, python {sys.version.split()[0]}", file=sys.stderr)
