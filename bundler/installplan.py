@@ -464,6 +464,9 @@ class Guard:
     def __init__(self, cache_dir: Path, root: Path) -> None:
         self.cache_dir = cache_dir
         self.root = root
+        # Folders already found to be real folders (or links to folders) inside the cache: a run checks
+        # thousands of paths under the same few folders, and re-checking them made each check O(depth) stats.
+        self._folders_ok: set[Path] = set()
 
     def check(self, path: Path, *, is_dir: bool = False) -> None:
         rel = path.relative_to(self.cache_dir)  # ValueError would be a bug: paths come from RepoLayout
@@ -471,6 +474,8 @@ class Guard:
         for i, part in enumerate(rel.parts):
             cur = cur / part
             last = i == len(rel.parts) - 1
+            if not last and cur in self._folders_ok:
+                continue
             try:
                 st = os.lstat(cur)
             except FileNotFoundError:
@@ -488,9 +493,13 @@ class Guard:
                     )
                 if not real.is_dir() and not last:
                     raise _blocked(cur, "a link to a file is where a folder must be")
+                if not last:
+                    self._folders_ok.add(cur)
             elif stat.S_ISDIR(st.st_mode):
                 if last and not is_dir:
                     raise _blocked(cur, "a folder is where a file must be")
+                if not last:
+                    self._folders_ok.add(cur)
             elif not last or is_dir:
                 raise _blocked(cur, "a file is where a folder must be")
 
