@@ -375,7 +375,8 @@ def plan_install(
                 if not f.is_lfs:
                     git_ids[f.sha256] = f.blob_id
                 target = lay.snapshot_file(snap.commit, f.path)
-                guard.check(target)
+                if not new:  # below a snapshot folder that does not exist yet, nothing can be in the way
+                    guard.check(target)
                 state = "add"
                 if not new and os.path.lexists(target):
                     exact = layout_kind == LAYOUT_SYMLINK and _is_link_to(target, lay.blob(f.etag))
@@ -406,10 +407,18 @@ def plan_install(
             refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, action))
 
     if layout_kind == LAYOUT_SYMLINK:
+        listed: dict[tuple[str, str], frozenset[str]] = {}  # one listing of blobs/ per repo, not a stat per blob
         for (repo_type, repo_id, etag), sha in etag_owner.items():
-            blob = RepoLayout(cache_dir, repo_type, repo_id).blob(etag)
-            guard.check(blob)
-            state = "present" if usable_file(blob, root) else "absent"
+            lay = RepoLayout(cache_dir, repo_type, repo_id)
+            in_blobs = listed.get((repo_type, repo_id))
+            if in_blobs is None:
+                guard.check(lay.blobs, is_dir=True)
+                in_blobs = listed[(repo_type, repo_id)] = frozenset(_listdir(lay.blobs))
+            blob = lay.blob(etag)
+            state = "absent"
+            if etag in in_blobs:
+                guard.check(blob)
+                state = "present" if usable_file(blob, root) else "absent"
             by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, state))
 
     # Tree blobs of backups are contents too: read from the bundle, never placed as blobs.
@@ -567,6 +576,13 @@ def usable_file(path: Path, root: Path) -> bool:
         return _inside(real, root) and stat.S_ISREG(os.stat(real).st_mode)
     except OSError:
         return False
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def size_is(path: Path, size: int) -> bool:
