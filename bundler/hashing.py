@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,9 +127,14 @@ class InodeHasher:
         return d
 
 
+# One regex match, not a generator per character: called several times per file (issue 18).
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_SHA1_RE = re.compile(r"[0-9a-f]{40}")
+
+
 def is_sha256(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
 
 
 def is_sha1(value: str) -> bool:
-    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _SHA1_RE.fullmatch(value) is not None

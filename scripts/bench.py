@@ -639,10 +639,11 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
             hand_out, ours_out = work / "hand.tar.zst", work / "ours.tar.zst"
             tar_zstd = f"tar -C '{snap}' -chf - . | zstd -T0 -3 -q -f -o '{hand_out}'"
             sha = f"find -L '{snap}' -type f -print0 | xargs -0 sha256sum > /dev/null"
-            s_zstd, s_pair, s_ours = (
+            s_zstd, s_pair, s_ours, s_pipe = (
                 _series("tar|zstd -T0 -3"),
                 _series("tar|zstd, then sha256sum"),
                 _series("hfbundle build (warm)"),
+                _series("hfbundle build -o - (null)"),
             )
 
             def add(series: Series, wall: float, rss: float) -> None:
@@ -651,12 +652,15 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
             build_cmd = [sys.executable, "-m", "bundler", "build", "--lock", str(lock), "-o", str(ours_out), "-q"]
             if args.threads:
                 build_cmd += ["--threads", str(args.threads)]
+            # The same build into a pipe (stdout is /dev/null in `measured`): what writing the file costs.
+            pipe_cmd = [*build_cmd[: build_cmd.index("-o")], "-o", "-", *build_cmd[build_cmd.index("-o") + 2 :]]
             interleaved(
                 args.reps,
                 [
                     lambda: add(s_zstd, *measured(tar_zstd, env, shell=True)),
                     lambda: add(s_pair, *measured(f"{tar_zstd} && {sha}", env, shell=True)),
                     lambda: add(s_ours, *measured(build_cmd, online)),
+                    lambda: add(s_pipe, *measured(pipe_cmd, online)),
                 ],
             )
         bundle = ours_out
@@ -689,7 +693,7 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
         interleaved(args.reps, [lambda: untar(False), lambda: untar(True), install_twice])
         where = f"{size / 1e6:.0f} MB fp16 pipeline, {os.cpu_count()} CPUs"
         return [
-            Scenario(f"build: pack a warm cache, {where}", s_pair, [s_zstd, s_ours]),
+            Scenario(f"build: pack a warm cache, {where}", s_pair, [s_zstd, s_ours, s_pipe]),
             Scenario(f"install: unpack into an empty folder, {where}", s_untar, [s_upair, s_inst, s_again, s_trust]),
         ]
     finally:
@@ -852,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("pack", help="hfbundle build/install vs tar|zstd and sha256sum by hand (synthetic fp16)")
     p.add_argument("--size-mb", type=int, default=2000, help="size of the synthetic pipeline (default 2000)")
-    p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
+    p.add_argument("--reps", type=int, default=5, help="timed runs of each, interleaved (default 5)")
     p.add_argument("--threads", type=int, default=0, help="hfbundle's zstd threads (default 0: one per CPU)")
     p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
     p.set_defaults(func=bench_pack)
