@@ -93,6 +93,7 @@ def build(
     endpoint: str | None = None,
     token: str | bool | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_files: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout)."""
     import sys
@@ -121,6 +122,7 @@ def build(
         threads=threads,
         split_size=split_size,
         on_progress=on_progress,
+        on_files=on_files,
     )
 
 
@@ -156,8 +158,10 @@ def install(
     keep_refs: bool = False,
     trust_existing: bool = False,
     dry_run: bool = False,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
-    """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan."""
+    """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan;
+    ``on_progress`` receives :class:`bundler.installplan.Progress` records (bytes and files)."""
     from .install import install as install_source
     from .install import plan_install
 
@@ -166,7 +170,9 @@ def install(
     try:
         if dry_run:
             return plan_install(source.manifest, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
-        return install_source(source, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
+        return install_source(
+            source, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, on_progress=on_progress
+        )
     finally:
         source.close()
 
@@ -200,6 +206,7 @@ def backup(
     threads: int = 0,
     split_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_files: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Pack what a cache holds (all repos, or those matching ``patterns``) into a backup bundle, offline.
 
@@ -221,6 +228,7 @@ def backup(
         threads=threads,
         split_size=split_size,
         on_progress=on_progress,
+        on_files=on_files,
     )
 
 
@@ -231,6 +239,7 @@ def restore(
     keep_refs: bool = False,
     trust_existing: bool = False,
     dry_run: bool = False,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Restore a backup chain (full + increments, any order) into a cache through the installer."""
     from .restore import plan_restore
@@ -241,7 +250,14 @@ def restore(
     cache = _cache(cache_dir)
     if dry_run:
         return plan_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
-    return run_restore(list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
+    return run_restore(
+        list(bundles),
+        cache,
+        copy=copy,
+        keep_refs=keep_refs,
+        trust_existing=trust_existing,
+        on_progress=on_progress,
+    )
 
 
 def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = True) -> Any:

@@ -113,9 +113,11 @@ def build(
     threads: int = 0,
     split_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_files: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     """Fetch, verify and pack ``lock`` into ``output`` (a path, ``-`` handled by the caller as a stream).
 
+    ``on_progress(done, total)`` counts bytes packed, ``on_files(done, total)`` blobs packed.
     The output appears only when everything verified: a mismatch raises :class:`IntegrityError` naming the
     repo, path, expected and actual hash, and leaves no file behind.
     """
@@ -137,13 +139,15 @@ def build(
 
     with BundleWriter(output, level=level, threads=threads, split_size=split_size, on_progress=progress) as writer:
         writer.write_manifest(manifest.dumps())
-        for sha, item in sources.items():
+        for n, (sha, item) in enumerate(sources.items(), 1):
             label = f"{item.repo.repo_id}@{item.repo.commit[:8]}: {item.file.path}"
             with open(item.local_path, "rb") as stream:
                 try:
                     writer.add_blob(sha, item.file.size, stream, label=label)
                 except IntegrityError as e:
                     raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from None
+            if on_files is not None:
+                on_files(n, len(sources))
         written = writer.finish()
     return BuildReport(
         output=str(output) if isinstance(output, (str, Path)) else "-",

@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .errors import HfBundleError
-from .output import Output, human_size
+from .output import Output, ProgressBar, human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -184,6 +184,7 @@ def build(
             threads=threads,
             split_size=parse_size(split_size),
             on_progress=progress,
+            on_files=progress.files,
         )
     if output == "-":  # stdout carries the bundle: the summary goes to stderr
         click.echo(f"bundle {report.bundle_id} ({human_size(report.bytes_out)})", err=True)
@@ -230,14 +231,16 @@ def install(
     from . import api
 
     out = Output(json_mode=json_mode, quiet=quiet)
-    report = api.install(
-        bundle,
-        cache_dir=cache_dir,
-        copy=copy,
-        keep_refs=keep_refs,
-        trust_existing=trust_existing,
-        dry_run=dry_run,
-    )
+    with out.progress("installing") as progress:
+        report = api.install(
+            bundle,
+            cache_dir=cache_dir,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            dry_run=dry_run,
+            on_progress=_install_progress(progress),
+        )
     out.result(report, _render_generic)
 
 
@@ -319,6 +322,7 @@ def backup(
             threads=threads,
             split_size=parse_size(split_size),
             on_progress=progress,
+            on_files=progress.files,
         )
     if output == "-":
         click.echo(f"backup {getattr(report, 'bundle_id', '')}", err=True)
@@ -354,10 +358,18 @@ def restore(
     """
     from . import api
 
-    report = api.restore(
-        *bundles, cache_dir=cache_dir, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, dry_run=dry_run
-    )
-    Output(json_mode=json_mode, quiet=quiet).result(report, _render_generic)
+    out = Output(json_mode=json_mode, quiet=quiet)
+    with out.progress("restoring") as progress:
+        report = api.restore(
+            *bundles,
+            cache_dir=cache_dir,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            dry_run=dry_run,
+            on_progress=_install_progress(progress),
+        )
+    out.result(report, _render_generic)
 
 
 @cli.command()
@@ -435,6 +447,17 @@ def run(
         verify=verify,
     )
     out.result(report, _render_generic)
+
+
+def _install_progress(bar: ProgressBar) -> Callable[[Any], None]:
+    """An install's Progress records (bytes and files of the streaming phase) shown on one bar."""
+
+    def update(p: Any) -> None:
+        if p.phase in ("stream", "link"):
+            bar(p.done_bytes, p.total_bytes)
+            bar.files(p.done_files, p.total_files)
+
+    return update
 
 
 # -- renderers ---------------------------------------------------------------------------------------------

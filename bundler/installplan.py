@@ -71,6 +71,8 @@ class Progress:
     done_bytes: int
     total_bytes: int
     item: str | None = None
+    done_files: int = 0  # blobs verified (verify) or written/linked (stream, link) so far in this phase
+    total_files: int = 0
 
 
 @dataclass(frozen=True)

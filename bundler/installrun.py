@@ -164,6 +164,7 @@ class _Run:
         self.kept: list[RefMove] = []
         self.done_bytes = 0
         self.total_bytes = 0
+        self.done_files = self.total_files = 0  # progress in files too: many small files are long runs
         self.prehashed: dict[Path, Digests] = {}
         # Per-repo work done once, not once per blob (issue 18: a 5,000-file restore listed blobs/ 5,013 times).
         self._layouts: dict[tuple[str, str], RepoLayout] = {}
@@ -202,11 +203,14 @@ class _Run:
     def doing(self, value: str) -> None:
         self._tls.doing = value
 
-    def _progress(self, phase: str, n: int, item: str | None = None) -> None:
+    def _progress(self, phase: str, n: int, item: str | None = None, *, files: int = 0) -> None:
         with self.mutex:
             self.done_bytes += n
+            self.done_files += files
             if self.on_progress is not None:
-                self.on_progress(Progress(phase, self.done_bytes, self.total_bytes, item))
+                self.on_progress(
+                    Progress(phase, self.done_bytes, self.total_bytes, item, self.done_files, self.total_files)
+                )
 
     def _layout(self, repo_type: str, repo_id: str) -> RepoLayout:
         lay = self._layouts.get((repo_type, repo_id))
@@ -357,6 +361,7 @@ class _Run:
 
         self.total_bytes = sum(max(contents[s].size, 0) for s in wanted - trees_missing)
         self.done_bytes = 0
+        self.total_files, self.done_files = len(wanted - trees_missing), 0
         for src, shas in assignment:
             lanes = self._lanes(src, shas, contents)
             if isinstance(src, RandomAccessSource) and lanes > 1:
@@ -446,6 +451,7 @@ class _Run:
                 self.tree_blobs[c.sha256] = raw
         with self.mutex:
             self.streamed.add(entry.sha256)
+        self._progress("stream", 0, c.where, files=1)
 
     def _receive(self, c: ContentStep, stream: BinaryIO) -> None:
         """Stream one content into a temp file next to its first placement, verify it, then place it. Safe
