@@ -154,14 +154,14 @@ def test_round_trip_from_file(bundle: Path) -> None:
 
 
 def test_report_and_blob_results(tmp_path: Path) -> None:
-    data = os.urandom(10_000)
+    data = os.urandom(100_000)
     manifest = make_manifest({"w.bin": data})
     seen: list[int] = []
     with BundleWriter(tmp_path / "b", frame_size=SMALL_FRAME, on_progress=seen.append) as writer:
         writer.write_manifest(manifest.dumps())
         result = writer.add_blob(sha(data), len(data), io.BytesIO(data), expected_git_sha1=git_blob_sha1(data))
         report = writer.finish()
-    assert result.git_sha1 == git_blob_sha1(data) and result.frames == 3 and result.level == -1
+    assert result.git_sha1 == git_blob_sha1(data) and result.frames == 25 and result.level == -1
     assert seen == sorted(seen) and seen[-1] == len(data)  # progress counts blob bytes only
     assert report.paths == (tmp_path / "b",)
     assert report.bytes_out == (tmp_path / "b").stat().st_size
@@ -253,6 +253,7 @@ def test_layout_members_frames_and_end(bundle: Path) -> None:
 
 def test_level_choice() -> None:
     assert choose_level(os.urandom(1 << 16), 10**9) == -1  # incompressible: store nearly raw, fast
+    assert choose_level(os.urandom(4096), 4096) == 3  # a small file: tar --zstd's level, no time to save
     rng = random.Random(0)
     weights = [rng.gauss(0, 0.02) for _ in range(1 << 15)]  # like trained weights
     fp16 = struct.pack(f"<{len(weights)}e", *weights)
