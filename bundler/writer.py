@@ -345,6 +345,7 @@ class BundleWriter:
         self._declared = {b.sha256: b.size for b in manifest.blobs}
         level = self._level if self._level is not None else text_level(len(manifest_bytes))
         self._guarded(lambda: self._write_member(KIND_MANIFEST, self._bundle_id, manifest_bytes, level))
+        self._guarded(self._hand_over)  # the output file exists from the manifest on, as before gathering
 
     def add_blob(
         self,
