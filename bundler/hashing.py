@@ -111,6 +111,9 @@ def digest_file(path: str, *, git: bool = True) -> Digests:
         return digest_stream(f, size, git=git)
 
 
+PREFETCH_BATCH = 512
+
+
 @dataclass
 class InodeHasher:
     """:func:`digest_file` that hashes each inode once (hard links, a blob behind many snapshot links), counting
@@ -152,11 +155,14 @@ class InodeHasher:
             except OSError:
                 return None
 
+        items = list(todo.items())
         with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
-            for key, d in zip(todo, pool.map(one, todo.values()), strict=True):
-                if d is not None:
-                    self.by_inode[key] = d
-                    self.bytes_hashed += d.size
+            for start in range(0, len(items), PREFETCH_BATCH):  # bounded: not one future per file at once
+                batch = items[start : start + PREFETCH_BATCH]
+                for (key, _job), d in zip(batch, pool.map(one, [job for _key, job in batch]), strict=True):
+                    if d is not None:
+                        self.by_inode[key] = d
+                        self.bytes_hashed += d.size
 
 
 # One regex match, not a generator per character: called several times per file (issue 18).
