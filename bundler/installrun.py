@@ -219,8 +219,8 @@ class _Run:
         return lay
 
     def _prepare_repo(self, lay: RepoLayout) -> None:
-        """Once per repo before its first blob: its folders, its lock folder, and the temp blobs a killed
-        install left in blobs/ (one listing; each removed under its etag's lock, as before)."""
+        """Once per repo before its first blob: its folders, our shared claim on it (:class:`_RepoClaim`) and,
+        when no other install holds one, the temp blobs killed installs left in blobs/ (one listing)."""
         if lay.blobs in self._swept:
             return
         self._mkdirs(lay.folder / "snapshots")  # first: a repo folder without it makes scan_cache_dir refuse it
@@ -822,7 +822,9 @@ class _Run:
         for repo in self.plan.manifest.repos:
             lay = self._layout(repo.repo_type, repo.repo_id)
             claim = self._claims.get(lay.folder)
-            if claim is None or claim.exclusive():  # no other install is writing there now
+            if claim is None:  # a repo we wrote no blob into: ask the same question (released in _cleanup)
+                claim = self._claims[lay.folder] = _RepoClaim(lay)
+            if claim.exclusive():  # no other install is writing there now
                 _sweep_temp_blobs(lay)
             _remove_stale_dirs(lay.folder / "snapshots", None)
             _remove_stale_dirs(lay.folder, None)

@@ -395,6 +395,8 @@ def test_temp_blobs_of_a_live_install_are_spared_and_swept_once_it_ends(tmp_path
         fcntl.flock(fd, fcntl.LOCK_SH)  # another install is writing into this repo
         install(b.source(), cache)
         assert live.exists()
+        assert not install(b.source(), cache).changed  # a no-op install spares it too
+        assert live.exists()
     finally:
         os.close(fd)
     install(b.source(), cache)
