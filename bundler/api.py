@@ -95,6 +95,7 @@ def build(
     on_progress: Callable[[int, int], None] | None = None,
     sign_key: str | Path | None = None,
     have: str | Path | None = None,
+    on_files: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout).
     ``sign_key`` (EC private key PEM) signs it (OMS; see :func:`sign`).
@@ -133,6 +134,7 @@ def build(
         on_progress=on_progress,
         sign_key=Path(sign_key) if sign_key is not None else None,
         have=held,
+        on_files=on_files,
     )
 
 
@@ -221,8 +223,10 @@ def install(
     trust_existing: bool = False,
     dry_run: bool = False,
     trusted_keys: Sequence[str | Path] = (),
+    on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
-    """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan.
+    """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan;
+    ``on_progress`` receives :class:`bundler.installplan.Progress` records (bytes and files).
 
     ``trusted_keys`` (public key files or folders; default ``HFBUNDLE_TRUSTED_KEYS``): refuse, before writing
     anything, a bundle without a valid signature by one of them (:class:`~bundler.signing.SignatureError`)."""
@@ -241,7 +245,13 @@ def install(
                 check_bundle(source.manifest, source.signatures, keys)
             return plan_install(source.manifest, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
         return install_source(
-            source, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, trusted_keys=keys
+            source,
+            cache,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            trusted_keys=keys,
+            on_progress=on_progress,
         )
     finally:
         source.close()
@@ -296,6 +306,7 @@ def backup(
     threads: int = 0,
     split_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_files: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Pack what a cache holds (all repos, or those matching ``patterns``) into a backup bundle, offline.
 
@@ -317,6 +328,7 @@ def backup(
         threads=threads,
         split_size=split_size,
         on_progress=on_progress,
+        on_files=on_files,
     )
 
 
@@ -328,6 +340,7 @@ def restore(
     trust_existing: bool = False,
     dry_run: bool = False,
     verbatim: bool = False,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Restore a backup chain (full + increments, any order) into a cache through the installer.
     ``verbatim``: saved trees listings come back byte for byte even where they break the trees rule."""
@@ -342,7 +355,13 @@ def restore(
             list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, verbatim=verbatim
         )
     return run_restore(
-        list(bundles), cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, verbatim=verbatim
+        list(bundles),
+        cache,
+        copy=copy,
+        keep_refs=keep_refs,
+        trust_existing=trust_existing,
+        verbatim=verbatim,
+        on_progress=on_progress,
     )
 
 

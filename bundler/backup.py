@@ -362,17 +362,20 @@ def backup(
     threads: int = 0,
     split_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_files: Callable[[int, int], None] | None = None,
 ) -> BackupReport:
     """Pack what ``plan`` describes (or the whole cache at the path given) into the bundle ``output`` (a path,
     ``"-"`` for stdout, or a binary file object), verifying every blob against its own name.
 
     A corrupt blob raises :class:`IntegrityError` naming every corrupt file (repo, path, expected, actual) and
     no output appears, unless ``skip_corrupt``: then those files are left out and recorded in the manifest's
-    ``skipped``. ``on_progress(done, total)`` counts bytes hashed and packed.
+    ``skipped``. ``on_progress(done, total)`` counts bytes hashed and packed, ``on_files(done, total)`` blobs packed.
     """
     if not isinstance(plan, BackupPlan):
         plan = plan_backup(plan)
-    return _Backup(plan, output, skip_corrupt, level, threads, split_size, on_progress).go()
+    run = _Backup(plan, output, skip_corrupt, level, threads, split_size, on_progress)
+    run.on_files = on_files
+    return run.go()
 
 
 Inode = tuple[int, int]
@@ -420,6 +423,7 @@ class _Backup:
         self.threads = threads
         self.split_size = split_size
         self.on_progress = on_progress
+        self.on_files: Callable[[int, int], None] | None = None
         # A path can be written again after an abort; a stream cannot, so with skip_corrupt LFS blobs are
         # pre-hashed for a stream and packed optimistically (a corrupt one restarts the backup) for a path.
         self.retryable = isinstance(output, (str, os.PathLike)) and str(output) != "-"
@@ -676,7 +680,7 @@ class _Backup:
             self.output, level=self.level, threads=self.threads, split_size=self.split_size, on_progress=progress
         ) as writer:
             writer.write_manifest(manifest.dumps())
-            for p in packs:
+            for n, p in enumerate(packs, 1):
                 try:
                     with open(p.source, "rb") as stream:
                         writer.add_blob(p.sha256, p.size, stream, expected_git_sha1=p.git_sha1, label=p.label)
@@ -689,6 +693,8 @@ class _Backup:
                     ) from None
                 if p.claim is not None:
                     self.verified.add(p.claim)
+                if self.on_files is not None:
+                    self.on_files(n, len(packs))
             return writer.finish()
 
     def _packing_error(self, p: _Pack, e: IntegrityError) -> IntegrityError:

@@ -148,9 +148,11 @@ def build(
     on_progress: Callable[[int, int], None] | None = None,
     sign_key: Path | None = None,
     have: Mapping[str, int] | None = None,
+    on_files: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     """Fetch, verify and pack ``lock`` into ``output`` (a path, ``-`` handled by the caller as a stream).
 
+    ``on_progress(done, total)`` counts bytes packed, ``on_files(done, total)`` blobs packed.
     The output appears only when everything verified: a mismatch raises :class:`IntegrityError` naming the
     repo, path, expected and actual hash, and leaves no file behind. ``sign_key`` (an EC private key PEM)
     adds OMS signatures (:mod:`bundler.trust`). ``have`` (blob name → size, from the target's inventory) makes a
@@ -187,13 +189,15 @@ def build(
             from .trust import BundleSignatures, make_signatures
 
             writer.set_signatures(BundleSignatures(make_signatures(manifest, key)).dumps())
-        for sha, item in sources.items():
+        for n, (sha, item) in enumerate(sources.items(), 1):
             label = f"{item.repo.repo_id}@{item.repo.commit[:8]}: {item.file.path}"
             with open(item.local_path, "rb") as stream:
                 try:
                     writer.add_blob(sha, item.file.size, stream, label=label)
                 except IntegrityError as e:
                     raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from None
+            if on_files is not None:
+                on_files(n, len(sources))
         written = writer.finish()
     return BuildReport(
         output=str(output) if isinstance(output, (str, Path)) else "-",

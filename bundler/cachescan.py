@@ -338,6 +338,10 @@ class _RepoScanner:
         self.folder = folder
         self.blobs = folder / "blobs"
         self.store = cache / "blobs"
+        # blobs/ resolved once, when it is a real folder inside the cache: a link to blobs/<name> then resolves
+        # with one readlink and one lstat instead of a realpath (an lstat per component) per file (issue 18).
+        real_blobs = Path(os.path.realpath(self.blobs))
+        self._blobs_real = real_blobs if _inside(real_blobs, root) and real_blobs.is_dir() else None
         self.leftovers: list[Leftover] = []
         self.notes: list[str] = []
         self.all_shared: dict[str, str] = {}  # every snapshot's, for orphan detection in the shared store
@@ -519,13 +523,17 @@ class _RepoScanner:
         if not linked and not stat.S_ISREG(st.st_mode):
             self._left(path, "neither a file nor a link", commit=commit, file=rel)
             return None
-        real = Path(os.path.realpath(path))
-        try:
-            rst = os.stat(real)
-        except OSError:
-            self._left(path, "dangling link: its blob is missing", commit=commit, file=rel)
-            return None
-        if not _inside(real, self.root):
+        fast = self._direct_blob(path) if linked else None
+        if fast is not None:
+            real, rst = fast
+        else:
+            real = Path(os.path.realpath(path))
+            try:
+                rst = os.stat(real)
+            except OSError:
+                self._left(path, "dangling link: its blob is missing", commit=commit, file=rel)
+                return None
+        if fast is None and not _inside(real, self.root):
             self._left(path, f"link leading outside the cache (to {real})", commit=commit, file=rel)
             return None
         if not stat.S_ISREG(rst.st_mode):
@@ -552,6 +560,25 @@ class _RepoScanner:
             etag, blob_id, xet = tree_etag(listed), listed["blob_id"], listed.get("xet_hash")
             return CachedFile(rel, size, real, inode, etag, lfs, "tree", linked, blob_id, xet)
         return CachedFile(rel, size, real, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
+
+    def _direct_blob(self, link: Path) -> tuple[Path, os.stat_result] | None:
+        """The real path and stat of the regular file ``blobs/<name>`` that ``link`` points at directly (the
+        layout huggingface_hub writes), else None (then realpath decides). The snapshot's folders are real ones
+        (os.walk does not enter links), so normalising the link's text resolves it as the kernel would."""
+        if self._blobs_real is None:
+            return None
+        try:
+            target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+        except OSError:
+            return None
+        folder, name = os.path.split(target)
+        if folder != str(self.blobs) or not name or name in (".", ".."):
+            return None
+        try:
+            st = os.lstat(target)
+        except OSError:
+            return None
+        return (self._blobs_real / name, st) if stat.S_ISREG(st.st_mode) else None
 
     def _linked_blob(self, link: Path) -> str | None:
         """``<etag>`` when ``link`` points at this repo's ``blobs/<etag>`` (a hash name); records the blob's

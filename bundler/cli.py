@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .errors import HfBundleError
-from .output import Output, human_size
+from .output import Output, ProgressBar, human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -204,6 +204,7 @@ def build(
             on_progress=progress,
             sign_key=sign_key,
             have=have,
+            on_files=progress.files,
         )
     if output == "-":  # stdout carries the bundle: the summary goes to stderr
         click.echo(f"bundle {report.bundle_id} ({human_size(report.bytes_out)})", err=True)
@@ -379,15 +380,17 @@ def install(
     from . import api
 
     out = Output(json_mode=json_mode, quiet=quiet)
-    report = api.install(
-        bundle,
-        cache_dir=cache_dir,
-        copy=copy,
-        keep_refs=keep_refs,
-        trust_existing=trust_existing,
-        dry_run=dry_run,
-        trusted_keys=trusted_keys,
-    )
+    with out.progress("installing") as progress:
+        report = api.install(
+            bundle,
+            cache_dir=cache_dir,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            dry_run=dry_run,
+            trusted_keys=trusted_keys,
+            on_progress=_install_progress(progress),
+        )
     out.result(report, _render_generic)
 
 
@@ -471,6 +474,7 @@ def backup(
             threads=threads,
             split_size=parse_size(split_size),
             on_progress=progress,
+            on_files=progress.files,
         )
     if output == "-":
         click.echo(f"backup {getattr(report, 'bundle_id', '')}", err=True)
@@ -512,16 +516,19 @@ def restore(
     """
     from . import api
 
-    report = api.restore(
-        *bundles,
-        cache_dir=cache_dir,
-        copy=copy,
-        keep_refs=keep_refs,
-        trust_existing=trust_existing,
-        dry_run=dry_run,
-        verbatim=verbatim,
-    )
-    Output(json_mode=json_mode, quiet=quiet).result(report, _render_generic)
+    out = Output(json_mode=json_mode, quiet=quiet)
+    with out.progress("restoring") as progress:
+        report = api.restore(
+            *bundles,
+            cache_dir=cache_dir,
+            copy=copy,
+            keep_refs=keep_refs,
+            trust_existing=trust_existing,
+            dry_run=dry_run,
+            verbatim=verbatim,
+            on_progress=_install_progress(progress),
+        )
+    out.result(report, _render_generic)
 
 
 @cli.command()
@@ -772,6 +779,17 @@ def trace(
             click.echo(line, err=True)  # stdout stays the command's own
     if report.exit_code != 0:
         sys.exit(report.exit_code)
+
+
+def _install_progress(bar: ProgressBar) -> Callable[[Any], None]:
+    """An install's Progress records (bytes and files of the streaming phase) shown on one bar."""
+
+    def update(p: Any) -> None:
+        if p.phase in ("stream", "link"):
+            bar(p.done_bytes, p.total_bytes)
+            bar.files(p.done_files, p.total_files)
+
+    return update
 
 
 # -- renderers ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Everything here writes atomically: a temp file in the target folder, then ``os.r
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -73,11 +74,12 @@ class RepoLayout:
     repo_type: str
     repo_id: str
 
-    @property
+    # Cached: a run asks for them once per file, and each call validated the repo id again (issue 18).
+    @functools.cached_property
     def folder(self) -> Path:
         return self.cache_dir / repo_folder_name(self.repo_type, self.repo_id)
 
-    @property
+    @functools.cached_property
     def blobs(self) -> Path:
         return self.folder / "blobs"
 

@@ -72,6 +72,8 @@ class Progress:
     done_bytes: int
     total_bytes: int
     item: str | None = None
+    done_files: int = 0  # blobs verified (verify) or written/linked (stream, link) so far in this phase
+    total_files: int = 0
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,8 @@ def plan_install(
                 if not f.is_lfs:
                     git_ids[f.sha256] = f.blob_id
                 target = lay.snapshot_file(snap.commit, f.path)
-                guard.check(target)
+                if not new:  # below a snapshot folder that does not exist yet, nothing can be in the way
+                    guard.check(target)
                 state = "add"
                 if not new and os.path.lexists(target):
                     exact = layout_kind == LAYOUT_SYMLINK and _is_link_to(target, lay.blob(f.etag))
@@ -416,10 +419,18 @@ def plan_install(
             refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, action))
 
     if layout_kind == LAYOUT_SYMLINK:
+        listed: dict[tuple[str, str], frozenset[str]] = {}  # one listing of blobs/ per repo, not a stat per blob
         for (repo_type, repo_id, etag), sha in etag_owner.items():
-            blob = RepoLayout(cache_dir, repo_type, repo_id).blob(etag)
-            guard.check(blob)
-            state = "present" if usable_file(blob, root) else "absent"
+            lay = RepoLayout(cache_dir, repo_type, repo_id)
+            in_blobs = listed.get((repo_type, repo_id))
+            if in_blobs is None:
+                guard.check(lay.blobs, is_dir=True)
+                in_blobs = listed[(repo_type, repo_id)] = frozenset(_listdir(lay.blobs))
+            blob = lay.blob(etag)
+            state = "absent"
+            if etag in in_blobs:
+                guard.check(blob)
+                state = "present" if usable_file(blob, root) else "absent"
             by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, state))
 
     # Tree blobs of backups are contents too: read from the bundle, never placed as blobs.
@@ -475,6 +486,9 @@ class Guard:
     def __init__(self, cache_dir: Path, root: Path) -> None:
         self.cache_dir = cache_dir
         self.root = root
+        # Folders already found to be real folders (or links to folders) inside the cache: a run checks
+        # thousands of paths under the same few folders, and re-checking them made each check O(depth) stats.
+        self._folders_ok: set[Path] = set()
 
     def check(self, path: Path, *, is_dir: bool = False) -> None:
         rel = path.relative_to(self.cache_dir)  # ValueError would be a bug: paths come from RepoLayout
@@ -482,6 +496,8 @@ class Guard:
         for i, part in enumerate(rel.parts):
             cur = cur / part
             last = i == len(rel.parts) - 1
+            if not last and cur in self._folders_ok:
+                continue
             try:
                 st = os.lstat(cur)
             except FileNotFoundError:
@@ -499,9 +515,13 @@ class Guard:
                     )
                 if not real.is_dir() and not last:
                     raise _blocked(cur, "a link to a file is where a folder must be")
+                if not last:
+                    self._folders_ok.add(cur)
             elif stat.S_ISDIR(st.st_mode):
                 if last and not is_dir:
                     raise _blocked(cur, "a folder is where a file must be")
+                if not last:
+                    self._folders_ok.add(cur)
             elif not last or is_dir:
                 raise _blocked(cur, "a file is where a folder must be")
 
@@ -569,6 +589,13 @@ def usable_file(path: Path, root: Path) -> bool:
         return _inside(real, root) and stat.S_ISREG(os.stat(real).st_mode)
     except OSError:
         return False
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def size_is(path: Path, size: int) -> bool:

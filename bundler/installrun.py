@@ -62,6 +62,12 @@ __all__ = ["LANE_MIN_BYTES", "MAX_LANES", "execute"]
 # place_symlink's and our temp entries in a snapshot: `.<name>.<8hex>.tmp`
 _LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 STALE_SECONDS = 24 * 3600
+try:
+    import fcntl as _fcntl
+
+    _HAVE_FCNTL = True
+except ImportError:  # Windows
+    _HAVE_FCNTL = False
 LANE_MIN_BYTES = 64 << 20  # blobs this large are worth a lane of their own (see _Run._lanes)
 MAX_LANES = 4
 
@@ -166,7 +172,13 @@ class _Run:
         self.kept: list[RefMove] = []
         self.done_bytes = 0
         self.total_bytes = 0
+        self.done_files = self.total_files = 0  # progress in files too: many small files are long runs
         self.prehashed: dict[Path, Digests] = {}
+        # Per-repo work done once, not once per blob (issue 18: a 5,000-file restore listed blobs/ 5,013 times).
+        self._layouts: dict[tuple[str, str], RepoLayout] = {}
+        self._swept: set[Path] = set()  # blobs/ folders whose leftovers were removed before writing
+        self._made: set[Path] = set()  # folders known to exist (made or seen by us)
+        self._claims: dict[Path, _RepoClaim] = {}  # repo folder -> our shared claim on it (see _RepoClaim)
 
     # -- driver --
 
@@ -204,14 +216,33 @@ class _Run:
     def doing(self, value: str) -> None:
         self._tls.doing = value
 
-    def _progress(self, phase: str, n: int, item: str | None = None) -> None:
+    def _progress(self, phase: str, n: int, item: str | None = None, *, files: int = 0) -> None:
         with self.mutex:
             self.done_bytes += n
+            self.done_files += files
             if self.on_progress is not None:
-                self.on_progress(Progress(phase, self.done_bytes, self.total_bytes, item))
+                self.on_progress(
+                    Progress(phase, self.done_bytes, self.total_bytes, item, self.done_files, self.total_files)
+                )
 
     def _layout(self, repo_type: str, repo_id: str) -> RepoLayout:
-        return RepoLayout(self.cache_dir, repo_type, repo_id)
+        lay = self._layouts.get((repo_type, repo_id))
+        if lay is None:
+            lay = self._layouts[(repo_type, repo_id)] = RepoLayout(self.cache_dir, repo_type, repo_id)
+        return lay
+
+    def _prepare_repo(self, lay: RepoLayout) -> None:
+        """Once per repo before its first blob: its folders, our shared claim on it (:class:`_RepoClaim`) and,
+        when no other install holds one, the temp blobs killed installs left in blobs/ (one listing)."""
+        if lay.blobs in self._swept:
+            return
+        # No snapshots/ yet: a repo folder with one is a repo to scan_cache_dir and `hf cache ls`, even empty.
+        self._mkdirs(lay.blobs)
+        claim = self._claims[lay.folder] = _RepoClaim(lay)
+        if claim.exclusive():  # no other install writes here: every temp blob is a dead one's
+            _sweep_temp_blobs(lay)
+        claim.share()
+        self._swept.add(lay.blobs)
 
     def _placement_path(self, p: Placement) -> Path:
         lay = self._layout(p.repo_type, p.repo_id)
@@ -347,6 +378,7 @@ class _Run:
 
         self.total_bytes = sum(max(contents[s].size, 0) for s in wanted - trees_missing)
         self.done_bytes = 0
+        self.total_files, self.done_files = len(wanted - trees_missing), 0
         for src, shas in assignment:
             lanes = self._lanes(src, shas, contents)
             if isinstance(src, RandomAccessSource) and lanes > 1:
@@ -436,6 +468,7 @@ class _Run:
                 self.tree_blobs[c.sha256] = raw
         with self.mutex:
             self.streamed.add(entry.sha256)
+        self._progress("stream", 0, c.where, files=1)
 
     def _receive(self, c: ContentStep, stream: BinaryIO) -> None:
         """Stream one content into a temp file next to its first placement, verify it, then place it. Safe
@@ -445,12 +478,9 @@ class _Run:
             first = placements[0]
             lay = self._layout(first.repo_type, first.repo_id)
             self.doing = f"writing {c.where}"
-            # No snapshots/ yet: a repo folder with one is a repo to scan_cache_dir and `hf cache ls`, even empty.
-            self._mkdirs(lay.blobs)
+            self._prepare_repo(lay)
             self.guard.check(lay.blob(first.etag))
-        with _locked(lay, first.etag, self.copy_layout):
-            if not self.copy_layout:
-                _remove_stale_temps(lay.blobs, first.etag)
+        with self._locked(lay, first.etag, self.copy_layout):
             tmp = lay.blobs / f"{TEMP_PREFIX}{first.etag}.{secrets.token_hex(4)}.tmp"
             if self.copy_layout:  # kept until the snapshot phase, outside any lock: not swept by others
                 tmp = tmp.with_suffix(".stage.tmp")
@@ -523,10 +553,9 @@ class _Run:
         if src == dst:
             return
         self.doing = f"linking {c.where} into {lay.folder.name}"
-        self._mkdirs(lay.blobs)
+        self._prepare_repo(lay)
         self.guard.check(dst)
-        with _locked(lay, p.etag, False):
-            _remove_stale_temps(lay.blobs, p.etag)
+        with self._locked(lay, p.etag, False):
             tmp = lay.blobs / f"{TEMP_PREFIX}{p.etag}.{secrets.token_hex(4)}.tmp"
             self.temps.add(tmp)
             if self._link_or_copy(c, p.etag, src, tmp):
@@ -651,7 +680,7 @@ class _Run:
             dst = final / e.path
             self.guard.check(dst)
             self.journal.mkdirs(dst.parent)
-            with _locked(lay, e.etag, False):
+            with self._locked(lay, e.etag, False):
                 if not os.path.lexists(dst):
                     self.journal.created.append(dst)
                 os.replace(staging / e.path, dst)
@@ -664,7 +693,7 @@ class _Run:
         dst = lay.snapshot_file(e.commit, e.path)
         self.guard.check(dst)
         self.journal.mkdirs(dst.parent)
-        with _locked(lay, e.etag, False):
+        with self._locked(lay, e.etag, False):
             existed = os.path.lexists(dst)
             if self.copy_layout:
                 tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
@@ -870,24 +899,41 @@ class _Run:
                 f"{dst} is a folder where a file belongs", hint="move that folder away and re-run the install"
             ) from None
 
+    @contextlib.contextmanager
+    def _locked(self, lay: RepoLayout, etag: str, skip: bool) -> Iterator[None]:
+        """``blobs/<etag>``'s lock, the one huggingface_hub takes while it writes that blob, when its lock
+        file exists: huggingface_hub creates it before writing the blob (and leaves it). Where it does not
+        exist nobody is writing that blob, and creating one lock file per blob cost ~0.7 ms a file here,
+        more than writing a 4 KB blob (issue 18). Our own temps are protected by :class:`_RepoClaim`."""
+        path = lay.lock(etag)
+        if skip or not os.path.exists(path):
+            yield
+            return
+        with hfcache.file_lock(path, mode=0o664):
+            yield
+
     def _mkdirs(self, folder: Path) -> None:
-        _make_dirs(folder, self.created_dirs)
+        if folder not in self._made:
+            _make_dirs(folder, self.created_dirs)
+            self._made.add(folder)
 
     def _sweep(self) -> None:
         """Remove what killed installs left in the repos we touched: temp blobs (under their etag's lock, which
         any writer of that blob holds) and staging folders older than a day."""
         for repo in self.plan.manifest.repos:
             lay = self._layout(repo.repo_type, repo.repo_id)
-            for name in _listdir(lay.blobs):
-                m = TEMP_BLOB_RE.fullmatch(name)
-                if m:  # a short wait: a lock held this long belongs to a live download, not a dead install
-                    with hfcache.repo_lock(lay, m.group(1), timeout=0.5):
-                        _remove_stale_temps(lay.blobs, m.group(1))
+            claim = self._claims.get(lay.folder)
+            if claim is None:  # a repo we wrote no blob into: ask the same question (released in _cleanup)
+                claim = self._claims[lay.folder] = _RepoClaim(lay)
+            if claim.exclusive():  # no other install is writing there now
+                _sweep_temp_blobs(lay)
             _remove_stale_dirs(lay.folder / "snapshots", None)
             _remove_stale_dirs(lay.folder, None)
             _remove_stale_dirs(lay.blobs, None, suffix=".stage.tmp")  # copy layout: staged outside any lock
 
     def _cleanup(self, ok: bool) -> None:
+        for claim in self._claims.values():
+            claim.release()
         for tmp in self.temps:
             with contextlib.suppress(OSError):
                 if tmp.is_dir() and not tmp.is_symlink():
@@ -959,15 +1005,6 @@ def _sync_filesystem(folder: Path) -> None:
     sync_filesystem(folder)
 
 
-@contextlib.contextmanager
-def _locked(lay: RepoLayout, etag: str, skip: bool) -> Iterator[None]:
-    if skip:
-        yield
-        return
-    with hfcache.repo_lock(lay, etag):
-        yield
-
-
 def _digest_matches(d: Digests, etag: str) -> bool:
     if is_sha256(etag):
         return d.sha256 == etag
@@ -976,15 +1013,60 @@ def _digest_matches(d: Digests, etag: str) -> bool:
     return False
 
 
-def _remove_stale_temps(blobs: Path, etag: str) -> None:
-    """Our temp blobs for ``etag`` left by a killed install. Called under the etag's lock, which every
-    writer of that blob holds, so they are not in use."""
-    with contextlib.suppress(OSError):
-        for name in os.listdir(blobs):
-            m = TEMP_BLOB_RE.fullmatch(name)
-            if m and m.group(1) == etag:
-                with contextlib.suppress(OSError):
-                    (blobs / name).unlink()
+class _RepoClaim:
+    """``.locks/<repo>/hfbundle-install.lock``: every install holds it shared while it may have temp blobs in
+    that repo, so one that gets it *exclusively* knows every temp blob there is a killed install's. One lock
+    per repo and run, not one per blob (issue 18). Without ``fcntl`` (Windows) only day-old temps are swept."""
+
+    def __init__(self, lay: RepoLayout) -> None:
+        self._fd: int | None = None
+        self._path = lay.lock("hfbundle-install")
+        if _HAVE_FCNTL:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o664)
+
+    def exclusive(self) -> bool:
+        """Try to hold it alone, at once (True), else leave it as it was (False). Without fcntl: True (the
+        sweep then removes only day-old temps)."""
+        if self._fd is None:
+            return True
+        try:
+            _fcntl.flock(self._fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def share(self, timeout: float = 600) -> None:
+        """Hold it shared (waiting out another install's sweep, which holds it for a moment)."""
+        if self._fd is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _fcntl.flock(self._fd, _fcntl.LOCK_SH | _fcntl.LOCK_NB)
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{self._path} is still held after {timeout:g} s") from None
+                time.sleep(hfcache.LOCK_POLL_SECONDS)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # drops the flock
+            self._fd = None
+
+
+def _sweep_temp_blobs(lay: RepoLayout) -> None:
+    """Our temp blobs in ``lay``'s blobs/ left by killed installs, from one listing of the folder; called
+    only while no other install holds :class:`_RepoClaim` (without ``fcntl``: only those over a day old)."""
+    stale_only = not _HAVE_FCNTL
+    now = time.time()
+    for name in _listdir(lay.blobs):
+        if TEMP_BLOB_RE.fullmatch(name):
+            path = lay.blobs / name
+            with contextlib.suppress(OSError):
+                if not stale_only or now - path.lstat().st_mtime > STALE_SECONDS:
+                    path.unlink()
 
 
 def _listdir(folder: Path) -> list[str]:

@@ -16,7 +16,7 @@ import click
 
 from .units import human_size
 
-__all__ = ["Output", "Reportable", "human_size"]
+__all__ = ["Output", "ProgressBar", "Reportable", "human_size"]
 
 
 class Reportable(Protocol):
@@ -43,28 +43,51 @@ class Output:
             click.echo(line, err=True)
 
     @contextmanager
-    def progress(self, label: str) -> Iterator[Callable[[int, int], None]]:
+    def progress(self, label: str) -> Iterator[ProgressBar]:
         """A byte progress bar (rate, ETA) on stderr when it is a terminal and not --quiet / --json.
 
-        Yields ``update(done, total)``; the bar appears on the first call, once the total is known.
+        Yields a :class:`ProgressBar`: ``bar(done, total)`` for bytes (the bar appears on the first call, once
+        the total is known), ``bar.files(done, total)`` for the count of files, shown beside the label.
         """
-        if self.quiet or self.json_mode or not sys.stderr.isatty():
-            yield lambda done, total: None
-            return
-        state: dict[str, Any] = {"bar": None, "last": 0}
-
-        def update(done: int, total: int) -> None:
-            if state["bar"] is None:
-                if total <= 0:
-                    return
-                bar: Any = click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True)
-                bar.__enter__()
-                state["bar"] = bar
-            state["bar"].update(done - state["last"])
-            state["last"] = done
-
+        bar = ProgressBar(label, enabled=not (self.quiet or self.json_mode or not sys.stderr.isatty()))
         try:
-            yield update
+            yield bar
         finally:
-            if state["bar"] is not None:
-                state["bar"].__exit__(None, None, None)
+            bar.close()
+
+
+class ProgressBar:
+    """Bytes as a click progress bar, files as ``label 1,234/20,000 files`` (long runs of many small files
+    are counted in files more than in bytes)."""
+
+    def __init__(self, label: str, *, enabled: bool) -> None:
+        self._label = label
+        self._enabled = enabled
+        self._bar: Any = None
+        self._last = 0
+        self._files = ""
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            if total <= 0:
+                return
+            self._bar = click.progressbar(length=total, label=self._text(), file=sys.stderr, show_eta=True)
+            self._bar.__enter__()
+        self._bar.update(done - self._last)
+        self._last = done
+
+    def files(self, done: int, total: int) -> None:
+        if self._enabled and total > 0:
+            self._files = f" {done:,}/{total:,} files"
+            if self._bar is not None:
+                self._bar.label = self._text()
+
+    def _text(self) -> str:
+        return self._label + self._files
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None

@@ -189,6 +189,7 @@ class _RepoCheck:
         self.shared = Path(os.path.realpath(run.cache_dir / "blobs"))
         self.blob_ok: dict[str, bool] = {}  # blob name -> content matches its name
         self.referenced: set[str] = set()
+        self.plain_files: set[str] = set()  # blob names that are regular files in a real blobs/ folder
 
     def issue(self, kind: str, severity: str, message: str, **kw: Any) -> None:
         self.run.issues.append(Issue(kind, severity, message, self.repo_type, self.repo_id, **kw))
@@ -223,7 +224,12 @@ class _RepoCheck:
     # -- blobs --
 
     def check_blobs(self) -> None:
-        for name, path in _listdir(self.folder / "blobs"):
+        listing = _listdir(self.folder / "blobs")
+        blobs_real = Path(os.path.realpath(self.folder / "blobs"))
+        plain_blobs = _inside(blobs_real, self.real) and blobs_real.parent == self.real  # blobs/ is a real folder
+        # Every blob hashed first on all cores; the loop below then reads the results (issue 18).
+        self.run.hasher.prefetch([(p, not is_sha256(n)) for n, p in listing if is_sha256(n) or is_sha1(n)], threads=0)
+        for name, path in listing:
             rel = f"blobs/{name}"
             if _TEMP_RE.search(name):
                 self.issue("leftover", WARNING, f"{rel} is a temp file", path=rel, hint=_HINT_LEFTOVER)
@@ -243,8 +249,11 @@ class _RepoCheck:
                 # a warning here: the snapshot entries that use it are reported as errors on their own
                 self.issue("dangling", WARNING, f"{rel} is a link to nothing", path=rel, hint=_HINT_DANGLING)
                 continue
-            real = Path(os.path.realpath(path))
-            if not (_inside(real, self.real) or _is_shared_blob(real, self.shared)):
+            direct = plain_blobs and not os.path.islink(path)  # a file in a real blobs/: inside, no realpath
+            real = blobs_real / name if direct else Path(os.path.realpath(path))
+            if direct:
+                self.plain_files.add(name)
+            if not direct and not (_inside(real, self.real) or _is_shared_blob(real, self.shared)):
                 self.blob_ok[name] = False
                 self.issue(
                     "unsafe",
@@ -254,7 +263,7 @@ class _RepoCheck:
                     hint="replace it: re-install the bundle or re-download the file",
                 )
                 continue
-            d = self.run.hasher.digest(path)
+            d = self.run.hasher.digest(path, git=not is_sha256(name))
             actual = d.sha256 if is_sha256(name) else d.git_sha1
             self.blob_ok[name] = actual == name
             if actual != name:
@@ -395,6 +404,27 @@ class _RepoCheck:
     def check_link(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> bool:
         rel = f"snapshots/{commit}/{rel_path}"
         target = os.readlink(full)
+        hop = Path(os.path.normpath(full.parent / target))
+        blob = hop.name if hop.parent == self.folder / "blobs" else None
+        if blob is not None and blob in self.plain_files:
+            # A link straight to a regular file of a real blobs/ (checked above): it exists and stays inside,
+            # no realpath needed (the snapshot's folders are real ones: _walk_files does not enter links).
+            self.referenced.add(blob)
+            if entry is not None:
+                etag = tree_etag(entry)
+                size = os.path.getsize(hop)
+                if blob != etag or size != entry["size"]:
+                    self.issue(
+                        "mismatch",
+                        ERROR,
+                        f"{rel} disagrees with trees/{commit}.json",
+                        commit=commit,
+                        path=rel,
+                        expected=f"{etag} ({entry['size']} bytes)",
+                        actual=f"{blob} ({size} bytes)",
+                        hint="re-install the bundle (or re-download the file) to repair the entry",
+                    )
+            return True
         if not os.path.exists(full):
             self.issue(
                 "dangling",
@@ -418,8 +448,6 @@ class _RepoCheck:
                 hint="re-install the bundle or re-download the file",
             )
             return False
-        hop = Path(os.path.normpath(full.parent / target))
-        blob = hop.name if hop.parent == self.folder / "blobs" else None
         if blob is not None:
             self.referenced.add(blob)
         if entry is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import queue
 import sys
 import threading
 import time
@@ -65,11 +66,20 @@ MAX_FRAME_SIZE = 64 << 20
 # write thread, so ~(2 * 4 + 2) * 16 MiB = 160 MiB of buffers at the default frame size. More than
 # MAX_WORKERS compression threads would only wait: one stream is hashed at ~1.4 GB/s on one core anyway.
 MAX_IN_FLIGHT = 4
-MAX_QUEUED_WRITES = 1
+MAX_QUEUED_WRITES = 1  # pieces waiting for the writer thread (one more is being written); 3 bought no
+# measurable speed on this 2-core VM and cost ~45 MB of peak RSS (issue 22)
 MAX_WORKERS = 4
+# Output is handed to the writer thread in pieces of at least this much (small members' frames are gathered
+# into one piece): one write call per few MiB suits the page cache, one per 3 KB frame did not (issue 22).
+WRITE_PIECE = 4 << 20
+# A member whose tar bytes (header + data + padding) fit in this is read, hashed and compressed on the
+# calling thread: handing a 4 KB file to two pools cost more than the work (issue 18: many small files).
+INLINE_MEMBER = 256 << 10
 SAMPLE_BYTES = 1 << 20
 BARELY_COMPRESSIBLE = 0.88
 FAST_LEVEL = -1
+SMALL_BLOB = 64 << 10
+SMALL_BARELY_LEVEL = 3
 LEVEL_MIN, LEVEL_MAX = -7, 22
 _T = TypeVar("_T")
 
@@ -98,14 +108,19 @@ def choose_level(sample: bytes | bytearray | memoryview, size: int) -> int:
     - from 0.88 (fp16 ~0.92, quantized or already-compressed data): level -1. The few percent level 1 would
       save there come from Huffman-coding every byte, which more than doubles the CPU time of both packing
       and unpacking (measured: level 1 ~0.58 GB/s a core on fp16, level -1 ~1.4 GB/s). ``level=1`` gets
-      them back when size matters more than time.
+      them back when size matters more than time. Small files (up to 64 KiB) get level 3, tar --zstd's:
+      their tar header and padding compress a little better there, at no time that counts (issue 18).
 
     Tiny samples (under 1 KiB) get level 19: too little to judge, too little to cost anything.
     """
     if len(sample) < 1024:
         return 19
     ratio = len(_compressor(1).compress(sample)) / len(sample)
-    return text_level(size) if ratio < 0.5 else 1 if ratio < BARELY_COMPRESSIBLE else FAST_LEVEL
+    if ratio < 0.5:
+        return text_level(size)
+    if ratio < BARELY_COMPRESSIBLE:
+        return 1
+    return SMALL_BARELY_LEVEL if size <= SMALL_BLOB else FAST_LEVEL
 
 
 _local = threading.local()
@@ -218,6 +233,49 @@ def _fill(stream: BinaryIO, view: memoryview) -> int:
     return got
 
 
+class _WriterThread:
+    """Writes pieces in order on its own thread, so compressing the next frames never waits for the kernel to
+    take the last one (a file costs that, a pipe hides it: issue 22). At most MAX_QUEUED_WRITES pieces wait;
+    :meth:`put` blocks beyond that, so memory stays bounded. The first write error is raised by the next
+    :meth:`put` or by :meth:`join`; after it the thread drops what it is given."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._queue: queue.Queue[bytes | None] = queue.Queue(MAX_QUEUED_WRITES)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="hfbundle-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(data)
+                except BaseException as e:  # handed to the producer
+                    self._error = e
+            self._queue.task_done()
+        self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, data: bytes) -> None:
+        self._raise()
+        self._queue.put(data)
+
+    def join(self) -> None:
+        """Wait until everything put so far is written; raise the first write error."""
+        self._queue.join()
+        self._raise()
+
+    def stop(self) -> None:
+        """End the thread once the pieces before are done (written, or dropped after an error)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 class BundleWriter:
     """Writes a bundle to ``target``: a path (written atomically), ``"-"`` (stdout) or a binary file object.
 
@@ -264,8 +322,8 @@ class BundleWriter:
         self._progress = 0
         self._pool: ThreadPoolExecutor | None = None
         self._hash_pool: ThreadPoolExecutor | None = None
-        self._write_pool: ThreadPoolExecutor | None = None
-        self._writes: deque[Future[None]] = deque()
+        self._writer: _WriterThread | None = None
+        self._gather = bytearray()  # small frames waiting to be handed to the writer as one piece
         self._buffers: list[bytearray] = []  # input frame buffers, reused
         self._offset = 0  # bytes handed to the output so far (written, or queued to the write thread)
         self._state = "open"  # open → finished | aborted
@@ -290,6 +348,7 @@ class BundleWriter:
         self._declared = {b.sha256: b.size for b in manifest.blobs}
         level = self._level if self._level is not None else text_level(len(manifest_bytes))
         self._guarded(lambda: self._write_member(KIND_MANIFEST, self._bundle_id, manifest_bytes, level))
+        self._guarded(self._hand_over)  # the output file exists from the manifest on, as before gathering
 
     def add_blob(
         self,
@@ -375,10 +434,13 @@ class BundleWriter:
             raise
 
     def _shutdown(self) -> None:
-        for pool in (self._pool, self._hash_pool, self._write_pool):
+        for pool in (self._pool, self._hash_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._hash_pool = self._write_pool = None
+        self._pool = self._hash_pool = None
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
 
     def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None:
         """Compression workers and one hashing thread (FIFO, so updates stay in order); None when
@@ -388,22 +450,33 @@ class BundleWriter:
         if self._pool is None or self._hash_pool is None:
             self._pool = ThreadPoolExecutor(min(self._threads, MAX_WORKERS), thread_name_prefix="hfbundle-zstd")
             self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="hfbundle-hash")
-            self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="hfbundle-write")
         return self._pool, self._hash_pool
 
     def _emit(self, data: bytes) -> None:
-        """Write in order, in the background when threaded (bounded: see MAX_QUEUED_WRITES)."""
+        """Write in order, on the writer thread (see :class:`_WriterThread`), small frames gathered first."""
         self._offset += len(data)
-        if self._write_pool is None:
-            self._sink.write(data)
+        if len(data) < WRITE_PIECE:
+            self._gather += data
+            if len(self._gather) >= WRITE_PIECE:
+                self._hand_over()
             return
-        self._writes.append(self._write_pool.submit(self._sink.write, data))
-        while len(self._writes) > MAX_QUEUED_WRITES:
-            self._writes.popleft().result()
+        self._hand_over()
+        self._writer_thread().put(data)
+
+    def _writer_thread(self) -> _WriterThread:
+        if self._writer is None:
+            self._writer = _WriterThread(self._sink.write)
+        return self._writer
+
+    def _hand_over(self) -> None:
+        if self._gather:
+            data, self._gather = bytes(self._gather), bytearray()
+            self._writer_thread().put(data)
 
     def _drain_writes(self) -> None:
-        while self._writes:
-            self._writes.popleft().result()
+        self._hand_over()
+        if self._writer is not None:
+            self._writer.join()
 
     def _add_blob(self, sha256: str, size: int, stream: BinaryIO, git_sha1: str | None, label: str) -> BlobWritten:
         hasher = _Hasher(size, git_sha1 is not None)
@@ -462,7 +535,7 @@ class BundleWriter:
             name = MANIFEST_NAME if kind == KIND_MANIFEST else blob_member_name(sha256)
             prefix = tar_header(name, size)
             total = len(prefix) + padded(size)
-        pools = self._pools()
+        pools = self._pools() if total > INLINE_MEMBER else None
         depth = 1 if pools is None else min(self._threads + 2, MAX_IN_FLIGHT)
         pending: deque[_Pending] = deque()
         frames: list[FrameRef] = []

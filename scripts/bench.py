@@ -11,6 +11,8 @@ with the ratio to the baseline through one shared printer (``--json`` for machin
     scripts/bench pack --size-mb 2000         # hfbundle build/install vs tar|zstd (+ sha256sum) by hand
     scripts/bench oci --size-mb 1000          # push / pull --install via a loopback registry vs skopeo copy
     scripts/bench kit --reps 2                # hfbundle kit + install.py vs pip/venv by hand, no network
+    scripts/bench scale --files 5000,20000,100000   # many small files: backup/restore/verify vs tar, sha256sum
+    scripts/bench scale --files 20000 --repos 200   # … spread over many repos
 """
 
 from __future__ import annotations
@@ -639,10 +641,11 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
             hand_out, ours_out = work / "hand.tar.zst", work / "ours.tar.zst"
             tar_zstd = f"tar -C '{snap}' -chf - . | zstd -T0 -3 -q -f -o '{hand_out}'"
             sha = f"find -L '{snap}' -type f -print0 | xargs -0 sha256sum > /dev/null"
-            s_zstd, s_pair, s_ours = (
+            s_zstd, s_pair, s_ours, s_pipe = (
                 _series("tar|zstd -T0 -3"),
                 _series("tar|zstd, then sha256sum"),
                 _series("hfbundle build (warm)"),
+                _series("hfbundle build -o - (null)"),
             )
 
             def add(series: Series, wall: float, rss: float) -> None:
@@ -651,12 +654,15 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
             build_cmd = [sys.executable, "-m", "bundler", "build", "--lock", str(lock), "-o", str(ours_out), "-q"]
             if args.threads:
                 build_cmd += ["--threads", str(args.threads)]
+            # The same build into a pipe (stdout is /dev/null in `measured`): what writing the file costs.
+            pipe_cmd = [*build_cmd[: build_cmd.index("-o")], "-o", "-", *build_cmd[build_cmd.index("-o") + 2 :]]
             interleaved(
                 args.reps,
                 [
                     lambda: add(s_zstd, *measured(tar_zstd, env, shell=True)),
                     lambda: add(s_pair, *measured(f"{tar_zstd} && {sha}", env, shell=True)),
                     lambda: add(s_ours, *measured(build_cmd, online)),
+                    lambda: add(s_pipe, *measured(pipe_cmd, online)),
                 ],
             )
         bundle = ours_out
@@ -689,7 +695,7 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
         interleaved(args.reps, [lambda: untar(False), lambda: untar(True), install_twice])
         where = f"{size / 1e6:.0f} MB fp16 pipeline, {os.cpu_count()} CPUs"
         return [
-            Scenario(f"build: pack a warm cache, {where}", s_pair, [s_zstd, s_ours]),
+            Scenario(f"build: pack a warm cache, {where}", s_pair, [s_zstd, s_ours, s_pipe]),
             Scenario(f"install: unpack into an empty folder, {where}", s_untar, [s_upair, s_inst, s_again, s_trust]),
         ]
     finally:
@@ -886,6 +892,130 @@ def bench_kit(args: argparse.Namespace) -> list[Scenario]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# -- scale: many small files (backup, restore, verify) against tar and sha256sum -------------------------------
+
+
+def small_files_cache(cache: Path, files: int, repos: int = 1, seed: int = 0) -> tuple[int, int]:
+    """A dataset-shaped symlink-layout cache written directly (no Hub): ``repos`` dataset repos sharing
+    ``files`` files of 1-4 KB of random bytes, each a git blob (etag = git sha1), one commit and a ``main``
+    ref each, in folders of 1,000 files. Returns (files, bytes of content)."""
+    import hashlib
+    import random
+
+    from bundler.hashing import git_blob_sha1
+    from bundler.hfcache import RepoLayout, ensure_cachedir_tag
+
+    rnd = random.Random(seed)
+    ensure_cachedir_tag(cache)
+    per_repo = max(1, files // repos)
+    total = n = 0
+    for r in range(repos):
+        repo_id = f"bench/dataset-{r:04d}"
+        lay = RepoLayout(cache, "dataset", repo_id)
+        lay.blobs.mkdir(parents=True)
+        commit = hashlib.sha1(repo_id.encode()).hexdigest()
+        snap = lay.snapshot(commit)
+        for i in range(per_repo):
+            data = rnd.randbytes(rnd.randint(1024, 4096))
+            etag = git_blob_sha1(data)
+            with open(lay.blob(etag), "wb") as f:
+                f.write(data)
+            link = snap / "data" / f"part-{i // 1000:04d}" / f"row-{i:07d}.bin"
+            if i % 1000 == 0:
+                link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f"../../../../blobs/{etag}", link)
+            total += len(data)
+            n += 1
+        lay.ref("main").parent.mkdir(parents=True, exist_ok=True)
+        lay.ref("main").write_text(commit)
+    return n, total
+
+
+def bench_scale(args: argparse.Namespace) -> list[Scenario]:
+    """hfbundle backup / restore / verify of a many-small-files cache against ``tar --zstd -cf`` / ``-xf`` and
+    ``sha256sum`` of the same files, at each size in ``--files``; interleaved whole processes, peak RSS and the
+    time per file in the breakdown. Linearity: compare ``ms/file`` across sizes."""
+    if shutil.which("zstd") is None:
+        raise SystemExit("bench: the zstd command is needed for the baselines (apt-get install zstd)")
+    sizes = [int(x) for x in str(args.files).split(",") if x]
+    scenarios: list[Scenario] = []
+    env = {**base_env(), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": CLOSED_ENDPOINT}
+    for n_files in sizes:
+        work = Path(tempfile.mkdtemp(prefix="hfbundle-bench-scale-", dir=args.work_dir))
+        try:
+            cache = work / "hub"
+            print(f"writing {n_files} small files in {args.repos} repo(s) …", file=sys.stderr)
+            n, size = small_files_cache(cache, n_files, args.repos)
+            scenarios += _scale_round(args, env, work, cache, n, size)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return scenarios
+
+
+def _scale_round(
+    args: argparse.Namespace, env: Mapping[str, str], work: Path, cache: Path, n: int, size: int
+) -> list[Scenario]:
+    hf = [sys.executable, "-m", "bundler"]
+    tar_out, ours_out = work / "tar.tar.zst", work / "ours.tar.zst"
+
+    def add(series: Series, wall: float, rss: float) -> None:
+        series.add(wall, {"ms/file": wall / n * 1000, "peak RSS MB": rss})
+
+    def sized(series: Series, out: Path) -> None:
+        series.parts.setdefault("output MB", []).append(out.stat().st_size / 1e6)
+
+    s_tar, s_backup = _series("tar --zstd -cf"), _series("hfbundle backup")
+
+    def run_tar() -> None:
+        tar_out.unlink(missing_ok=True)
+        add(s_tar, *measured(["tar", "--zstd", "-cf", str(tar_out), "-C", str(cache), "."], env))
+        sized(s_tar, tar_out)
+
+    def run_backup() -> None:
+        ours_out.unlink(missing_ok=True)
+        add(s_backup, *measured([*hf, "backup", "--cache-dir", str(cache), "-o", str(ours_out), "-q"], env))
+        sized(s_backup, ours_out)
+
+    interleaved(args.reps, [run_tar, run_backup])
+
+    s_untar, s_restore = _series("tar --zstd -xf"), _series("hfbundle restore")
+    dest = work / "dest"
+
+    def fresh() -> Path:
+        shutil.rmtree(dest, ignore_errors=True)
+        return dest
+
+    def run_untar() -> None:
+        d = fresh()
+        d.mkdir()
+        add(s_untar, *measured(["tar", "--zstd", "-xf", str(tar_out), "-C", str(d)], env))
+
+    def run_restore() -> None:
+        d = fresh()
+        add(s_restore, *measured([*hf, "restore", str(ours_out), "--cache-dir", str(d), "-q"], env))
+
+    restore_reps = args.restore_reps if args.restore_reps is not None else args.reps
+    interleaved(restore_reps, [run_untar, run_restore])
+    fresh()
+
+    s_sha, s_verify = _series("sha256sum (blobs)"), _series("hfbundle verify")
+    sha = f"find '{cache}' -path '*/blobs/*' -type f -print0 | xargs -0 sha256sum > /dev/null"
+
+    def run_sha() -> None:
+        add(s_sha, *measured(sha, env, shell=True))
+
+    def run_verify() -> None:
+        add(s_verify, *measured([*hf, "verify", "--cache-dir", str(cache), "--json"], env))
+
+    interleaved(args.reps, [run_sha, run_verify])
+    where = f"{n} files of 1-4 KB ({size / 1e6:.0f} MB) in {args.repos} repo(s), {os.cpu_count()} CPUs"
+    return [
+        Scenario(f"scale backup: {where}", s_tar, [s_backup]),
+        Scenario(f"scale restore: {where}", s_untar, [s_restore]),
+        Scenario(f"scale verify: {where}", s_sha, [s_verify]),
+    ]
+
+
 # -- entry point -----------------------------------------------------------------------------------------------
 
 
@@ -918,7 +1048,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("pack", help="hfbundle build/install vs tar|zstd and sha256sum by hand (synthetic fp16)")
     p.add_argument("--size-mb", type=int, default=2000, help="size of the synthetic pipeline (default 2000)")
-    p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
+    p.add_argument("--reps", type=int, default=5, help="timed runs of each, interleaved (default 5)")
     p.add_argument("--threads", type=int, default=0, help="hfbundle's zstd threads (default 0: one per CPU)")
     p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
     p.set_defaults(func=bench_pack)
@@ -932,6 +1062,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("kit", help="hfbundle kit + install.py vs the same steps by hand, with no network")
     p.add_argument("--reps", type=int, default=2, help="timed runs of each (default 2)")
     p.set_defaults(func=bench_kit)
+
+    p = sub.add_parser("scale", help="many small files: backup/restore/verify vs tar --zstd and sha256sum")
+    p.add_argument("--files", default="5000,20000", help="comma-separated file counts (default 5000,20000)")
+    p.add_argument("--repos", type=int, default=1, help="spread the files over this many repos (default 1)")
+    p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
+    p.add_argument("--restore-reps", type=int, default=None, help="timed restores (default: --reps)")
+    p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
+    p.set_defaults(func=bench_scale)
 
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} logical CPUs, python {sys.version.split()[0]}", file=sys.stderr)

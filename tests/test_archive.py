@@ -154,14 +154,14 @@ def test_round_trip_from_file(bundle: Path) -> None:
 
 
 def test_report_and_blob_results(tmp_path: Path) -> None:
-    data = os.urandom(10_000)
+    data = os.urandom(100_000)
     manifest = make_manifest({"w.bin": data})
     seen: list[int] = []
     with BundleWriter(tmp_path / "b", frame_size=SMALL_FRAME, on_progress=seen.append) as writer:
         writer.write_manifest(manifest.dumps())
         result = writer.add_blob(sha(data), len(data), io.BytesIO(data), expected_git_sha1=git_blob_sha1(data))
         report = writer.finish()
-    assert result.git_sha1 == git_blob_sha1(data) and result.frames == 3 and result.level == -1
+    assert result.git_sha1 == git_blob_sha1(data) and result.frames == 25 and result.level == -1
     assert seen == sorted(seen) and seen[-1] == len(data)  # progress counts blob bytes only
     assert report.paths == (tmp_path / "b",)
     assert report.bytes_out == (tmp_path / "b").stat().st_size
@@ -253,6 +253,7 @@ def test_layout_members_frames_and_end(bundle: Path) -> None:
 
 def test_level_choice() -> None:
     assert choose_level(os.urandom(1 << 16), 10**9) == -1  # incompressible: store nearly raw, fast
+    assert choose_level(os.urandom(4096), 4096) == 3  # a small file: tar --zstd's level, no time to save
     rng = random.Random(0)
     weights = [rng.gauss(0, 0.02) for _ in range(1 << 15)]  # like trained weights
     fp16 = struct.pack(f"<{len(weights)}e", *weights)
@@ -492,6 +493,46 @@ def test_interrupt_leaves_nothing_and_keeps_the_old_file(tmp_path: Path) -> None
         w.add_blob(sha(data), len(data), io.BytesIO(data))
     assert [p.name for p in tmp_path.iterdir()] == ["b.tar.zst"]
     assert target.read_bytes() == b"previous bundle"
+
+
+def test_many_small_members_and_large_ones_give_the_same_bytes_on_any_thread_count() -> None:
+    """Small members are packed on the calling thread and their frames gathered into large writes; large
+    ones go through the pools: the bytes do not depend on either (nor on the thread count)."""
+    rnd = random.Random(7)
+    files = {f"f{i}": rnd.randbytes(rnd.randint(1, 4096)) for i in range(300)}
+    files["big"] = os.urandom(700_000)
+    files["text"] = b"hello world " * 40_000
+    one = bundle_bytes(files, threads=1, frame_size=256 << 10)
+    assert bundle_bytes(files, threads=3, frame_size=256 << 10) == one
+    with open_bundle(io.BytesIO(one)) as reader:
+        assert read_all(reader) == {sha(d): d for d in files.values()}
+        small = sha(files["f5"])
+        assert reader.read_blob(small).read() == files["f5"]  # every member still starts a frame
+
+
+class FailingSink(io.RawIOBase):
+    """A stream that fails once ``limit`` bytes were written to it (a full disk)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.written = limit, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        n = memoryview(cast(bytes, data)).nbytes
+        if self.written + n > self.limit:
+            raise OSError(28, "No space left on device")
+        self.written += n
+        return n
+
+
+def test_a_write_error_on_the_writer_thread_stops_the_bundle() -> None:
+    from bundler.errors import HfBundleError
+
+    files = {f"f{i}": os.urandom(3000) for i in range(40)} | {"big": os.urandom(9 << 20)}
+    with pytest.raises(HfBundleError, match="No space left"):
+        write_bundle(cast(BinaryIO, FailingSink(1 << 20)), files, frame_size=1 << 20, threads=2)
 
 
 def test_writer_usage_errors(tmp_path: Path) -> None:

@@ -94,3 +94,20 @@ def test_never_overwrites_nor_follows_a_link(tmp_path: Path) -> None:
         with pytest.raises(FileExistsError):
             write_hashed(io.BytesIO(b"new"), tmp_path / name, 3)
     assert (tmp_path / "target").read_bytes() == b"keep" and (tmp_path / "file").read_bytes() == b"keep"
+
+
+def test_small_blobs_are_written_on_the_calling_thread_in_pieces(tmp_path: Path) -> None:
+    """Under one chunk: no writer thread (issue 18), and a stream handing out several short views is joined
+    whole, as is a stream longer than declared cut at one byte too many."""
+    import threading
+
+    data = os.urandom(700_000)  # Views hands out at most 300,000 bytes at a time: three pieces
+    before = threading.active_count()
+    seen: list[int] = []
+    d = write_hashed(Views(data), tmp_path / "blob", len(data), on_chunk=seen.append)  # type: ignore[arg-type]
+    assert threading.active_count() == before
+    assert (tmp_path / "blob").read_bytes() == data and d.sha256 == hashlib.sha256(data).hexdigest()
+    assert d.git_sha1 == git_blob_sha1(data) and sum(seen) == len(data)
+    stream = Counting(os.urandom(5000))
+    d = write_hashed(cast(BinaryIO, stream), tmp_path / "long", 3000)
+    assert d.size == 3001 and stream.read_bytes == 3001 and (tmp_path / "long").stat().st_size == 0

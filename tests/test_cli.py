@@ -97,3 +97,21 @@ def test_parse_size_rejects(text: str) -> None:
 
     with pytest.raises(click.BadParameter):
         parse_size(text)
+
+
+def test_progress_bar_counts_files_beside_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    """Long runs of many small files show how many files are done, not only bytes (issue 18)."""
+    from bundler.output import ProgressBar
+
+    bar = ProgressBar("packing", enabled=True)
+    bar.files(3, 20_000)
+    bar(100, 1000)
+    bar.files(4, 20_000)
+    bar(200, 1000)
+    bar.close()
+    assert "packing 3/20,000 files" in capsys.readouterr().err
+    quiet = ProgressBar("packing", enabled=False)
+    quiet.files(1, 2)
+    quiet(1, 2)
+    quiet.close()
+    assert capsys.readouterr().err == ""

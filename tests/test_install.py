@@ -385,6 +385,34 @@ def test_resume_after_a_crash(tmp_path: Path) -> None:
     assert not install(b.source(), cache).changed
 
 
+def test_temp_blobs_of_a_live_install_are_spared_and_swept_once_it_ends(tmp_path: Path) -> None:
+    """Leftovers are swept once per repo under the repo's install claim (no lock file per blob, issue 18):
+    while another install holds the claim its temp blobs stay; once it ends, the next install removes them."""
+    import fcntl
+
+    b = standard_bundle()
+    cache = tmp_path / "hub"
+    tiny = RepoLayout(cache, "model", "org/tiny")
+    tiny.blobs.mkdir(parents=True)
+    live = tiny.blobs / f".hfbundle-{sha256(SHARED)}.0badcafe.tmp"
+    live.write_bytes(b"being written")
+    claim = tiny.lock("hfbundle-install")
+    claim.parent.mkdir(parents=True)
+    fd = os.open(claim, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # another install is writing into this repo
+        install(b.source(), cache)
+        assert live.exists()
+        assert not install(b.source(), cache).changed  # a no-op install spares it too
+        assert live.exists()
+    finally:
+        os.close(fd)
+    install(b.source(), cache)
+    assert not live.exists()
+    locks = {p.name for p in claim.parent.iterdir()}
+    assert locks == {"hfbundle-install.lock"}  # no lock file per blob
+
+
 def test_corrupt_existing_blob_is_replaced_and_reported(tmp_path: Path) -> None:
     b = standard_bundle()
     cache = tmp_path / "hub"
