@@ -6,6 +6,7 @@ hostile case is in :func:`tests.hostile.harness.assert_refused`; this runs the C
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -51,19 +52,24 @@ CASES = {"second blob damaged": _second_blob_damaged, "size lie": _size_lie}
 
 
 def hf_cache_ls(bin_dir: Path, cache: Path) -> Any:
-    proc = subprocess.run(
-        [str(bin_dir / "hf"), "cache", "ls", "--cache-dir", str(cache), "--revisions", "--show-warnings", "--json"],
-        env={"PATH": os.environ.get("PATH", ""), "HOME": str(cache.parent), "HF_HUB_DISABLE_TELEMETRY": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    # the listing's times ("3 seconds ago") move between the two calls: keep ids, revisions, sizes, warnings
-    return "\n".join(
-        " ".join(w for w in line.split() if not w.endswith("ago") and w != "ago") for line in proc.stdout.splitlines()
-    )
+    """``hf cache ls`` by repo (a repo with no revision shows here) and by revision, with warnings."""
+    out = []
+    for extra in ([], ["--revisions"]):
+        proc = subprocess.run(
+            [str(bin_dir / "hf"), "cache", "ls", "--cache-dir", str(cache), "--show-warnings", "--json", *extra],
+            env={"PATH": os.environ.get("PATH", ""), "HOME": str(cache.parent), "HF_HUB_DISABLE_TELEMETRY": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        # times move between two calls: keep ids, revisions, refs, sizes (and the warnings, on stderr)
+        rows = json.loads(proc.stdout or "[]")
+        timeless = [{k: v for k, v in row.items() if "access" not in k and "modif" not in k} for row in rows]
+        warnings = [line for line in proc.stderr.splitlines() if "Hint:" not in line]  # not the CLI's tips
+        out.append((timeless, warnings))
+    return out
 
 
 @pytest.mark.parametrize("bin_dir", _stacks())
@@ -80,3 +86,5 @@ def test_refused_install_changes_nothing_hf_cache_ls_shows(
     assert hf_cache_ls(bin_dir, cache) == before
     if kind == "empty":
         assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == []
+    (cache / "models--hostile--phantom" / "snapshots").mkdir(parents=True)  # the check does see a phantom
+    assert hf_cache_ls(bin_dir, cache) != before
