@@ -9,6 +9,7 @@ The CLI is a thin layer over these; other tools (an app's own setup step, a note
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,6 +344,15 @@ def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = Tru
     from .doctor import doctor as diagnose
 
     return diagnose(spec, _cache(cache_dir), rehash=rehash, fix=fix)
+
+
+def doctor_environment(spec: str, *, cache_dir: str | Path | None = None) -> Any:
+    """Will the loader stacks that read ``spec`` look in this cache and stay offline in this environment?
+    An :class:`~bundler.loaderenv.EnvReport` whose ``exports()`` are the lines to set (``docs/RECIPES.md``)."""
+    from .loaderenv import check_environment
+    from .recipe import load_spec
+
+    return check_environment(load_spec(spec), _cache(cache_dir), os.environ)
 
 
 def run(spec: str, **kwargs: Any) -> Any:

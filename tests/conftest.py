@@ -67,3 +67,14 @@ def openvino_hub(tmp_path_factory: pytest.TempPathFactory, openvino_repo: Path) 
     publish(root, OPENVINO_REPO, openvino_repo)
     with HubServer(root) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def openvino_bundle(openvino_hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of the shipped ``openvino-sd-turbo`` recipe, built through :func:`openvino_hub`."""
+    from bundler.api import build
+
+    work = tmp_path_factory.mktemp("openvino-bundle")
+    bundle = work / "ov.tar.zst"
+    build("openvino-sd-turbo", output=bundle, endpoint=openvino_hub.endpoint, cache_dir=work / "cache", token=False)
+    return bundle

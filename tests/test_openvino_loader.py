@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bundler import rules
-from bundler.api import build, install, resolve
+from bundler.api import install, resolve
 from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT, OPENVINO_REPO
 from tests.testing.openvino import base_env, run_openvino
@@ -108,13 +108,10 @@ def test_the_loaders_own_download_does_not_load_offline(openvino_hub: HubServer,
 
 
 @pytest.fixture(scope="module")
-def installed_home(openvino_hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed_home(openvino_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HOME whose ``hf/hub`` cache ``install`` filled from a bundle of the recipe (built through the Hub)."""
-    work = tmp_path_factory.mktemp("openvino-bundle")
-    bundle = work / "ov.tar.zst"
-    build(RECIPE, output=bundle, endpoint=openvino_hub.endpoint, cache_dir=work / "online-cache", token=False)
-    home = work / "home"
-    install(bundle, cache_dir=home / "hf" / "hub")
+    home = tmp_path_factory.mktemp("openvino-installed")
+    install(openvino_bundle, cache_dir=home / "hf" / "hub")
     return home
 
 
