@@ -12,6 +12,7 @@ generate offline from a cache that ``install`` filled from that bundle.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from bundler import rules
 from bundler.api import install, resolve
 from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT, OPENVINO_REPO
-from tests.testing.openvino import base_env, run_openvino
+from tests.testing.openvino import REPO_ROOT, base_env, require_openvino, run_openvino
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +126,26 @@ def test_loads_offline_from_an_installed_bundle(cls: str, installed_home: Path) 
         _hub_env(installed_home, CLOSED_ENDPOINT, offline=True),
     )
     assert got == [cls, [64, 64] if generate else None]
+
+
+def test_hfbundle_run_where_optimum_intel_is_present(installed_home: Path, tmp_path: Path) -> None:
+    """``hfbundle run`` of the shipped recipe with the OpenVINO venv's python: the runner's optimum-intel path.
+    The user's environment lacks ``HF_HUB_OFFLINE`` (optimum-intel needs it, bundler/loaderenv.py): run sets it."""
+    python = require_openvino()
+    out = tmp_path / "cat.png"
+    argv = ["run", RECIPE, "--prompt", "a cat", "-o", str(out), "--width", "64", "--height", "64", "--steps", "1"]
+    argv += ["--threads", "1", "--cache-dir", str(installed_home / "hf" / "hub"), "--json"]
+    env = {**_hub_env(installed_home, CLOSED_ENDPOINT, offline=False), "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [str(python), "-c", "import sys\nfrom bundler.cli import main\nmain(sys.argv[1:])", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    from PIL import Image
+
+    with Image.open(out) as image:
+        assert image.size == (64, 64)
