@@ -232,11 +232,27 @@ def install(
                 require_seekable(source)
                 check_bundle(source.manifest, source.signatures, keys)
             return plan_install(source.manifest, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
-        return install_source(
+        report = install_source(
             source, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing, trusted_keys=keys
         )
+        return _with_environment_notes(report, source.manifest, cache)
     finally:
         source.close()
+
+
+def _with_environment_notes(report: Any, manifest: Any, cache: Path) -> Any:
+    """The install report plus what the bundle's loaders need from the environment to find this cache offline
+    (``bundler.loaderenv``): a loader that looks elsewhere, ``HF_HUB_OFFLINE``, a cache the OS cleans."""
+    import dataclasses
+
+    from .loaderenv import check_stacks, roles_stacks
+
+    roles = [r.role for r in manifest.lock.repos] if manifest.lock is not None else []
+    env = check_stacks("bundle", roles_stacks(roles), cache, os.environ)
+    lines = [f.message for f in env.findings]
+    if env.exports():
+        lines.append("before starting the app: " + "; ".join(env.exports()))
+    return dataclasses.replace(report, notes=(*report.notes, *lines)) if lines else report
 
 
 def verify(*targets: str, cache_dir: str | Path | None = None, trusted_keys: Sequence[str | Path] = ()) -> Any:

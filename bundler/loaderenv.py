@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal
@@ -178,7 +178,17 @@ def _same(a: Path, b: Path) -> bool:
 
 def check_environment(recipe: Recipe, cache: Path, env: Mapping[str, str]) -> EnvReport:
     """Will each stack that reads ``recipe`` look in ``cache``, and stay off the network, in ``env``?"""
-    stacks = recipe_stacks(recipe)
+    return check_stacks(recipe.name, recipe_stacks(recipe), cache, env)
+
+
+def roles_stacks(roles: Iterable[str]) -> tuple[Stack, ...]:
+    """The stacks that read repos of these roles (a bundle's lock records them), sorted."""
+    return tuple(sorted({ROLE_STACKS[r] for r in roles if r in ROLE_STACKS}))
+
+
+def check_stacks(name: str, stacks: Iterable[Stack], cache: Path, env: Mapping[str, str]) -> EnvReport:
+    """:func:`check_environment` for stacks known otherwise (``install`` takes them from the bundle's lock)."""
+    stacks = tuple(stacks)
     findings: list[EnvFinding] = []
     for stack in stacks:
         req = STACKS[stack]
@@ -217,7 +227,7 @@ def check_environment(recipe: Recipe, cache: Path, env: Mapping[str, str]) -> En
                 (),
             )
         )
-    return EnvReport(recipe.name, str(cache), stacks, tuple(findings))
+    return EnvReport(name, str(cache), stacks, tuple(findings))
 
 
 def temp_cleaner(path: Path | str, env: Mapping[str, str]) -> str | None:

@@ -161,3 +161,27 @@ def test_optimum_intel_needs_hub_offline(openvino_bundle: Path, tmp_path: Path) 
     assert exports == ["export HF_HUB_OFFLINE=1"]
     assert report["environment"]["findings"][0]["kind"] == "hub-offline"  # type: ignore[index]
     assert run_openvino(_LOAD, _apply(env, exports)) == [64, 64]
+
+
+@pytest.mark.slow
+def test_install_says_when_the_bundles_loader_would_not_find_the_cache(
+    openvino_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "models"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    report = install(openvino_bundle, cache_dir=cache)
+    assert any("optimum-intel looks in" in n and "not in " + str(cache) in n for n in report.notes)
+    assert any("HF_HUB_OFFLINE=1" in n for n in report.notes)
+    cleaner = temp_cleaner(cache, {})  # pytest's tmp_path usually lies under /tmp
+    assert any("empties on its own" in n for n in report.notes) == (cleaner is not None)
+    assert report.notes[-1] == (
+        f"before starting the app: export HUGGINGFACE_HUB_CACHE={cache}; export HF_HUB_CACHE={cache}; "
+        "export HF_HUB_OFFLINE=1"
+    )
+    monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again = install(openvino_bundle, cache_dir=cache)
+    assert [n for n in again.notes if "optimum-intel" in n or "export" in n] == []
