@@ -193,7 +193,9 @@ def check_stacks(name: str, stacks: Iterable[Stack], cache: Path, env: Mapping[s
     for stack in stacks:
         req = STACKS[stack]
         where = stack_cache(stack, env)
-        if not _same(where, cache):
+        # Only a stack's own quirk is flagged: a stack on HF_HUB_CACHE looks where huggingface_hub does, and a
+        # cache given with --cache-dir that the app is also given (cache_dir=...) is the user's choice.
+        if req.cache_variable != "HF_HUB_CACHE" and not _same(where, cache):
             # Both names: the legacy one for stacks on the legacy constant, the current one because it wins
             # over the legacy one for the others.
             sets = (("HUGGINGFACE_HUB_CACHE", str(cache)), ("HF_HUB_CACHE", str(cache)))
