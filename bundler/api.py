@@ -9,6 +9,7 @@ The CLI is a thin layer over these; other tools (an app's own setup step, a note
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +245,7 @@ def install(
                 require_seekable(source)
                 check_bundle(source.manifest, source.signatures, keys)
             return plan_install(source.manifest, cache, copy=copy, keep_refs=keep_refs, trust_existing=trust_existing)
-        return install_source(
+        report = install_source(
             source,
             cache,
             copy=copy,
@@ -253,8 +254,24 @@ def install(
             trusted_keys=keys,
             on_progress=on_progress,
         )
+        return _with_environment_notes(report, source.manifest, cache)
     finally:
         source.close()
+
+
+def _with_environment_notes(report: Any, manifest: Any, cache: Path) -> Any:
+    """The install report plus what the bundle's loaders need from the environment to find this cache offline
+    (``bundler.loaderenv``): a loader that looks elsewhere, ``HF_HUB_OFFLINE``, a cache the OS cleans."""
+    import dataclasses
+
+    from .loaderenv import check_stacks, roles_stacks
+
+    roles = [r.role for r in manifest.lock.repos] if manifest.lock is not None else []
+    env = check_stacks("bundle", roles_stacks(roles), cache, os.environ)
+    lines = [f.message for f in env.findings]
+    if env.exports():
+        lines.append("before starting the app: " + "; ".join(env.exports()))
+    return dataclasses.replace(report, notes=(*report.notes, *lines)) if lines else report
 
 
 def verify(*targets: str, cache_dir: str | Path | None = None, trusted_keys: Sequence[str | Path] = ()) -> Any:
@@ -371,6 +388,15 @@ def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = Tru
     from .doctor import doctor as diagnose
 
     return diagnose(spec, _cache(cache_dir), rehash=rehash, fix=fix)
+
+
+def doctor_environment(spec: str, *, cache_dir: str | Path | None = None) -> Any:
+    """Will the loader stacks that read ``spec`` look in this cache and stay offline in this environment?
+    An :class:`~bundler.loaderenv.EnvReport` whose ``exports()`` are the lines to set (``docs/RECIPES.md``)."""
+    from .loaderenv import check_environment
+    from .recipe import load_spec
+
+    return check_environment(load_spec(spec), _cache(cache_dir), os.environ)
 
 
 def run(spec: str, **kwargs: Any) -> Any:

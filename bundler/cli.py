@@ -6,6 +6,7 @@ A user error prints one line plus a hint and no traceback (``--debug`` or ``HFBU
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -552,8 +553,15 @@ def doctor(spec: str, cache_dir: Path | None, no_rehash: bool, fix: bool, json_m
     from . import api
 
     report = api.doctor(spec, cache_dir=cache_dir, rehash=not no_rehash, fix=fix)
-    Output(json_mode=json_mode).result(report, _render_generic)
-    if not report.ok:
+    env = api.doctor_environment(spec, cache_dir=cache_dir)
+    out = Output(json_mode=json_mode)
+    if json_mode:
+        click.echo(json.dumps({**report.to_json(), "environment": env.to_json()}, indent=2, sort_keys=True))
+    else:
+        out.result(report, _render_generic)
+        for line in env.render():
+            click.echo(line)
+    if not report.ok or not env.ok:
         sys.exit(1)
 
 

@@ -15,7 +15,10 @@ The rules mirror these upstream functions (diffusers 0.42.1, transformers 5.x, o
 - ``lora``: ``_fetch_state_dict`` / ``_best_guess_weight_name`` (``diffusers/loaders/lora_base.py``).
 - ``transformers-model``: ``PreTrainedModel.from_pretrained``'s checkpoint order (safetensors, its index,
   then ``.bin`` and its index) plus the tokenizer/processor files transformers probes for.
-- ``openvino-pipeline``: ``OVDiffusionPipeline._from_pretrained``'s allow/ignore patterns (optimum-intel).
+- ``openvino-pipeline``: the whole commit. ``OVDiffusionPipeline._from_pretrained``'s allow/ignore patterns
+  (optimum-intel 2.0) pick what it downloads online (:func:`openvino_pipeline_files`, checked against the real
+  loader in ``tests/test_openvino_loader.py``), but offline it needs every file of the commit: see
+  :func:`openvino_offline_files`.
 """
 
 from __future__ import annotations
@@ -551,6 +554,23 @@ def openvino_pipeline_files(filenames: Collection[str], model_index: Mapping[str
     return picked
 
 
+def openvino_offline_files(filenames: Collection[str], model_index: Mapping[str, Any]) -> set[str]:
+    """What optimum-intel 2.0 needs to load an OpenVINO export offline: every file of the commit.
+
+    Offline (``HF_HUB_OFFLINE=1``, the only way it loads offline on huggingface_hub 1.x, see
+    :mod:`bundler.loaderenv`), ``OVBaseModel.from_pretrained`` resolves ``refs/main`` to the commit and
+    ``optimum.modeling_base.OptimizedModel.from_pretrained`` calls ``TasksManager.get_model_files``, whose listing
+    fails and falls back to ``snapshot_download(repo, revision=<commit>)`` *without* patterns. With a commit as
+    revision huggingface_hub 1.33 takes the download path: it needs ``trees/<commit>.json`` (else it lists the
+    Hub: ``OfflineModeIsEnabled``) and then every file that listing names (else ``LocalEntryNotFoundError``).
+    So only a complete snapshot with its complete listing loads; the real client's own online download (the
+    patterns only, plus the full listing) fails offline the same way. The patterns still decide whether the repo
+    is an OpenVINO export at all.
+    """
+    openvino_pipeline_files(filenames, model_index)  # raises when there is no IR to load
+    return set(filenames)
+
+
 # ------------------------------------------------------------------------------------------- one entry point
 
 
@@ -615,7 +635,7 @@ def _role_files(
     if role == "openvino-pipeline":
         if MODEL_INDEX not in names:
             raise ResolveError(f"no {MODEL_INDEX}: not an OpenVINO pipeline export", hint="check the role")
-        return openvino_pipeline_files(names, read_json(MODEL_INDEX))
+        return openvino_offline_files(names, read_json(MODEL_INDEX))
     if role == "diffusers-model":
         return diffusers_model_files(
             names, read_json=read_json, subfolder=spec.subfolder, variant=spec.variant, weights=spec.weights

@@ -581,7 +581,7 @@ def _load_diffusers(plan: RunPlan, diffusers: Any, dtype: Any) -> tuple[Any, dic
 
 def _load_openvino(plan: RunPlan) -> tuple[Any, dict[str, str]]:
     """An OpenVINO export through optimum-intel, as FastSDCPU's OpenVINO mode loads it: static shapes for the
-    requested size, then compiled for the CPU. (Not exercised by the test suite: optimum-intel is optional.)"""
+    requested size, then compiled for the CPU (``tests/test_openvino_loader.py`` runs it with optimum-intel 2.0)."""
     intel: Any = importlib.import_module("optimum.intel")
     pipeline_cls = getattr(intel, "OVDiffusionPipeline", None) or intel.OVStableDiffusionPipeline
     main = plan.pipeline
@@ -594,7 +594,10 @@ def _load_openvino(plan: RunPlan) -> tuple[Any, dict[str, str]]:
             compile=False,
             ov_config={"CACHE_DIR": "", "INFERENCE_NUM_THREADS": str(plan.threads)},
         )
-        pipe.reshape(batch_size=1, height=plan.height, width=plan.width, num_images_per_prompt=1)
+        # batch_size=-1 (dynamic), as FastSDCPU: a static batch of 1 makes optimum-intel 2.0 reshape the UNet to
+        # batch 2 (it assumes classifier-free guidance unless the UNet takes timestep_cond), and a guidance 1.0
+        # run such as sd-turbo then fails in infer ("model input (shape=[2,4,8,8]) ... incompatible").
+        pipe.reshape(batch_size=-1, height=plan.height, width=plan.width, num_images_per_prompt=1)
         pipe.compile()
     return pipe, {main.name: main.label}
 

@@ -45,3 +45,36 @@ def hub(hub_root: Path) -> Iterator[HubServer]:
     """The loopback Hub serving :func:`hub_root` (shared by the session: do not publish into it)."""
     with HubServer(hub_root) as server:
         yield server
+
+
+OPENVINO_REPO = "rupeshs/sd-turbo-openvino"  # the repo of the shipped openvino-sd-turbo recipe, served on loopback
+
+
+@pytest.fixture(scope="session")
+def openvino_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD exported to real OpenVINO IR by optimum-intel 2.0 (.venv-openvino), once per session (~15 s)."""
+    from tests.testing.openvino import make_openvino_repo, require_openvino
+
+    require_openvino()
+    work = tmp_path_factory.mktemp("openvino-export")
+    return make_openvino_repo(work / "repo", work=work, repo_id=OPENVINO_REPO)
+
+
+@pytest.fixture(scope="session")
+def openvino_hub(tmp_path_factory: pytest.TempPathFactory, openvino_repo: Path) -> Iterator[HubServer]:
+    """A loopback Hub serving the exported IR as :data:`OPENVINO_REPO` on ``main``."""
+    root = tmp_path_factory.mktemp("openvino-hub")
+    publish(root, OPENVINO_REPO, openvino_repo)
+    with HubServer(root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def openvino_bundle(openvino_hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of the shipped ``openvino-sd-turbo`` recipe, built through :func:`openvino_hub`."""
+    from bundler.api import build
+
+    work = tmp_path_factory.mktemp("openvino-bundle")
+    bundle = work / "ov.tar.zst"
+    build("openvino-sd-turbo", output=bundle, endpoint=openvino_hub.endpoint, cache_dir=work / "cache", token=False)
+    return bundle

@@ -408,8 +408,9 @@ SHIPPED_EXPECTED: dict[str, dict[str, set[str]]] = {
         "taesd": TAESD,
     },
     "sdxl-turbo-taesdxl": {"pipeline": XL, "taesdxl": TAESD},
-    # optimum-intel's patterns: IR pairs and configs; README and .gitattributes stay out
-    "openvino-sd-turbo": {"pipeline": OPENVINO},
+    # the whole commit: optimum-intel 2.0 lists it all offline (rules.openvino_offline_files, proven with the real
+    # loader in tests/test_openvino_loader.py), README and .gitattributes included
+    "openvino-sd-turbo": {"pipeline": OPENVINO | {"README.md", ".gitattributes"}},
 }
 
 
@@ -424,7 +425,10 @@ def test_shipped_recipe_picks(factory_hub: tuple[HubServer, dict[str, Path]], na
     for repo in lock.repos:
         upstream = {p.relative_to(folders[repo.repo_id]).as_posix() for p in folders[repo.repo_id].rglob("*")}
         assert set(repo.upstream) == {p for p in upstream if (folders[repo.repo_id] / p).is_file()}
-        assert {f.path for f in repo.files} < set(repo.upstream)  # the real shape has more than the loader needs
+        if repo.role == "openvino-pipeline":
+            assert {f.path for f in repo.files} == set(repo.upstream)
+        else:  # the real shape has more than the loader needs
+            assert {f.path for f in repo.files} < set(repo.upstream)
     assert lock.extra["runner"]["pipeline"] == "pipeline"
 
 
@@ -458,8 +462,8 @@ def test_tiny_demo_recipe(factory_hub: tuple[HubServer, dict[str, Path]]) -> Non
 ORG = "hfbundle-test"
 # (case id, repo, loader, loader kwargs): "pipeline" = DiffusionPipeline.download, "from_pretrained" =
 # DiffusionPipeline.from_pretrained, "model" = AutoencoderTiny.from_pretrained, "transformers" =
-# CLIPTextModel.from_pretrained, "openvino" = optimum-intel's snapshot_download call, "lora" =
-# pipe.load_lora_weights.
+# CLIPTextModel.from_pretrained, "lora" = pipe.load_lora_weights. (OpenVINO: the real optimum-intel is the
+# oracle in tests/test_openvino_loader.py.)
 ORACLE_CASES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("safetensors-only", f"{ORG}/tiny-sd-safetensors-only", "pipeline", {}),
     ("safetensors-only-loaded", f"{ORG}/tiny-sd-safetensors-only", "from_pretrained", {}),
@@ -482,7 +486,6 @@ ORACLE_CASES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("taesd-bin", f"{ORG}/tiny-taesd", "model", {"use_safetensors": False}),
     ("taesd-variant-absent", f"{ORG}/tiny-taesd", "model", {"variant": "fp16"}),
     ("text-encoder", f"{ORG}/tiny-sd", "transformers", {"subfolder": "text_encoder"}),
-    ("openvino", "rupeshs/sd-turbo-openvino", "openvino", {}),
     ("lora", f"{ORG}/tiny-lcm-lora", "lora", {"weight_name": "pytorch_lora_weights.safetensors"}),
     ("lora-old", f"{ORG}/tiny-lcm-lora", "lora", {"weight_name": "pytorch_lora_weights_old.safetensors"}),
     ("lora-best-guess", f"{ORG}/tiny-lcm-lora", "lora", {}),
@@ -520,17 +523,6 @@ for case_id, repo, loader, kwargs in cases:
             DiffusionPipeline.from_pretrained(repo, **kwargs)
         elif loader == "model":
             AutoencoderTiny.from_pretrained(repo, **kwargs)
-        elif loader == "openvino":
-            # optimum-intel is not installed: replay OVDiffusionPipeline._from_pretrained's snapshot_download
-            from huggingface_hub import hf_hub_download, snapshot_download
-
-            config = json.loads(Path(hf_hub_download(repo, "model_index.json", **kwargs)).read_text())
-            components = {k for k in config if not k.startswith("_")} | {"vae_encoder", "vae_decoder"}
-            allow = {os.path.join(c, "*") for c in components}
-            allow |= {"openvino_model.xml", "openvino_model.bin", "scheduler_config.json", "model_index.json"}
-            allow |= {"config.json"}
-            ignore = ["*.msgpack", "*.safetensors", "*pytorch_model.bin", "*.onnx", "*.onnx_data"]
-            snapshot_download(repo, allow_patterns=allow, ignore_patterns=ignore, **kwargs)
         elif loader == "transformers":
             from transformers import CLIPTextModel
 
@@ -585,7 +577,6 @@ def test_oracle_same_files_as_the_loaders(
         "from_pretrained": "diffusers-pipeline",
         "model": "diffusers-model",
         "transformers": "transformers-model",
-        "openvino": "openvino-pipeline",
     }
     spec = RepoSpec(
         name="r",
