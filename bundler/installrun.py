@@ -12,7 +12,6 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import secrets
 import shutil
 import threading
@@ -60,7 +59,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["LANE_MIN_BYTES", "MAX_LANES", "execute"]
 
 # place_symlink's and our temp entries in a snapshot: `.<name>.<8hex>.tmp`
-_LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 STALE_SECONDS = 24 * 3600
 try:
     import fcntl as _fcntl
@@ -738,7 +736,7 @@ class _Run:
             lay = self._layout(repo.repo_type, repo.repo_id)
             for snap in repo.snapshots:
                 snap_dir = lay.snapshot(snap.commit)
-                present = _present_files(snap_dir)
+                present = listings.present_files(snap_dir)
                 present |= {f.path for f in snap.files if os.path.isfile(snap_dir / f.path)}
                 self._settle_tree(lay, repo, snap, present)
                 self._write_markers(lay, snap, present)
@@ -1091,22 +1089,6 @@ def _remove_stale_dirs(folder: Path, commit: str | None, *, suffix: str = ".tmp"
                             shutil.rmtree(path)
                         else:
                             path.unlink()
-
-
-def _present_files(snapshot: Path) -> set[str]:
-    """Repo paths of the snapshot's files, as huggingface_hub sees them (``os.path.isfile``, links followed)."""
-    out: set[str] = set()
-    if not snapshot.is_dir():
-        return out
-    for dirpath, dirnames, filenames in os.walk(snapshot):
-        dirnames[:] = [d for d in dirnames if not d.startswith(TEMP_PREFIX)]
-        for name in filenames:
-            if name.startswith(TEMP_PREFIX) or _LINK_TEMP_RE.fullmatch(name):
-                continue
-            full = os.path.join(dirpath, name)
-            if os.path.isfile(full):
-                out.add(os.path.relpath(full, snapshot).replace(os.sep, "/"))
-    return out
 
 
 def _read_bytes(path: Path) -> bytes | None:

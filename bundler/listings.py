@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any, Literal
 
 from .errors import HfBundleError
 from .hashing import is_sha1, is_sha256
-from .hfcache import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .hfcache import MAX_TREE_BYTES, TEMP_PREFIX, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
 from .installed import RECORD_DIR, read_record
 from .lock import RepoFile
 from .manifest import TREE_FILES, TREE_HUB, Manifest, RepoEntry, SnapshotEntry
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 ASIDE_DIR = (RECORD_DIR, "trees")  # <repo>/.hfbundle/trees/: beside the install records
 
+_LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")  # place_symlink's and atomic writes' temps
 Trap = Literal["offline", "online"]
 TreeEntries = Mapping[str, Mapping[str, Any]]
 
@@ -191,12 +193,16 @@ def move_aside(lay: RepoLayout, commit: str, trap: Trap) -> MovedListing:
 
 
 def present_files(snapshot: Path) -> set[str]:
-    """Repo paths of a snapshot's files as huggingface_hub sees them (``os.path.isfile``: links followed)."""
+    """Repo paths of a snapshot's files as huggingface_hub sees them (``os.path.isfile``: links followed), less
+    the temp files and staging folders of writers (ours, and ``.<name>.<8hex>.tmp`` link temps)."""
     out: set[str] = set()
     if not snapshot.is_dir():
         return out
-    for dirpath, _dirnames, filenames in os.walk(snapshot):
+    for dirpath, dirnames, filenames in os.walk(snapshot):
+        dirnames[:] = [d for d in dirnames if not d.startswith(TEMP_PREFIX)]
         for name in filenames:
+            if name.startswith(TEMP_PREFIX) or _LINK_TEMP_RE.fullmatch(name):
+                continue
             full = os.path.join(dirpath, name)
             if os.path.isfile(full):
                 out.add(os.path.relpath(full, snapshot).replace(os.sep, "/"))
