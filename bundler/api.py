@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from .cache.layout import default_cache_dir
 from .errors import UsageError
-from .hfcache import default_cache_dir
 
 if TYPE_CHECKING:
     from .build import BuildReport
-    from .lock import Lock
+    from .lockfile import Lock
     from .recipe import Recipe
 
 
@@ -66,7 +66,7 @@ def resolve(
     token: str | bool | None = None,
 ) -> Lock:
     """Resolve SPECs (recipe names, recipe files, ``org/name[@rev]``) into one lock. Needs the Hub."""
-    from .lock import Lock
+    from .lockfile import Lock
     from .resolve import resolve as resolve_recipe
 
     recipes = load_recipes(specs, variant=variant, include=include, exclude=exclude)
@@ -105,7 +105,7 @@ def build(
     import sys
 
     from .build import build as build_bundle
-    from .lock import Lock
+    from .lockfile import Lock
 
     if isinstance(lock, (str, Path)):
         try:
@@ -143,7 +143,7 @@ def inspect(bundle: str | Path) -> Any:
     """Manifest summary of a bundle, read without unpacking blobs, with who signed it (unchecked)."""
     import dataclasses
 
-    from .archive import open_bundle
+    from .bundle.reader import open_bundle
     from .trust import check_bundle
 
     with open_bundle(Path(bundle), threads=1) as reader:
@@ -201,7 +201,7 @@ def _trusted(trusted_keys: Sequence[str | Path]) -> Any:
 def _open_source(bundle: str | Path | BinaryIO) -> Any:
     import sys
 
-    from .archive import open_bundle
+    from .bundle.reader import open_bundle
 
     if bundle == "-":
         return open_bundle(sys.stdin.buffer)
@@ -227,7 +227,7 @@ def install(
     on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan;
-    ``on_progress`` receives :class:`bundler.installplan.Progress` records (bytes and files).
+    ``on_progress`` receives :class:`bundler.install.plan.Progress` records (bytes and files).
 
     ``trusted_keys`` (public key files or folders; default ``HFBUNDLE_TRUSTED_KEYS``): refuse, before writing
     anything, a bundle without a valid signature by one of them (:class:`~bundler.signing.SignatureError`)."""
@@ -427,8 +427,8 @@ def push(
 
         >>> push("demo.tar.zst", "registry.lan:5000/models/demo:v1")  # doctest: +SKIP
     """
-    from .oci import push as push_artifact
-    from .ociref import parse_ref
+    from .oci.ref import parse_ref
+    from .oci.transfer import push as push_artifact
 
     target = parse_ref(ref)
     options = _transfer_options(username, password, plain_http, retries)
@@ -495,8 +495,8 @@ def pull(
 
         >>> pull("registry.lan:5000/models/demo:v1", install=True)  # doctest: +SKIP
     """
-    from .oci import pull as pull_artifact
-    from .ociref import parse_ref
+    from .oci.ref import parse_ref
+    from .oci.transfer import pull as pull_artifact
 
     if output is None and not install:
         raise UsageError("pull needs -o BUNDLE or --install", hint="hfbundle pull REF --install (or -o demo.tar.zst)")
@@ -525,8 +525,8 @@ def _stream_progress(on_progress: Callable[[int, int], None] | None) -> Any:
 
 
 def _transfer_options(username: str | None, password: str | None, plain_http: bool, retries: int) -> Any:
-    from .oci import TransferOptions
-    from .ociauth import Credentials
+    from .oci.auth import Credentials
+    from .oci.transfer import TransferOptions
 
     if (username is None) != (password is None):
         raise UsageError("--username and --password-stdin go together", hint="pass both, or neither")

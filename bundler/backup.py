@@ -1,6 +1,6 @@
 """Backup of existing caches: cache → plan → bundle (restore: :mod:`bundler.restore`).
 
-:func:`plan_backup` reads a cache (:mod:`bundler.cachescan`: every real-world shape, no hashing, no network) and
+:func:`plan_backup` reads a cache (:mod:`bundler.cache.scan`: every real-world shape, no hashing, no network) and
 says what a backup would hold; :func:`backup` verifies every blob against its own name while it packs it into a
 bundle of kind ``backup``, packing only what a ``base`` backup chain lacks when given one.
 :func:`bundler.restore.restore` installs a chain of backups back into a cache. Decisions and formats:
@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .cachescan import (
+from .bundle.manifest import TREE_NONE, BlobEntry, Manifest, RepoEntry, SkippedFile, SnapshotEntry
+from .bundle.source import BundleSource
+from .cache.records import read_record
+from .cache.scan import (
     LAYOUT_EMPTY,
     LAYOUT_MIXED,
     CachedFile,
@@ -36,14 +39,11 @@ from .cachescan import (
 )
 from .errors import CacheError, HfBundleError, IntegrityError
 from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
-from .installed import read_record
-from .lock import RepoFile
-from .manifest import TREE_NONE, BlobEntry, Manifest, RepoEntry, SkippedFile, SnapshotEntry
-from .source import BundleSource
+from .lockfile import RepoFile
 from .units import human_size
 
 if TYPE_CHECKING:
-    from .writer import WriteReport
+    from .bundle.writer import WriteReport
 
 __all__ = [
     "BackupEstimate",
@@ -165,8 +165,8 @@ def plan_backup(
     """Plan a backup of the repos of ``cache_dir`` matching ``patterns`` (repo ids or globs; none: all) of
     ``repo_type``, every revision with its refs or only ``revision`` (a ref name or a commit).
 
-    ``base`` (a previous backup: a path, an open :class:`~bundler.source.BundleSource` or its
-    :class:`~bundler.manifest.Manifest`) makes the backup incremental: blobs the base chain holds are not packed.
+    ``base`` (a previous backup: a path, an open :class:`~bundler.bundle.source.BundleSource` or its
+    :class:`~bundler.bundle.manifest.Manifest`) makes the backup incremental: blobs the base chain holds are not packed.
     """
     scan = scan_cache(cache_dir, patterns, repo_type=repo_type, revision=revision)
     base_id, base_blobs, base_git = _read_base(base)
@@ -193,7 +193,7 @@ def _read_base(base: BaseLike | None) -> tuple[str | None, dict[str, int], dict[
     if isinstance(base, Manifest):
         manifest, base_id = base, base.bundle_id
     elif isinstance(base, (str, os.PathLike)):
-        from .archive import open_bundle
+        from .bundle.reader import open_bundle
 
         with open_bundle(Path(base), threads=1) as reader:
             manifest, base_id = reader.manifest, reader.bundle_id
@@ -514,7 +514,7 @@ class _Backup:
         self.total += sum(self.sizes[i] for i in todo)
         if not todo:
             return
-        from .writer import auto_threads
+        from .bundle.writer import auto_threads
 
         workers = max(1, min(len(todo), auto_threads(self.threads), 8))
         with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
@@ -665,7 +665,7 @@ class _Backup:
     # -- 3. write --
 
     def _write(self, manifest: Manifest, packs: list[_Pack]) -> WriteReport:
-        from .archive import BundleWriter
+        from .bundle.reader import BundleWriter
 
         start = self.done
         self.total += sum(p.size for p in packs)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import __version__
+from .bundle.manifest import TREE_FILES, TREE_HUB, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from .errors import IntegrityError
 from .fetch import FetchedFile, fetch
 from .hashing import digest_file
-from .lock import Lock, RepoFile
-from .manifest import TREE_FILES, TREE_HUB, BlobEntry, Manifest, RepoEntry, SnapshotEntry
+from .lockfile import Lock, RepoFile
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def build(
     adds OMS signatures (:mod:`bundler.trust`). ``have`` (blob name → size, from the target's inventory) makes a
     delta: every file's record, only the blobs the target lacks.
     """
-    from .archive import BundleWriter
+    from .bundle.reader import BundleWriter
 
     key = None
     if sign_key is not None:  # before any download: a missing extra or a bad key fails at once

@@ -134,7 +134,7 @@ def resolve(
         raise click.UsageError("give at least one SPEC (or --list)")
     lock = api.resolve(*specs, variant=variant, include=include, exclude=exclude)
     if output is not None:
-        from .hfcache import atomic_write_bytes
+        from .cache.layout import atomic_write_bytes
 
         atomic_write_bytes(output, lock.dumps().encode())
     if json_mode:
@@ -291,7 +291,7 @@ def inventory(cache_dir: Path | None, output: Path | None, verify: bool, json_mo
 
     inv = api.inventory(cache_dir=cache_dir, verify=verify)
     if output is not None:
-        from .hfcache import atomic_write_bytes
+        from .cache.layout import atomic_write_bytes
 
         atomic_write_bytes(output, inv.dumps())
     Output(json_mode=json_mode).result(inv, _render_generic)

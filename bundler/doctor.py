@@ -6,7 +6,7 @@ the loaders do with the network off:
 1. the commit: ``refs/<revision>`` read byte for byte (huggingface_hub does not strip it: a trailing newline
    makes ``hf_hub_download`` and ``snapshot_download`` fail offline), then ``snapshots/<commit>/``;
 2. the files the loader reads: the lock entry of the bundle that installed that commit
-   (:mod:`bundler.installed`) when it is for this recipe, else the recipe's rules (:mod:`bundler.rules`)
+   (:mod:`bundler.cache.records`) when it is for this recipe, else the recipe's rules (:mod:`bundler.rules`)
    replayed on the best listing at hand: the record's upstream list, ``trees/<commit>.json`` (the upstream
    listing when ``snapshot_download`` wrote it) or the snapshot's own files; the small JSON configs a rule
    reads come from the snapshot;
@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from . import rules
+from .cache.layout import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
+from .cache.leftovers import AbandonedRepo, remove_abandoned
+from .cache.listings import MovedListing, settle_cache
+from .cache.records import InstalledRecord, read_record
 from .errors import CacheError, ResolveError, UnsafePathError
 from .hashing import InodeHasher, is_sha1, is_sha256
-from .hfcache import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
-from .installed import InstalledRecord, read_record
-from .leftovers import AbandonedRepo, remove_abandoned
-from .listings import MovedListing, settle_cache
-from .lock import RepoFile
+from .lockfile import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
 
@@ -305,8 +305,8 @@ def doctor(spec: str | Recipe, cache_dir: Path, *, rehash: bool = True, fix: boo
     """Diagnose whether ``spec`` (a recipe name, ``.toml`` file, ``org/name[@rev]``, or a :class:`Recipe`) loads
     offline from the hub cache ``cache_dir``. Reads only the cache; ``rehash=False`` checks sizes, not hashes.
     ``fix`` first moves aside every trees listing of the cache that breaks the trees rule
-    (:func:`bundler.listings.settle_cache`) and removes repo folders an interrupted install left
-    (:func:`bundler.leftovers.remove_abandoned`): the fixes that need no new content.
+    (:func:`bundler.cache.listings.settle_cache`) and removes repo folders an interrupted install left
+    (:func:`bundler.cache.leftovers.remove_abandoned`): the fixes that need no new content.
 
     >>> doctor("tiny-demo", tmp_cache).ok  # doctest: +SKIP
     True

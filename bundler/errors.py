@@ -13,7 +13,8 @@ class HfBundleError(Exception):
 
     exit_code = 1
     # True when the *source* went away (a registry or network outage), not when the content is bad: an install
-    # then keeps the blobs it verified for the re-run, as after a kill (bundler.leftovers), instead of removing them.
+    # then keeps the blobs it verified for the re-run, as after a kill (bundler.cache.leftovers), instead of
+    # removing them.
     interrupted = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:

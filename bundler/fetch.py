@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cache.layout import RepoLayout, default_cache_dir
 from .errors import HfBundleError, ResolveError
-from .hfcache import RepoLayout, default_cache_dir
-from .lock import Lock, LockedRepo, RepoFile
+from .lockfile import Lock, LockedRepo, RepoFile
 
 
 @dataclass(frozen=True)

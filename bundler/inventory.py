@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .errors import BundleFormatError, UnsafePathError
 from .hashing import digest_file, is_sha1, is_sha256
-from .lock import _expect_keys
+from .lockfile import _expect_keys
 from .paths import check_commit, check_ref, check_repo_id, check_repo_type
 
 INVENTORY_FORMAT = "hfbundle-inventory"
@@ -191,7 +191,7 @@ def _text(value: Any) -> str:
 def take_inventory(cache_dir: Path, *, verify: bool = False) -> Inventory:
     """List what ``cache_dir`` holds. Only blobs in ``blobs/`` count (what an install can link from);
     ``verify`` re-hashes each one and leaves out those whose content does not match their name."""
-    from .cachescan import scan_cache
+    from .cache.scan import scan_cache
 
     scan = scan_cache(cache_dir)
     repos: list[HeldRepo] = []

@@ -194,9 +194,9 @@ def make_kit(
 def _gather_bundles(
     items: Sequence[str | Path], staging: Path, build_bundle: BuildBundle | None
 ) -> tuple[list[KitBundle], list[str]]:
-    from .archive import inspect_bundle
+    from .bundle.reader import inspect_bundle
+    from .bundle.volumes import find_volumes
     from .recipe import find_recipe
-    from .volumes import find_volumes
 
     folder = staging / "bundles"
     folder.mkdir()

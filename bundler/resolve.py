@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import rules
 from .errors import HfBundleError, ResolveError
 from .hashing import is_sha1, is_sha256
-from .lock import Lock, LockedRepo, RepoFile
+from .lockfile import Lock, LockedRepo, RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec
 
@@ -36,7 +36,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
 def resolve(recipe: Recipe, *, endpoint: str | None = None, token: str | bool | None = None) -> Lock:
-    """Pin every repo of ``recipe`` and pick its files; return the :class:`~bundler.lock.Lock`.
+    """Pin every repo of ``recipe`` and pick its files; return the :class:`~bundler.lockfile.Lock`.
 
     ``endpoint`` defaults to huggingface_hub's (``HF_ENDPOINT``); ``token`` to its stored token / ``HF_TOKEN``
     (``False``: send none).

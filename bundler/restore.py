@@ -28,16 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cachescan import LAYOUT_COPY, SHARED_MARKER
+from .bundle.manifest import Manifest, SkippedFile
+from .cache.layout import RepoLayout, file_lock
+from .cache.scan import LAYOUT_COPY, SHARED_MARKER
 from .errors import IntegrityError, UsageError
 from .hashing import sha256_file
-from .hfcache import RepoLayout, file_lock
 from .install import LAYOUT_SYMLINK, InstallPlan, InstallReport, ProgressCallback, execute, plan_install
-from .manifest import Manifest, SkippedFile
 from .units import human_size
 
 if TYPE_CHECKING:
-    from .archive import BundleReader
+    from .bundle.reader import BundleReader
 
 __all__ = ["ChainLink", "RestorePlan", "RestoreReport", "plan_restore", "restore"]
 
@@ -255,7 +255,7 @@ class _Chain:
 
 @contextlib.contextmanager
 def _open_chain(bundles: Sequence[Path | str]) -> Iterator[_Chain]:
-    from .archive import open_bundle
+    from .bundle.reader import open_bundle
 
     if not bundles:
         raise UsageError("no backup given", hint=_CHAIN_HINT)

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cache.layout import default_cache_dir
 from .errors import HfBundleError, RunError, UsageError
-from .hfcache import default_cache_dir
 
 __all__ = ["OFFLINE_ENV", "RunPlan", "RunReport", "physical_cores", "plan_run", "run"]
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cache.layout import atomic_write_bytes
 from .errors import HfBundleError, RecipeError, UnsafePathError, UsageError
-from .hfcache import atomic_write_bytes
 from .paths import check_relpath, check_repo_id
 from .recipe import loads_recipe
 from .traceproxy import Observation, RecordingProxy

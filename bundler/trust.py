@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .bundle.manifest import Manifest, SnapshotEntry
+from .cache.layout import RepoLayout, atomic_write_bytes, iter_repo_folders
+from .cache.records import RECORD_DIR
 from .errors import UsageError
 from .hashing import sha256_file
-from .hfcache import RepoLayout, atomic_write_bytes, iter_repo_folders
-from .installed import RECORD_DIR
-from .manifest import Manifest, SnapshotEntry
 from .signing import (
     DEFAULT_IGNORES,
     PublicKey,
@@ -47,7 +47,7 @@ from .signing import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
-    from .source import BundleSource
+    from .bundle.source import BundleSource
 
 __all__ = [
     "BundleSignatures",
@@ -313,10 +313,10 @@ def sign_bundle(bundle: Path, key: EllipticCurvePrivateKey, *, output: Path | No
     the index and the trailer are written after them, to temp files moved over ``output`` (default: the
     bundle itself) only once complete. The bundle id does not change.
     """
-    from .archive import open_bundle
+    from .bundle.reader import open_bundle
+    from .bundle.volumes import OutputSink
+    from .bundle.writer import write_tail
     from .signing import key_fingerprint
-    from .volumes import OutputSink
-    from .writer import write_tail
 
     with open_bundle(bundle, threads=1) as reader:
         index = reader.index

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bundle.manifest import TREE_NONE, Manifest
+from .cache.layout import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
 from .hashing import InodeHasher, is_sha1, is_sha256
-from .hfcache import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
-from .installed import InstalledRecord, read_record
-from .manifest import TREE_NONE, Manifest
 from .paths import REPO_TYPES
 
 __all__ = ["ERROR", "INFO", "WARNING", "Issue", "VerifyReport", "verify_cache", "verify_installed"]

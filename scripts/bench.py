@@ -371,8 +371,8 @@ def synthetic_cache(cache: Path, size_mb: int) -> int:
 
     import numpy as np
 
+    from bundler.cache.layout import RepoLayout, ensure_cachedir_tag
     from bundler.hashing import git_blob_sha1
-    from bundler.hfcache import RepoLayout, ensure_cachedir_tag
 
     rng = np.random.default_rng(0)
     chunk = 32 << 20
@@ -902,8 +902,8 @@ def small_files_cache(cache: Path, files: int, repos: int = 1, seed: int = 0) ->
     import hashlib
     import random
 
+    from bundler.cache.layout import RepoLayout, ensure_cachedir_tag
     from bundler.hashing import git_blob_sha1
-    from bundler.hfcache import RepoLayout, ensure_cachedir_tag
 
     rnd = random.Random(seed)
     ensure_cachedir_tag(cache)

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from bundler.archive import open_bundle
 from bundler.backup import BackupReport, backup, plan_backup
-from bundler.cachescan import guess_lfs, scan_cache
+from bundler.bundle.reader import open_bundle
+from bundler.cache.layout import RepoLayout, ensure_cachedir_tag, tree_json
+from bundler.cache.scan import guess_lfs, scan_cache
 from bundler.errors import CacheError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
-from bundler.hfcache import RepoLayout, ensure_cachedir_tag, tree_json
 from bundler.restore import plan_restore, restore
 from tests.testing.hf_client import run_hf_client
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bundler.api import build, install, resolve
-from bundler.archive import open_bundle
 from bundler.build import manifest_for, verify_regular_files
+from bundler.bundle.reader import open_bundle
 from bundler.errors import IntegrityError
 from bundler.fetch import fetch
-from bundler.lock import Lock
+from bundler.lockfile import Lock
 from bundler.testing.hub import HubServer
 from bundler.verify import verify_cache
 from tests.conftest import CLOSED_ENDPOINT
@@ -154,7 +154,7 @@ def test_signed_build_installs_only_with_its_key_and_model_signing_accepts_the_s
 ) -> None:
     pytest.importorskip("cryptography")
     from bundler.api import keygen, verify
-    from bundler.hfcache import RepoLayout
+    from bundler.cache.layout import RepoLayout
     from bundler.signing import SignatureError
     from bundler.trust import signature_path
 

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from bundler.archive import BundleWriter, inspect_bundle, open_bundle
 from bundler.build import delta_of
+from bundler.bundle.manifest import Manifest
+from bundler.bundle.reader import BundleWriter, inspect_bundle, open_bundle
+from bundler.bundle.source import MemorySource
+from bundler.cache.layout import RepoLayout
 from bundler.cli import main
 from bundler.errors import BundleFormatError, InstallError
-from bundler.hfcache import RepoLayout
 from bundler.install import install, plan_install
 from bundler.inventory import take_inventory
-from bundler.manifest import Manifest
-from bundler.source import MemorySource
 from bundler.verify import verify_cache
-from tests.test_install import (
+from tests.install.test_install import (
     BIG,
     C1,
     Repo,
@@ -33,7 +33,7 @@ from tests.test_install import (
     standard_repos,
     tree_state,
 )
-from tests.test_install import build as make_bundle
+from tests.install.test_install import build as make_bundle
 
 C5 = commit_id("c5")
 C6 = commit_id("c6")

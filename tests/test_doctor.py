@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bundler.archive import open_bundle
+from bundler.bundle.manifest import Manifest
+from bundler.bundle.reader import open_bundle
+from bundler.cache.layout import RepoLayout
 from bundler.doctor import ERROR, DoctorReport, doctor
-from bundler.hfcache import RepoLayout
 from bundler.install import install
-from bundler.manifest import Manifest
 from bundler.recipe import load_spec
 from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT

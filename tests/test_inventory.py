@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from bundler.cache.layout import RepoLayout
 from bundler.cli import main
 from bundler.errors import BundleFormatError
-from bundler.hfcache import RepoLayout
 from bundler.install import install
 from bundler.inventory import INVENTORY_FORMAT, MAX_INVENTORY_BYTES, Inventory, read_inventory, take_inventory
-from tests.test_install import C1, C2, C3, C4, standard_bundle
+from tests.install.test_install import C1, C2, C3, C4, standard_bundle
 
 
 @pytest.fixture

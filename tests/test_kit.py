@@ -258,7 +258,7 @@ def test_kit_of_a_spec_with_have_carries_a_delta(
     kit: tuple[Path, KitReport], demo_bundle: Path, hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bundler import api
-    from bundler.archive import open_bundle
+    from bundler.bundle.reader import open_bundle
     from bundler.cli import main
 
     target_cache = tmp_path / "offline-cache"

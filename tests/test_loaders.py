@@ -108,7 +108,7 @@ def test_transformers_by_subfolder(python: str, cache: Path) -> None:
 
 @pytest.mark.parametrize("python", _stacks())
 def test_huggingface_hub_functions(python: str, cache: Path, bundles: dict[str, Path]) -> None:
-    from bundler.archive import open_bundle
+    from bundler.bundle.reader import open_bundle
 
     with open_bundle(bundles["demo"]) as reader:
         files = {r.repo_id: [f.path for s in r.snapshots for f in s.files] for r in reader.manifest.repos}

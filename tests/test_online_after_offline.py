@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from bundler.api import backup, build, install, restore
+from bundler.cache.layout import tree_json
 from bundler.hashing import lfs_blob_id
-from bundler.hfcache import tree_json
 from bundler.testing.hub import HubServer
 from tests.testing.hf_client import client_env
 

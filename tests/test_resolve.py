@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bundler.errors import ResolveError
-from bundler.lock import Lock
+from bundler.lockfile import Lock
 from bundler.recipe import Recipe, RepoSpec, RunnerDefaults, load_spec
 from bundler.resolve import resolve
 from bundler.testing.hub import HubServer, publish

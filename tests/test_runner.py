@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from bundler.archive import open_bundle
+from bundler.bundle.reader import open_bundle
+from bundler.cache.layout import RepoLayout
+from bundler.cache.records import record_install
 from bundler.errors import RunError, UsageError
-from bundler.hfcache import RepoLayout
 from bundler.install import install
-from bundler.installed import record_install
 from bundler.runner import RunPlan, RunReport, physical_cores, plan_run
 from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT

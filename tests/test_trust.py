@@ -14,10 +14,12 @@ import pytest
 
 pytest.importorskip("cryptography")
 
-from bundler.archive import BundleWriter, inspect_bundle, open_bundle
+from bundler.bundle.manifest import Manifest
+from bundler.bundle.reader import BundleWriter, inspect_bundle, open_bundle
+from bundler.bundle.volumes import OutputSink
+from bundler.bundle.writer import write_tail
+from bundler.cache.layout import RepoLayout
 from bundler.cli import main
-from bundler.hfcache import RepoLayout
-from bundler.manifest import Manifest
 from bundler.signing import SignatureError, generate_key, load_private_key, load_public_key
 from bundler.trust import (
     BundleSignatures,
@@ -27,10 +29,8 @@ from bundler.trust import (
     signature_path,
     snapshot_resources,
 )
-from bundler.volumes import OutputSink
-from bundler.writer import write_tail
-from tests.test_archive import stream_of
-from tests.test_install import Bundle, Repo, Snap, build, commit_id, randbytes, standard_repos
+from tests.bundle.test_reader import stream_of
+from tests.install.test_install import Bundle, Repo, Snap, build, commit_id, randbytes, standard_repos
 
 # -- helpers ----------------------------------------------------------------------------------------------
 

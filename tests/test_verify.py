@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from bundler.cache.layout import RepoLayout
 from bundler.errors import CacheError
 from bundler.hashing import git_blob_sha1
-from bundler.hfcache import RepoLayout
 from bundler.install import install
 from bundler.verify import ERROR, INFO, WARNING, VerifyReport, verify_cache, verify_installed
-from tests.test_install import C1, C2, SHARED, Bundle, Repo, Snap, build, sha256, standard_bundle
+from tests.install.test_install import C1, C2, SHARED, Bundle, Repo, Snap, build, sha256, standard_bundle
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["in order", "lanes"])
 def lane_modes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a case twice for a bundle file: blobs streamed one after another, and on parallel lanes (which a
-    file of several large blobs gets, see ``bundler.installrun._Run._lanes``). Pipes always stream in order."""
+    file of several large blobs gets, see ``bundler.install.run._Run._lanes``). Pipes always stream in order."""
     if request.param == "lanes":
-        import bundler.installrun
+        import bundler.install.run
 
-        monkeypatch.setattr(bundler.installrun, "LANE_MIN_BYTES", 0)
+        monkeypatch.setattr(bundler.install.run, "LANE_MIN_BYTES", 0)
         monkeypatch.setattr(os, "cpu_count", lambda: 2)
     return str(request.param)

@@ -1,7 +1,7 @@
 """Byte-level builders for hostile bundles.
 
 Everything here is written from the byte layout (tar ustar headers, RFC 8878 zstd frames, the index and
-trailer of ``bundler/container.py``), *not* through :class:`bundler.archive.BundleWriter`, so a test can
+trailer of ``bundler/container.py``), *not* through :class:`bundler.bundle.reader.BundleWriter`, so a test can
 produce what the writer never would: any tar member type, names with any bytes, frames that lie about their
 window or size, indexes that describe something else, manifests that fail every rule. The one valid path,
 :func:`assemble` over :func:`standard_parts`, yields a bundle the real reader accepts and installs (checked by
@@ -677,7 +677,7 @@ def assemble_split(parts: Sequence[Part], split: int, *, level: int = 3) -> list
 
 
 def written(spec: Specimen | None = None, *, frame_size: int = 4096, **options: Any) -> bytes:
-    """A valid bundle of ``spec`` written by the real :class:`~bundler.archive.BundleWriter` (in memory), for
+    """A valid bundle of ``spec`` written by the real :class:`~bundler.bundle.reader.BundleWriter` (in memory), for
     damage tests that should start from exactly what users have."""
     spec = spec or standard()
     return written_manifest(spec.manifest(), spec.blobs(), frame_size=frame_size, **options)
@@ -687,8 +687,8 @@ def written_manifest(
     obj: Mapping[str, Any], blobs: Mapping[str, bytes], *, frame_size: int = 4096, **options: Any
 ) -> bytes:
     """Like :func:`written`, from a manifest object and its blobs."""
-    from bundler.archive import BundleWriter
-    from bundler.manifest import Manifest
+    from bundler.bundle.manifest import Manifest
+    from bundler.bundle.reader import BundleWriter
 
     manifest = Manifest.loads(canonical(obj))
     out = io.BytesIO()
@@ -705,8 +705,8 @@ def written_volumes(
     """A valid split bundle written by the real writer into ``folder``: the volume paths, in order."""
     from pathlib import Path
 
-    from bundler.archive import BundleWriter
-    from bundler.manifest import Manifest
+    from bundler.bundle.manifest import Manifest
+    from bundler.bundle.reader import BundleWriter
 
     spec = spec or standard()
     manifest = Manifest.loads(canonical(spec.manifest()))

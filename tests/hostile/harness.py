@@ -26,11 +26,11 @@ from typing import Any, BinaryIO, cast
 import pytest
 
 from bundler import api
-from bundler.archive import open_bundle
+from bundler.bundle.reader import open_bundle
+from bundler.cache.layout import RepoLayout, iter_repo_folders
 from bundler.cli import main
 from bundler.errors import HfBundleError, UsageError
 from bundler.hashing import git_blob_sha1, is_sha1, is_sha256
-from bundler.hfcache import RepoLayout, iter_repo_folders
 from bundler.install import install
 from bundler.verify import verify_cache
 

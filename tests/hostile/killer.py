@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bundler.leftovers import QUIET_SECONDS, abandoned_repos, remove_abandoned
+from bundler.cache.leftovers import QUIET_SECONDS, abandoned_repos, remove_abandoned
 
 HOOKED = ("open", "replace", "rename", "link", "symlink", "mkdir", "unlink", "rmdir")
 
@@ -53,15 +53,15 @@ class Steps:
             original = getattr(os, name)
             self.originals[name] = original
             setattr(os, name, self._wrap(name, original))
-        import bundler.installrun
+        import bundler.install.run
 
-        barrier = bundler.installrun._sync_filesystem  # the durability barrier between blobs and snapshot entries
+        barrier = bundler.install.run._sync_filesystem  # the durability barrier between blobs and snapshot entries
 
         def sync(folder: Path) -> None:
             self.step("sync")
             barrier(folder)
 
-        bundler.installrun._sync_filesystem = sync
+        bundler.install.run._sync_filesystem = sync
 
     def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def hooked(*args: Any, **kwargs: Any) -> Any:
@@ -89,7 +89,7 @@ def _short(target: Any) -> str:
 
 def _child(bundle: Path, cache: Path, steps: Steps, copy: bool) -> None:
     """In a forked child: install with hooks, then report the steps on a pipe (only the counting run gets there)."""
-    from bundler.archive import open_bundle
+    from bundler.bundle.reader import open_bundle
     from bundler.install import install
 
     data = bundle.read_bytes()
@@ -138,8 +138,8 @@ def _scan_problems(cache: Path) -> list[str]:
     info = scan_cache_dir(cache)
     # A repo folder a killed first install left holds blobs only, no snapshots/ (an empty snapshots/ would list a
     # phantom repo): scan_cache_dir warns and lists no repo. That is allowed here, if it is exactly such a leftover
-    # (bundler.leftovers): the real client's interrupted first download leaves worse (tests/test_leftovers.py),
-    # and the re-run or `doctor --fix` clears it (checked by main()).
+    # (bundler.cache.leftovers): the real client's interrupted first download leaves worse
+    # (tests/cache/test_leftovers.py), and the re-run or `doctor --fix` clears it (checked by main()).
     abandoned = {a.folder / "snapshots" for a in abandoned_repos(cache, now=time.time() + 2 * QUIET_SECONDS)}
     out = [
         f"scan_cache_dir: {w}"
@@ -164,13 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", action="store_true", help="stream every blob on parallel lanes")
     args = parser.parse_args(argv)
     if args.lanes:  # set before forking: every child inherits it
-        import bundler.installrun
+        import bundler.install.run
 
-        bundler.installrun.LANE_MIN_BYTES = 0
-        bundler.installrun.MAX_LANES = 2
+        bundler.install.run.LANE_MIN_BYTES = 0
+        bundler.install.run.MAX_LANES = 2
         os.cpu_count = lambda: 2  # two lanes even on a one-core machine (this process only)
 
-    from bundler.archive import open_bundle
+    from bundler.bundle.reader import open_bundle
     from bundler.install import install
     from bundler.verify import verify_cache
     from tests.hostile.harness import loader_problems, scan_view
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         after = loader_problems(cache, complete) + _scan_problems(cache)
         wrong = []
         for repo in manifest.repos:
-            from bundler.hfcache import RepoLayout
+            from bundler.cache.layout import RepoLayout
 
             lay = RepoLayout(cache, repo.repo_type, repo.repo_id)
             for snap in repo.snapshots:

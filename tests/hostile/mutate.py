@@ -431,7 +431,7 @@ def run_one(
     ``strict`` also checks, on refusal, that only verified blobs and locks were added (slower)."""
     import os
 
-    from bundler.archive import open_bundle
+    from bundler.bundle.reader import open_bundle
     from bundler.errors import HfBundleError, UsageError
     from bundler.install import install
     from bundler.verify import verify_cache

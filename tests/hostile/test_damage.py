@@ -116,7 +116,7 @@ def test_flipped_byte(region: str, where: float, tmp_path: Path, template: Path)
 def test_bits_of_the_index_and_trailer(tmp_path: Path) -> None:
     """Index and trailer carry checksums: a bit flipped in every 7th byte (low and high bit) is refused when
     read as a file (reader only: ~400 bundles)."""
-    from bundler.archive import open_bundle
+    from bundler.bundle.reader import open_bundle
     from bundler.errors import BundleFormatError
 
     start = LAYOUT.index[0]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bundler.cache.layout import RepoLayout
 from bundler.errors import InstallError
-from bundler.hfcache import RepoLayout
 from bundler.testing.hub import HubServer, publish
 from bundler.verify import verify_cache
 from tests.testing.hf_client import REPO_ROOT, client_env, run_hf_client
@@ -265,7 +265,7 @@ def test_install_racing_a_real_download_of_the_same_repo(hub: HubServer, tmp_pat
     repo = "hfbundle-test/tiny-sd-safetensors-only"
     bundle = tmp_path / "tiny.tar.zst"
     api.build(repo, output=bundle, endpoint=hub.endpoint, cache_dir=tmp_path / "build-cache", threads=1)
-    from bundler.archive import open_bundle
+    from bundler.bundle.reader import open_bundle
 
     with open_bundle(bundle) as reader:
         manifest = reader.manifest

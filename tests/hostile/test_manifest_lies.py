@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bundler.hfcache import RepoLayout
+from bundler.cache.layout import RepoLayout
 
 from . import craft
 from .harness import assert_installed_safely, assert_refused, install_bytes, loader_problems
@@ -175,7 +175,7 @@ def test_manifest_bytes(case: str, tmp_path: Path, template: Path) -> None:
 def test_manifest_over_the_size_limit(tmp_path: Path, template: Path) -> None:
     """A real 64 MiB + 1 manifest (whitespace inside valid JSON): refused from its tar header (a pipe) or its
     index entry (a file), before it is read."""
-    from bundler.manifest import MAX_MANIFEST_BYTES
+    from bundler.bundle.manifest import MAX_MANIFEST_BYTES
 
     body = craft.canonical(SPEC.manifest())
     raw = body[:1] + b" " * (MAX_MANIFEST_BYTES + 1 - len(body)) + body[1:]
@@ -422,7 +422,7 @@ def test_lock_file_json_that_crashed_the_parser(text: str) -> None:
     """A lock file (``build --lock FILE``) is parsed like a manifest: a lone surrogate made the build crash with
     UnicodeEncodeError when the manifest was written, deep nesting with RecursionError (fixed in lock.py)."""
     from bundler.errors import BundleFormatError
-    from bundler.lock import Lock
+    from bundler.lockfile import Lock
 
     with pytest.raises(BundleFormatError, match="lock is not valid JSON"):
         Lock.loads(text)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bundler.hfcache import RepoLayout
+from bundler.cache.layout import RepoLayout
 
 from . import craft
 from .harness import (

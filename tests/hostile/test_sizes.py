@@ -14,11 +14,11 @@ from typing import BinaryIO
 
 import pytest
 
+from bundler.bundle.manifest import BlobEntry, Manifest
+from bundler.cache.layout import RepoLayout
 from bundler.errors import InstallError, IntegrityError
 from bundler.hashing import CHUNK
-from bundler.hfcache import RepoLayout
 from bundler.install import install
-from bundler.manifest import BlobEntry, Manifest
 from tests.testing.hf_client import REPO_ROOT
 
 from . import craft
@@ -169,7 +169,7 @@ def test_frame_asking_for_a_huge_window(window_log: int, tmp_path: Path, templat
 
 
 def test_frame_with_the_largest_allowed_window_is_fine(tmp_path: Path, template: Path) -> None:
-    from bundler.container import MAX_WINDOW
+    from bundler.bundle.container import MAX_WINDOW
 
     data = _with_frame(craft.zframe_raw_block(_weights_raw(), window_log=MAX_WINDOW.bit_length() - 1))
     assert api_install(write_bundle(tmp_path, data), tmp_path / "cache") is None

@@ -1,0 +1,761 @@
+"""Read a Hugging Face hub cache as it really is on disk, into records a backup can pack.
+
+Every shape huggingface_hub leaves behind is understood (``docs/BACKUP.md``):
+
+- symlink layout: ``snapshots/<commit>/<path>`` → ``../../blobs/<etag>``, the blob named by its content hash;
+- copy layout (no symlinks: Windows, some network filesystems, ``HF_HUB_DISABLE_SYMLINKS=1``): real files in
+  ``snapshots/``, ``blobs/`` empty. The file's name carries no hash: its etag comes from ``trees/<commit>.json``
+  when that lists it, else the backup computes it from the content (:func:`guess_lfs` decides which kind);
+- the cache-wide shared Xet store: ``blobs/<etag>`` is itself a link to ``<cache>/blobs/<2hex>/<xet hash>``;
+- several snapshots sharing blobs, ``refs/<name>`` and ``refs/refs/pr/N``, ``.no_exist/<commit>/<path>`` markers,
+  ``trees/<commit>.json`` listings;
+- leftovers, which are reported and never packed: downloads in flight (``*.incomplete``), temp files of
+  interrupted writes (ours and huggingface_hub's), dangling links, links leading outside the cache, orphan blobs,
+  refs to commits without a snapshot, names the Hub cannot produce.
+
+Nothing here hashes content (so ``backup --dry-run`` costs a directory walk), writes anything, uses the network
+or imports huggingface_hub.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CacheError, UnsafePathError, UsageError
+from ..hashing import is_sha1, is_sha256
+from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
+from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, tree_etag
+
+__all__ = [
+    "LAYOUT_COPY",
+    "LAYOUT_EMPTY",
+    "LAYOUT_MIXED",
+    "LAYOUT_SYMLINK",
+    "CacheScan",
+    "CachedFile",
+    "CachedRepo",
+    "CachedRevision",
+    "CachedTree",
+    "Leftover",
+    "guess_lfs",
+    "scan_cache",
+]
+
+LAYOUT_SYMLINK = "symlink"
+LAYOUT_COPY = "copy"
+LAYOUT_MIXED = "mixed"
+LAYOUT_EMPTY = "empty"
+
+# The Hub's default .gitattributes for new repos: these go to LFS whatever their size.
+_MODEL_LFS_SUFFIXES = (
+    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gz", ".h5", ".joblib", ".mlmodel", ".model", ".msgpack",
+    ".npy", ".npz", ".onnx", ".onnx_data", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt", ".pth", ".rar",
+    ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst",
+)  # fmt: skip
+# ... and for datasets, media and a few more archive formats as well.
+_DATASET_LFS_SUFFIXES = (
+    ".lz4", ".mds", ".pcm", ".sam", ".raw", ".aac", ".flac", ".mp3", ".ogg", ".wav", ".bmp", ".gif", ".png",
+    ".tiff", ".jpg", ".jpeg", ".webp", ".mp4", ".webm",
+)  # fmt: skip
+# The Hub refuses regular git files above 10 MiB: anything larger is LFS whatever its name.
+LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
+
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+_XET_RE = re.compile(r"[0-9a-f]{64}")
+# Temp files: ours (`.hfbundle-….tmp`, `.<name>.<8hex>.tmp`, mkstemp `.<name>.<random>.tmp`), huggingface_hub's
+# atomic writes (`main.<8hex>.tmp`, `tmpXXXX.tmp`) and its temporary shared-store links (`.<etag>.<8hex>.shared`).
+_TEMP_RE = re.compile(r"(\.tmp|\.[0-9a-f]{8}\.shared)$")
+_REPO_PARTS = ("blobs", "snapshots", "refs", "trees", ".no_exist")
+_SHARED_STORE_FILES = re.compile(r"[0-9a-f]{64}\.(refs|lock|lock\.soft)")
+SHARED_MARKER = ".huggingface-shared-blobs"
+
+
+def guess_lfs(path: str, size: int, repo_type: str = "model") -> bool:
+    """Whether the Hub would store ``path`` in LFS under its default ``.gitattributes`` (or for its size).
+
+    Used only for copy-layout files no ``trees/`` listing describes: it decides whether the file is named by
+    its sha256 (LFS) or its git blob id (regular) when the backup is restored into the symlink layout.
+    """
+    name = path.rsplit("/", 1)[-1].lower()
+    suffixes = _MODEL_LFS_SUFFIXES + (_DATASET_LFS_SUFFIXES if repo_type == "dataset" else ())
+    return (
+        size > LFS_SIZE_THRESHOLD
+        or name.endswith(suffixes)
+        or ".tar." in name
+        or ".lfs." in name
+        or "tfevents" in name
+        or path.startswith("saved_model/")
+    )
+
+
+# -- records -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """One snapshot entry and where its content lives.
+
+    ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
+    ``trees/`` listing's entry for a copy-layout file (``"tree"``); ``None`` for a copy-layout file nothing
+    names (``"none"``): the backup computes it from the content. ``source`` is the real file holding the bytes
+    (links resolved, always inside the cache) and ``inode`` its ``(st_dev, st_ino)``.
+    """
+
+    path: str
+    size: int
+    source: Path
+    inode: tuple[int, int]
+    etag: str | None
+    lfs: bool
+    named_by: str
+    linked: bool
+    blob_id: str | None = None
+    xet_hash: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "etag": self.etag,
+            "lfs": self.lfs,
+            "named_by": self.named_by,
+            "linked": self.linked,
+        }
+
+
+@dataclass(frozen=True)
+class CachedTree:
+    """A ``trees/<commit>.json`` listing, kept verbatim: its bytes' sha256 and size."""
+
+    source: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CachedRevision:
+    """One snapshot: its commit, the refs pointing at it, its files, ``.no_exist`` markers and listing."""
+
+    commit: str
+    refs: tuple[str, ...]
+    files: tuple[CachedFile, ...]
+    no_exist: tuple[str, ...] = ()
+    tree: CachedTree | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "refs": list(self.refs),
+            "files": len(self.files),
+            "size": self.size,
+            "no_exist": list(self.no_exist),
+            "tree": self.tree.sha256 if self.tree is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class CachedRepo:
+    """One repo folder. ``shared`` maps each repo blob that is a link into the shared Xet store to its Xet hash."""
+
+    repo_type: str
+    repo_id: str
+    folder: Path
+    layout: str
+    revisions: tuple[CachedRevision, ...]
+    shared: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def refs(self) -> dict[str, str]:
+        return {ref: r.commit for r in self.revisions for ref in r.refs}
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.revisions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_type": self.repo_type,
+            "repo_id": self.repo_id,
+            "layout": self.layout,
+            "revisions": [r.to_json() for r in self.revisions],
+            "shared_xet_blobs": len(self.shared),
+        }
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something in the cache a backup does not pack, and why. ``where`` is relative to the cache folder;
+    ``commit`` and ``path`` are set for a snapshot entry."""
+
+    where: str
+    reason: str
+    size: int = 0
+    repo_type: str | None = None
+    repo_id: str | None = None
+    commit: str | None = None
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "where": self.where,
+            "reason": self.reason,
+            "size": self.size,
+            "repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None,
+        }
+
+
+@dataclass(frozen=True)
+class CacheScan:
+    """What :func:`scan_cache` found: the selected repos, leftovers, and notes for the user."""
+
+    cache_dir: Path
+    repos: tuple[CachedRepo, ...]
+    leftovers: tuple[Leftover, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cache_dir": str(self.cache_dir),
+            "repos": [r.to_json() for r in self.repos],
+            "leftovers": [x.to_json() for x in self.leftovers],
+            "notes": list(self.notes),
+        }
+
+
+# -- scanning ------------------------------------------------------------------------------------------------
+
+
+def scan_cache(
+    cache_dir: Path | str,
+    patterns: Sequence[str] = (),
+    *,
+    repo_type: str | None = None,
+    revision: str | None = None,
+) -> CacheScan:
+    """Read the repos of ``cache_dir`` matching ``patterns`` (repo ids or ``fnmatch`` globs on them, case
+    insensitive; none: every repo) of ``repo_type``, with every revision, or only ``revision`` (a ref name or a
+    commit) and the refs pointing at it.
+
+    Raises :class:`UsageError` when a pattern matches no cached repo or no repo has ``revision``, and
+    :class:`CacheError` when ``cache_dir`` is not a folder.
+
+    >>> scan = scan_cache("~/.cache/huggingface/hub", ["stabilityai/*"])  # doctest: +SKIP
+    >>> [(r.repo_id, [v.commit[:8] for v in r.revisions]) for r in scan.repos]  # doctest: +SKIP
+    [('stabilityai/sd-turbo', ['b261bac6'])]
+    """
+    cache = Path(os.path.abspath(Path(cache_dir).expanduser()))
+    if not cache.is_dir():
+        raise CacheError(
+            f"no cache at {cache}", hint="point --cache-dir (or HF_HUB_CACHE) at a Hugging Face hub cache folder"
+        )
+    if repo_type is not None and repo_type not in REPO_TYPES:
+        raise UsageError(f"unknown repo type {repo_type!r}", hint=f"use one of {', '.join(REPO_TYPES)}")
+    root = Path(os.path.realpath(cache))
+    leftovers: list[Leftover] = []
+    folders: list[tuple[str, str, Path]] = []
+    for rtype, rid, folder in iter_repo_folders(cache):
+        try:
+            check_repo_id(rid)
+        except UnsafePathError:
+            leftovers.append(Leftover(folder.name, "not a repo folder the Hub can produce (invalid repo id)"))
+            continue
+        folders.append((rtype, rid, folder))
+    unfiltered = not patterns and repo_type is None
+    chosen = _select([f for f in folders if repo_type is None or f[0] == repo_type], patterns, repo_type)
+
+    repos: list[CachedRepo] = []
+    notes: list[str] = []
+    used_xet: set[str] = set()
+    missing_revision: list[str] = []
+    for rtype, rid, folder in chosen:
+        scanner = _RepoScanner(cache, root, rtype, rid, folder)
+        repo = scanner.scan(revision)
+        used_xet.update(scanner.all_shared.values())
+        leftovers += scanner.leftovers
+        notes += scanner.notes
+        if repo is None:
+            missing_revision.append(rid)
+        else:
+            repos.append(repo)
+    if revision is not None and not repos:
+        raise UsageError(
+            f"no selected repo has revision {revision!r} in {cache}",
+            hint="give a ref name (main, v1.0, refs/pr/1) or a full 40-hex commit that is cached",
+        )
+    if missing_revision:
+        notes.append(f"revision {revision!r} is not cached for {', '.join(missing_revision)}: left out")
+    if unfiltered:
+        leftovers += _root_leftovers(cache, root, used_xet)
+    return CacheScan(cache, tuple(repos), tuple(leftovers), tuple(notes))
+
+
+def _select(
+    folders: list[tuple[str, str, Path]], patterns: Sequence[str], repo_type: str | None
+) -> list[tuple[str, str, Path]]:
+    if not patterns:
+        if not folders:
+            raise UsageError(
+                f"nothing to back up: the cache holds no {repo_type + ' ' if repo_type else ''}repos",
+                hint="check --cache-dir / HF_HUB_CACHE and --type",
+            )
+        return folders
+    chosen: dict[Path, tuple[str, str, Path]] = {}
+    for pattern in patterns:
+        pat = pattern.lower()
+        hits = [f for f in folders if fnmatch.fnmatchcase(f[1].lower(), pat)]
+        if not hits:
+            ids = sorted({f[1] for f in folders})
+            close = difflib.get_close_matches(pattern, ids, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"cached: {', '.join(ids[:8]) or 'nothing'}"
+            raise UsageError(f"no cached {repo_type or 'repo'} matches {pattern!r}", hint=hint)
+        for f in hits:
+            chosen.setdefault(f[2], f)
+    return sorted(chosen.values(), key=lambda f: f[2].name)
+
+
+class _RepoScanner:
+    """Reads one repo folder. Collects leftovers (tagged with their commit, so a ``revision`` filter can drop
+    those of other snapshots) and notes."""
+
+    def __init__(self, cache: Path, root: Path, repo_type: str, repo_id: str, folder: Path) -> None:
+        self.cache = cache
+        self.root = root
+        self.repo_type = repo_type
+        self.repo_id = repo_id
+        self.folder = folder
+        self.blobs = folder / "blobs"
+        self.store = cache / "blobs"
+        # blobs/ resolved once, when it is a real folder inside the cache: a link to blobs/<name> then resolves
+        # with one readlink and one lstat instead of a realpath (an lstat per component) per file (issue 18).
+        real_blobs = Path(os.path.realpath(self.blobs))
+        self._blobs_real = real_blobs if _inside(real_blobs, root) and real_blobs.is_dir() else None
+        self.leftovers: list[Leftover] = []
+        self.notes: list[str] = []
+        self.all_shared: dict[str, str] = {}  # every snapshot's, for orphan detection in the shared store
+        self._pending: list[Leftover] = []
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo_type} {self.repo_id}"
+
+    def _left(self, path: Path, reason: str, *, commit: str | None = None, file: str | None = None) -> None:
+        self._pending.append(
+            Leftover(
+                os.path.relpath(path, self.cache).replace(os.sep, "/"),
+                reason,
+                _size_of(path),
+                self.repo_type,
+                self.repo_id,
+                commit,
+                file,
+            )
+        )
+
+    def scan(self, revision: str | None) -> CachedRepo | None:
+        for name in _listdir(self.folder):
+            if name not in _REPO_PARTS:
+                self._left(self.folder / name, "not part of the cache layout")
+        refs = self._refs()
+        commits = self._snapshot_folders()
+        trees = self._trees(commits)
+        markers = self._markers(commits)
+        revisions: dict[str, tuple[CachedFile, ...]] = {c: self._snapshot(c, trees.get(c)) for c in sorted(commits)}
+        for ref, commit in sorted(refs.items()):
+            if commit not in commits:
+                self._left(self.folder / "refs" / ref, f"ref {ref!r} points at {commit}, which has no snapshot")
+        self._blob_leftovers(revisions)
+
+        selected = sorted(commits)
+        if revision is not None:
+            if _COMMIT_RE.fullmatch(revision) and revision in commits:
+                selected = [revision]
+            elif revision in refs and refs[revision] in commits:
+                selected = [refs[revision]]
+            else:
+                selected = []
+        self.leftovers = [x for x in self._pending if x.commit is None or x.commit in selected]
+        if revision is not None and not selected:
+            return None
+        out: list[CachedRevision] = []
+        for commit in selected:
+            tree = trees.get(commit)
+            cached_tree = tree[0] if tree is not None else None
+            if tree is not None:
+                present = {f.path for f in revisions[commit]}
+                lacking = sorted(set(tree[1]) - present)
+                if lacking:
+                    self.notes.append(
+                        f"{self.label}@{commit[:8]}: trees/{commit}.json lists {len(lacking)} file(s) the snapshot "
+                        f"lacks (e.g. {lacking[0]}): a restore writes a listing of the files present instead"
+                    )
+            out.append(
+                CachedRevision(
+                    commit,
+                    tuple(sorted(r for r, c in refs.items() if c == commit)),
+                    revisions[commit],
+                    tuple(sorted(markers.get(commit, ()))),
+                    cached_tree,
+                )
+            )
+        chosen_files = [f for r in out for f in r.files]
+        linked = sum(f.linked for f in chosen_files)
+        layout = (
+            LAYOUT_EMPTY
+            if not chosen_files
+            else LAYOUT_SYMLINK
+            if linked == len(chosen_files)
+            else LAYOUT_COPY
+            if linked == 0
+            else LAYOUT_MIXED
+        )
+        etags = {f.etag for f in chosen_files if f.linked}
+        shared = {e: x for e, x in self.all_shared.items() if e in etags}
+        return CachedRepo(self.repo_type, self.repo_id, self.folder, layout, tuple(out), shared)
+
+    # -- refs --
+
+    def _refs(self) -> dict[str, str]:
+        refs: dict[str, str] = {}
+        top = self.folder / "refs"
+        for dirpath, dirnames, filenames in os.walk(top):
+            here = Path(dirpath)
+            for d in list(dirnames):
+                if os.path.islink(here / d):
+                    dirnames.remove(d)
+                    self._left(here / d, "a link where a folder of refs belongs")
+            for name in sorted(filenames):
+                path = here / name
+                rel = path.relative_to(top).as_posix()
+                if _TEMP_RE.search(name):
+                    self._left(path, "temp file of an interrupted write")
+                    continue
+                if path.is_symlink() or not path.is_file():
+                    self._left(path, "a ref must be a regular file")
+                    continue
+                try:
+                    check_ref(rel)
+                except UnsafePathError:
+                    self._left(path, "not a ref name the Hub can produce")
+                    continue
+                raw = _read_head(path, 256)
+                text = raw.decode("ascii", "replace") if raw is not None else ""
+                commit = text.strip()
+                if not _COMMIT_RE.fullmatch(commit):
+                    self._left(path, "not a 40-hex commit")
+                    continue
+                if text != commit:
+                    self.notes.append(
+                        f"{self.label}: refs/{rel} has whitespace around its commit (loaders fail on it offline); "
+                        "the backup records the bare commit"
+                    )
+                refs[rel] = commit
+        return refs
+
+    # -- snapshots --
+
+    def _snapshot_folders(self) -> set[str]:
+        commits: set[str] = set()
+        top = self.folder / "snapshots"
+        for name in _listdir(top):
+            path = top / name
+            if _COMMIT_RE.fullmatch(name) and path.is_dir() and not path.is_symlink():
+                commits.add(name)
+            elif name.startswith(".hfbundle-"):
+                self._left(path, "staging folder of an interrupted install")
+            else:
+                self._left(path, "not a snapshot (a folder named by a 40-hex commit)")
+        return commits
+
+    def _snapshot(
+        self, commit: str, tree: tuple[CachedTree, Mapping[str, Mapping[str, Any]]] | None
+    ) -> tuple[CachedFile, ...]:
+        top = self.folder / "snapshots" / commit
+        listing = tree[1] if tree is not None else {}
+        files: list[CachedFile] = []
+        folded: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(top):
+            here = Path(dirpath)
+            for d in sorted(dirnames):
+                if os.path.islink(here / d) or _TEMP_RE.search(d):
+                    dirnames.remove(d)
+                    why = "a link to a folder" if os.path.islink(here / d) else "temp folder of an interrupted write"
+                    self._left(here / d, why, commit=commit, file=(here / d).relative_to(top).as_posix())
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = here / name
+                rel = path.relative_to(top).as_posix()
+                if _TEMP_RE.search(name):
+                    self._left(path, "temp file of an interrupted write", commit=commit, file=rel)
+                    continue
+                try:
+                    check_relpath(rel)
+                except UnsafePathError:
+                    self._left(path, "a name the Hub cannot produce", commit=commit, file=rel)
+                    continue
+                if rel.casefold() in folded:
+                    self._left(path, "differs from another entry only by case", commit=commit, file=rel)
+                    continue
+                entry = self._entry(commit, path, rel, listing.get(rel))
+                if entry is not None:
+                    folded.add(rel.casefold())
+                    files.append(entry)
+        return tuple(sorted(files, key=lambda f: f.path))
+
+    def _entry(self, commit: str, path: Path, rel: str, listed: Mapping[str, Any] | None) -> CachedFile | None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        linked = stat.S_ISLNK(st.st_mode)
+        if not linked and not stat.S_ISREG(st.st_mode):
+            self._left(path, "neither a file nor a link", commit=commit, file=rel)
+            return None
+        fast = self._direct_blob(path) if linked else None
+        if fast is not None:
+            real, rst = fast
+        else:
+            real = Path(os.path.realpath(path))
+            try:
+                rst = os.stat(real)
+            except OSError:
+                self._left(path, "dangling link: its blob is missing", commit=commit, file=rel)
+                return None
+        if fast is None and not _inside(real, self.root):
+            self._left(path, f"link leading outside the cache (to {real})", commit=commit, file=rel)
+            return None
+        if not stat.S_ISREG(rst.st_mode):
+            self._left(path, "link to something that is not a file", commit=commit, file=rel)
+            return None
+        size, inode = rst.st_size, (rst.st_dev, rst.st_ino)
+        blob_name = self._linked_blob(path) if linked else None
+        if blob_name is not None:
+            lfs = is_sha256(blob_name)
+            blob_id = xet = None
+            if listed is not None:
+                if tree_etag(listed) == blob_name and listed["size"] == size:
+                    blob_id, xet = listed["blob_id"], listed.get("xet_hash")
+                else:
+                    self.notes.append(
+                        f"{self.label}@{commit[:8]}: {rel}: trees/{commit}.json disagrees with the blob it links to "
+                        "(the blob's name is trusted)"
+                    )
+            if lfs and xet is None:
+                xet = self.all_shared.get(blob_name)  # the store names the payload by its Xet hash
+            return CachedFile(rel, size, real, inode, blob_name, lfs, "blob", True, blob_id, xet)
+        if listed is not None:
+            lfs = listed.get("lfs_sha256") is not None
+            etag, blob_id, xet = tree_etag(listed), listed["blob_id"], listed.get("xet_hash")
+            return CachedFile(rel, size, real, inode, etag, lfs, "tree", linked, blob_id, xet)
+        return CachedFile(rel, size, real, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
+
+    def _direct_blob(self, link: Path) -> tuple[Path, os.stat_result] | None:
+        """The real path and stat of the regular file ``blobs/<name>`` that ``link`` points at directly (the
+        layout huggingface_hub writes), else None (then realpath decides). The snapshot's folders are real ones
+        (os.walk does not enter links), so normalising the link's text resolves it as the kernel would."""
+        if self._blobs_real is None:
+            return None
+        try:
+            target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+        except OSError:
+            return None
+        folder, name = os.path.split(target)
+        if folder != str(self.blobs) or not name or name in (".", ".."):
+            return None
+        try:
+            st = os.lstat(target)
+        except OSError:
+            return None
+        return (self._blobs_real / name, st) if stat.S_ISREG(st.st_mode) else None
+
+    def _linked_blob(self, link: Path) -> str | None:
+        """``<etag>`` when ``link`` points at this repo's ``blobs/<etag>`` (a hash name); records the blob's
+        link into the shared Xet store, if it is one."""
+        try:
+            target = Path(os.path.normpath(link.parent / os.readlink(link)))
+        except OSError:
+            return None
+        name = target.name
+        if target.parent != self.blobs or not (is_sha1(name) or is_sha256(name)):
+            return None
+        if name not in self.all_shared and target.is_symlink():
+            xet = _shared_target(target, self.store)
+            if xet is not None:
+                self.all_shared[name] = xet
+        return name
+
+    # -- trees, markers, blobs --
+
+    def _trees(self, commits: set[str]) -> dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]]:
+        out: dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]] = {}
+        top = self.folder / "trees"
+        for name in _listdir(top):
+            path = top / name
+            commit = name[:-5] if name.endswith(".json") else ""
+            if _TEMP_RE.search(name):
+                self._left(path, "temp file of an interrupted write")
+            elif not _COMMIT_RE.fullmatch(commit) or path.is_symlink() or not path.is_file():
+                self._left(path, "not a trees listing (trees/<commit>.json)")
+            elif commit not in commits:
+                self._left(path, "listing of a commit with no snapshot")
+            else:
+                raw = _read_head(path, MAX_TREE_BYTES + 1)
+                parsed = parse_tree(raw) if raw is not None else None
+                if raw is None or parsed is None:
+                    self._left(path, "unreadable trees listing (huggingface_hub ignores it)", commit=commit)
+                else:
+                    tree = CachedTree(path, hashlib.sha256(raw).hexdigest(), len(raw))
+                    out[commit] = (tree, parsed)
+        return out
+
+    def _markers(self, commits: set[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        top = self.folder / ".no_exist"
+        for commit in _listdir(top):
+            folder = top / commit
+            if commit not in commits or folder.is_symlink() or not folder.is_dir():
+                self._left(folder, ".no_exist markers of a commit with no snapshot")
+                continue
+            snapshot = self.folder / "snapshots" / commit
+            for dirpath, dirnames, filenames in os.walk(folder):
+                here = Path(dirpath)
+                for d in list(dirnames):
+                    if os.path.islink(here / d):
+                        dirnames.remove(d)
+                        self._left(here / d, "a link where a folder of markers belongs", commit=commit)
+                for name in filenames:
+                    path = here / name
+                    rel = path.relative_to(folder).as_posix()
+                    if _TEMP_RE.search(name):
+                        self._left(path, "temp file of an interrupted write", commit=commit)
+                        continue
+                    try:
+                        check_relpath(rel)
+                    except UnsafePathError:
+                        self._left(path, "a marker name the Hub cannot produce", commit=commit)
+                        continue
+                    if path.is_symlink() or not path.is_file():
+                        self._left(path, "a marker must be an empty file", commit=commit)
+                    elif os.path.isfile(snapshot / rel):
+                        self._left(path, "marker hiding a file the snapshot has (loaders skip the file)", commit=commit)
+                    else:
+                        out.setdefault(commit, []).append(rel)
+        return out
+
+    def _blob_leftovers(self, revisions: Mapping[str, tuple[CachedFile, ...]]) -> None:
+        used = {f.etag for files in revisions.values() for f in files if f.linked and f.named_by == "blob"}
+        for name in _listdir(self.blobs):
+            path = self.blobs / name
+            if name.endswith(".incomplete"):
+                self._left(path, "download in flight or interrupted")
+            elif _TEMP_RE.search(name):
+                self._left(path, "temp file of an interrupted write")
+            elif not (is_sha1(name) or is_sha256(name)):
+                self._left(path, "not a blob (its name is not a content hash)")
+            elif name not in used:
+                self._left(path, "orphan blob: no snapshot uses it")
+
+
+def _root_leftovers(cache: Path, root: Path, used_xet: set[str]) -> list[Leftover]:
+    """Cache-wide leftovers (only reported when the whole cache is backed up): unknown entries and shared Xet
+    payloads no repo links to. ``.locks/`` and ``CACHEDIR.TAG`` are the cache's own; a restore recreates them."""
+    out: list[Leftover] = []
+    for name in _listdir(cache):
+        path = cache / name
+        if name in (".locks", "CACHEDIR.TAG", "blobs"):
+            continue
+        if name.split("--", 1)[0] in ("models", "datasets", "spaces"):
+            if path.is_symlink():
+                out.append(Leftover(name, "a repo folder that is a link (not followed)"))
+            elif not path.is_dir():
+                out.append(Leftover(name, "not part of the hub cache layout", _size_of(path)))
+            continue
+        out.append(Leftover(name, "not part of the hub cache layout", _size_of(path)))
+    store = cache / "blobs"
+    if store.is_symlink() or not store.is_dir():
+        return out
+    for prefix in _listdir(store):
+        folder = store / prefix
+        if prefix == SHARED_MARKER:
+            continue
+        if not re.fullmatch(r"[0-9a-f]{2}", prefix) or folder.is_symlink() or not folder.is_dir():
+            out.append(Leftover(f"blobs/{prefix}", "not part of the shared Xet store", _size_of(folder)))
+            continue
+        for name in _listdir(folder):
+            rel = f"blobs/{prefix}/{name}"
+            if _SHARED_STORE_FILES.fullmatch(name):
+                continue
+            if _XET_RE.fullmatch(name) and name.startswith(prefix):
+                if name not in used_xet:
+                    out.append(Leftover(rel, "shared Xet blob no repo links to", _size_of(folder / name)))
+            elif _TEMP_RE.search(name):
+                out.append(Leftover(rel, "temp file of an interrupted write", _size_of(folder / name)))
+            else:
+                out.append(Leftover(rel, "not part of the shared Xet store", _size_of(folder / name)))
+    return out
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _shared_target(blob: Path, store: Path) -> str | None:
+    """The Xet hash when ``blob`` is a link to ``<cache>/blobs/<2hex>/<xet hash>`` (huggingface_hub's store)."""
+    try:
+        target = Path(os.path.normpath(blob.parent / os.readlink(blob)))
+    except OSError:
+        return None
+    name = target.name
+    if target.parent.parent == store and _XET_RE.fullmatch(name) and target.parent.name == name[:2]:
+        return name
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def _read_head(path: Path, limit: int) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError:
+        return None
+
+
+def _size_of(path: Path) -> int:
+    """Bytes of a file, or of the files below a folder (links not followed)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    total = 0
+    for dirpath, _dirs, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                fst = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(fst.st_mode):
+                total += fst.st_size
+    return total
