@@ -38,6 +38,7 @@ from typing import Any
 
 from . import __version__
 from .errors import HfBundleError, UsageError
+from .loaderenv import OfflineSettings, offline_settings, roles_stacks
 
 logger = logging.getLogger(__name__)
 
@@ -156,14 +157,14 @@ def make_kit(
 
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
-        bundles, doctor = _gather_bundles(items, staging, build_bundle)
+        bundles, doctor, roles = _gather_bundles(items, staging, build_bundle)
         wheels_dir = staging / "wheels"
         wheels_dir.mkdir()
         own = own_wheel(wheels_dir, hfbundle_wheel)
         for target in targets:
             _download(own, wheels_dir, target, with_runner, pip_args)
         wheels = tuple(sorted(p.name for p in wheels_dir.glob("*.whl")))
-        _write_scripts(staging, bundles, doctor, targets, with_runner)
+        _write_scripts(staging, bundles, doctor, targets, with_runner, offline_settings(roles_stacks(roles)))
         _write_sums(staging)
         if output.exists():
             output.rmdir()
@@ -193,8 +194,9 @@ def make_kit(
 
 def _gather_bundles(
     items: Sequence[str | Path], staging: Path, build_bundle: BuildBundle | None
-) -> tuple[list[KitBundle], list[str]]:
-    from .bundle.reader import inspect_bundle
+) -> tuple[list[KitBundle], list[str], list[str]]:
+    """The kit's bundles (copied or built into ``staging``), the specs to doctor, and the roles of their repos."""
+    from .bundle.reader import inspect_bundle, open_bundle
     from .bundle.volumes import find_volumes
     from .recipe import find_recipe
 
@@ -203,6 +205,7 @@ def _gather_bundles(
     (staging / "recipes").mkdir()
     bundles: list[KitBundle] = []
     doctor: list[str] = []
+    roles: set[str] = set()
     for n, item in enumerate(items, 1):
         path = Path(item)
         prebuilt = path.is_file() or path.with_name(path.name + ".001").is_file()
@@ -224,6 +227,10 @@ def _gather_bundles(
             elif "/" not in spec:
                 doctor.append(spec)
         info = inspect_bundle(first)
+        with open_bundle(first) as reader:
+            lock = reader.manifest.lock
+        if lock is not None:  # the repos' roles say which loader stacks read them (bundler.loaderenv)
+            roles.update(r.role for r in lock.repos)
         if prebuilt and info.recipe:  # a prebuilt bundle: doctor its recipe if it ships with hfbundle
             with contextlib.suppress(HfBundleError):
                 find_recipe(info.recipe)
@@ -233,7 +240,7 @@ def _gather_bundles(
         bundles.append(KitBundle(f"bundles/{first.name}", size, info.bundle_id, info.kind, delta))
     if not any((staging / "recipes").iterdir()):
         (staging / "recipes").rmdir()
-    return bundles, list(dict.fromkeys(doctor))
+    return bundles, list(dict.fromkeys(doctor)), sorted(roles)
 
 
 def _safe_name(spec: str) -> str:
@@ -442,7 +449,7 @@ What it does:
   2. installs hfbundle from wheels/ with `pip install --no-index` (pip itself is in wheels/ too);
   3. installs and verifies the bundles: {bundles};
   4. runs `hfbundle doctor` for: {doctor};
-  5. prints the lines that keep Hugging Face libraries offline (HF_HUB_OFFLINE=1 ...) for your shell.
+  5. prints the lines that keep Hugging Face libraries offline for your shell: {offline}.
 
 Running it again is safe. By hand: sha256sum -c SHA256SUMS; pip install --no-index --find-links wheels hfbundle;
 hfbundle install bundles/NAME.tar.zst; hfbundle verify bundles/NAME.tar.zst.
@@ -450,9 +457,16 @@ hfbundle install bundles/NAME.tar.zst; hfbundle verify bundles/NAME.tar.zst.
 
 
 def _write_scripts(
-    staging: Path, bundles: Sequence[KitBundle], doctor: Sequence[str], targets: Sequence[Target], runner: bool
+    staging: Path,
+    bundles: Sequence[KitBundle],
+    doctor: Sequence[str],
+    targets: Sequence[Target],
+    runner: bool,
+    offline: OfflineSettings,
 ) -> None:
     kit_json = {
+        # What install.py tells the user to set for good, from the loader stacks' table (bundler.loaderenv).
+        "offline": offline.to_json(),
         "format": KIT_FORMAT,
         "kit_version": KIT_VERSION,
         "hfbundle": __version__,
@@ -473,6 +487,9 @@ def _write_scripts(
             targets="; ".join(t.label for t in targets),
             bundles=", ".join(b.path for b in bundles),
             doctor=", ".join(doctor) or "(no shipped recipe)",
+            offline=", ".join(
+                [f"{k}={v}" for k, v in offline.sets] + [f"{var}=<the cache>" for var in offline.cache_variables]
+            ),
         )
     )
 

@@ -33,13 +33,6 @@ SUMS = "SHA256SUMS"
 MAX_SUMS_BYTES = 4 << 20
 MAX_KIT_JSON_BYTES = 1 << 20
 VENV = ".venv"
-# Read by huggingface_hub, transformers, datasets and diffusers at import: never call the network.
-OFFLINE_VARS = (
-    ("HF_HUB_OFFLINE", "1"),
-    ("TRANSFORMERS_OFFLINE", "1"),
-    ("HF_DATASETS_OFFLINE", "1"),
-    ("HF_HUB_DISABLE_TELEMETRY", "1"),
-)
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *]([^\r\n]+)$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._+@=-][A-Za-z0-9._+@=, -]*$")
 
@@ -80,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Done. To keep the Hugging Face libraries offline for good:")
         for shell in [args.shell] if args.shell else default_shells():
             print(f"{shell}:")
-            for line in offline_lines(shell, python, cache, venv=args.python is None):
+            for line in offline_lines(shell, python, info.offline_pairs(cache), venv=args.python is None):
                 print(f"  {line}")
         return 0
     except KitError as e:
@@ -167,6 +160,13 @@ class KitInfo:
     runner: bool
     bundles: tuple[str, ...]
     doctor: tuple[str, ...]
+    # What to set for good, made by hfbundle's loader-stack table (bundler.loaderenv.OfflineSettings): these
+    # pairs always, and each cache variable to the cache folder when one is given.
+    offline_sets: tuple[tuple[str, str], ...]
+    cache_variables: tuple[str, ...]
+
+    def offline_pairs(self, cache: Path | None) -> list[tuple[str, str]]:
+        return [*self.offline_sets, *((var, str(cache)) for var in self.cache_variables if cache is not None)]
 
 
 def read_kit_json(kit: Path) -> KitInfo:
@@ -194,7 +194,23 @@ def read_kit_json(kit: Path) -> KitInfo:
     version = info.get("hfbundle")
     if not isinstance(version, str) or not re.fullmatch(r"[0-9A-Za-z.+!-]+", version):
         raise KitError("kit.json: 'hfbundle' must be a version", "make the kit again")
-    return KitInfo(version, info.get("runner") is True, bundles, doctor)
+    offline = info.get("offline")
+    sets = offline.get("sets") if isinstance(offline, dict) else None
+    variables = offline.get("cache_variables") if isinstance(offline, dict) else None
+    if not (
+        isinstance(sets, list)
+        and all(isinstance(p, list) and len(p) == 2 and all(_env_safe(x) for x in p) for p in sets)
+        and isinstance(variables, list)
+        and all(_env_safe(v) for v in variables)
+    ):
+        raise KitError("kit.json: 'offline' must list the variables to set", "make the kit again")
+    pairs = tuple((str(k), str(v)) for k, v in sets)
+    return KitInfo(version, info.get("runner") is True, bundles, doctor, pairs, tuple(variables))
+
+
+def _env_safe(value: object) -> bool:
+    """A variable name or value install.py may print into a shell line: no quotes, no line breaks."""
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.:/\\-]{1,200}", value) is not None
 
 
 # -- 2. hfbundle into an environment ----------------------------------------------------------------------------
@@ -284,7 +300,7 @@ def _pip_env() -> dict[str, str]:
 
 def install_bundles(kit: Path, python: Path, info: KitInfo, cache: Path | None) -> None:
     env = _pip_env()
-    env.update(dict(OFFLINE_VARS))
+    env.update(dict(info.offline_pairs(cache)))  # doctor then checks the environment the user is told to keep
     cache_args = ["--cache-dir", str(cache)] if cache is not None else []
     hfbundle = [str(python), "-m", "bundler"]
     for rel in info.bundles:
@@ -314,9 +330,8 @@ def default_shells() -> list[str]:
     return ["sh"] if os.name != "nt" else ["cmd", "powershell"]
 
 
-def offline_lines(shell: str, python: Path, cache: Path | None, *, venv: bool) -> list[str]:
+def offline_lines(shell: str, python: Path, pairs: list[tuple[str, str]], *, venv: bool) -> list[str]:
     """The exact lines to paste, for ``sh``, ``cmd`` or ``powershell``: this session, then for good."""
-    pairs = list(OFFLINE_VARS) + ([("HF_HUB_CACHE", str(cache))] if cache is not None else [])
     lines: list[str] = []
     if shell == "sh":
         lines += [f"export {k}={shlex.quote(v)}" for k, v in pairs]

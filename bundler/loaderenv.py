@@ -84,6 +84,52 @@ ROLE_STACKS: dict[str, Stack] = {
 }
 
 
+# Read by huggingface_hub, transformers, datasets and diffusers at import: a machine that stays offline sets them
+# for good (``HF_HUB_OFFLINE=1`` is also what stacks with ``needs_hub_offline`` require).
+GO_OFFLINE: tuple[tuple[str, str], ...] = (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("HF_DATASETS_OFFLINE", "1"),
+    ("HF_HUB_DISABLE_TELEMETRY", "1"),
+)
+
+
+@dataclass(frozen=True)
+class OfflineSettings:
+    """The variables a machine that stays offline sets for good, so that every stack in ``stacks`` finds the
+    cache and stays off the network: ``sets`` always, and each of ``cache_variables`` to the cache folder when it
+    is not the default one. Made from :data:`STACKS` by :func:`offline_settings`; the kit carries it in
+    ``kit.json`` for its stdlib-only ``install.py``."""
+
+    stacks: tuple[Stack, ...]
+    sets: tuple[tuple[str, str], ...]
+    cache_variables: tuple[CacheVariable, ...]
+
+    def pairs(self, cache: str | None) -> list[tuple[str, str]]:
+        """(variable, value) in order; the cache variables only when a cache folder is given."""
+        return [*self.sets, *((var, cache) for var in self.cache_variables if cache is not None)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stacks": list(self.stacks),
+            "sets": [list(pair) for pair in self.sets],
+            "cache_variables": list(self.cache_variables),
+        }
+
+
+def offline_settings(stacks: Iterable[Stack]) -> OfflineSettings:
+    """What to set for good so that ``stacks`` load offline from a cache: every stack's cache variable (the
+    current one always, since it wins over the legacy one for stacks that follow it) and ``GO_OFFLINE``.
+
+    >>> offline_settings(["optimum-intel"]).cache_variables
+    ('HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE')
+    """
+    stacks = tuple(sorted(set(stacks)))
+    variables: list[CacheVariable] = ["HF_HUB_CACHE"]
+    variables += sorted({STACKS[s].cache_variable for s in stacks} - {"HF_HUB_CACHE"})
+    return OfflineSettings(stacks, GO_OFFLINE, tuple(variables))
+
+
 def recipe_stacks(recipe: Recipe) -> tuple[Stack, ...]:
     """The loader stacks that read ``recipe``'s repos, sorted (roles ``files``/``whole-repo``/``auto``: none)."""
     return tuple(sorted({ROLE_STACKS[r.role] for r in recipe.repos if r.role in ROLE_STACKS}))

@@ -101,6 +101,10 @@ def test_kit_holds_bundle_wheels_scripts_and_matching_sums(kit: tuple[Path, KitR
     assert b"\r" not in (kit_dir / "install.sh").read_bytes()
     info = json.loads((kit_dir / "kit.json").read_text())
     assert info["bundles"] == [report.bundles[0].path] and info["doctor"] == ["tiny-demo"]
+    # the go-offline lines come from the loader stacks' table: tiny-demo is read by diffusers only
+    assert info["offline"]["stacks"] == ["diffusers"] and info["offline"]["cache_variables"] == ["HF_HUB_CACHE"]
+    assert ["HF_HUB_OFFLINE", "1"] in info["offline"]["sets"]
+    assert "HF_HUB_OFFLINE=1" in (kit_dir / "README.txt").read_text()
     # install.sh finds a python and hands its arguments over
     sh = subprocess.run(
         ["sh", str(kit_dir / "install.sh"), "--check-only"], capture_output=True, text=True, check=False
@@ -191,7 +195,9 @@ def test_damaged_kit_is_refused_naming_the_file_and_nothing_is_installed(
         "install.py": kit_dir / "install.py",
     }[victim]
     data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    # install.py checks itself, so it must still run: damage a letter of its docstring, not its code
+    at = data.index(b"offline machine") if victim == "install.py" else len(data) // 2
+    data[at] ^= 0x01
     target.write_bytes(bytes(data))
     cache = tmp_path / "cache"
     proc = offline([str(BASE_PYTHON), str(kit_dir / "install.py"), "--cache-dir", str(cache)])

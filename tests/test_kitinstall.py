@@ -13,10 +13,13 @@ import pytest
 from bundler import kitinstall
 from bundler.kitinstall import KitError, check_kit, offline_lines, read_kit_json
 
+CVARS = ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"]
+
 
 def make_kit(root: Path, files: dict[str, bytes] | None = None) -> Path:
     kit_json = {"format": "hfbundle-kit", "kit_version": 1, "hfbundle": "0.1.0", "runner": False}
     kit_json |= {"bundles": ["bundles/01-demo.tar.zst"], "doctor": ["tiny-demo", "recipes/x.toml"], "targets": []}
+    kit_json |= {"offline": {"stacks": ["optimum-intel"], "sets": [["HF_HUB_OFFLINE", "1"]], "cache_variables": CVARS}}
     content = {
         "install.py": b"print('hi')\n",
         "kit.json": json.dumps(kit_json).encode(),
@@ -75,6 +78,9 @@ def test_a_damaged_kit_is_refused_naming_the_file(tmp_path: Path, case: str, mes
     [
         {"format": "other"},
         {"kit_version": 2},
+        {"offline": None},
+        {"offline": {"sets": [["HF_HUB_OFFLINE", "1; rm -rf ~"]], "cache_variables": []}},
+        {"offline": {"sets": [], "cache_variables": ["A'B"]}},
         {"bundles": ["../../x.tar.zst"]},
         {"bundles": ["wheels/pip.whl"]},
         {"doctor": ["../evil.toml"]},
@@ -90,17 +96,19 @@ def test_kit_json_is_validated(tmp_path: Path, patch: dict[str, object]) -> None
         read_kit_json(kit)
 
 
-def test_offline_lines_for_each_shell_quote_paths() -> None:
+def test_offline_lines_for_each_shell_quote_paths(tmp_path: Path) -> None:
     py = Path("/opt/my kit/.venv/bin/python")
     cache = Path("/data/it's hub")
-    sh = offline_lines("sh", py, cache, venv=True)
-    assert "export HF_HUB_OFFLINE=1" in sh and "export TRANSFORMERS_OFFLINE=1" in sh
-    assert "export HF_HUB_CACHE='/data/it'\"'\"'s hub'" in sh
+    info = read_kit_json(make_kit(tmp_path))
+    assert info.offline_pairs(None) == [("HF_HUB_OFFLINE", "1")]
+    sh = offline_lines("sh", py, info.offline_pairs(cache), venv=True)
+    quoted = "'/data/it'\"'\"'s hub'"
+    assert sh[:3] == ["export HF_HUB_OFFLINE=1", *(f"export {v}={quoted}" for v in CVARS)]
     assert ". '/opt/my kit/.venv/bin/activate'" in sh
-    cmd = offline_lines("cmd", Path("C:/kit/.venv/Scripts/python.exe"), None, venv=False)
+    cmd = offline_lines("cmd", Path("C:/kit/.venv/Scripts/python.exe"), info.offline_pairs(None), venv=False)
     assert 'set "HF_HUB_OFFLINE=1"' in cmd and 'setx HF_HUB_OFFLINE "1"' in cmd
     assert not any("activate" in line for line in cmd) and not any("HF_HUB_CACHE" in line for line in cmd)
-    ps = offline_lines("powershell", py, cache, venv=True)
+    ps = offline_lines("powershell", py, info.offline_pairs(cache), venv=True)
     assert "$env:HF_HUB_OFFLINE = '1'" in ps
     assert "[Environment]::SetEnvironmentVariable('HF_HUB_CACHE', '/data/it''s hub', 'User')" in ps
 

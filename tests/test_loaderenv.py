@@ -14,7 +14,18 @@ from pathlib import Path
 import pytest
 
 from bundler.api import install
-from bundler.loaderenv import STACKS, check_environment, recipe_stacks, stack_cache, temp_cleaner
+from bundler.kit import _gather_bundles
+from bundler.kitinstall import offline_lines
+from bundler.loaderenv import (
+    STACKS,
+    check_environment,
+    check_stacks,
+    offline_settings,
+    recipe_stacks,
+    roles_stacks,
+    stack_cache,
+    temp_cleaner,
+)
 from bundler.recipe import load_spec
 from tests.conftest import CLOSED_ENDPOINT, OPENVINO_REPO
 from tests.testing.hf_client import REPO_ROOT
@@ -32,6 +43,25 @@ def test_recipes_say_which_stack_reads_them() -> None:
     assert recipe_stacks(load_spec("lcm-lora-dreamshaper-8")) == ("diffusers",)
     assert STACKS["optimum-intel"].cache_variable == "HUGGINGFACE_HUB_CACHE"
     assert STACKS["optimum-intel"].needs_hub_offline and not STACKS["diffusers"].needs_hub_offline
+
+
+@pytest.mark.parametrize("stacks", [("diffusers",), ("transformers",), ("optimum-intel",), tuple(STACKS)])
+def test_offline_settings_satisfy_the_table(stacks: tuple[str, ...]) -> None:
+    """What the kit tells a machine to set for good (from the same table) leaves doctor nothing to say, for any
+    cache folder and whatever HF_HOME is."""
+    cache = SRV / "models"
+    settings = offline_settings(stacks)  # type: ignore[arg-type]
+    env = {"HF_HOME": str(SRV / "elsewhere"), **dict(settings.pairs(str(cache)))}
+    assert check_stacks("kit", stacks, cache, env).findings == ()  # type: ignore[arg-type]
+    assert ("HUGGINGFACE_HUB_CACHE" in settings.cache_variables) == ("optimum-intel" in stacks)
+    assert dict(settings.pairs(None)) == {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    default = {"HOME": str(SRV / "home"), **dict(settings.pairs(None))}  # no cache folder given: the default
+    assert check_stacks("kit", stacks, SRV / "home" / ".cache" / "huggingface" / "hub", default).findings == ()  # type: ignore[arg-type]
 
 
 def test_stack_cache_follows_each_stacks_variable() -> None:
@@ -185,3 +215,20 @@ def test_install_says_when_the_bundles_loader_would_not_find_the_cache(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     again = install(openvino_bundle, cache_dir=cache)
     assert [n for n in again.notes if "optimum-intel" in n or "export" in n] == []
+
+
+@pytest.mark.slow
+def test_kit_lines_make_the_real_optimum_intel_load(openvino_bundle: Path, tmp_path: Path) -> None:
+    """The kit's go-offline lines, from the bundle's roles through the table, are all the OpenVINO pipeline needs:
+    installed into a folder of the user's choosing, with only those lines set, it loads offline."""
+    staging = tmp_path / "kit"
+    staging.mkdir()
+    _bundles, _doctor_specs, roles = _gather_bundles([openvino_bundle], staging, None)
+    assert roles_stacks(roles) == ("optimum-intel",)
+    settings = offline_settings(roles_stacks(roles))
+    cache = tmp_path / "models"
+    install(openvino_bundle, cache_dir=cache)
+    lines = offline_lines("sh", Path("/usr/bin/python3"), settings.pairs(str(cache)), venv=False)
+    exports = [line for line in lines if line.startswith("export ")]
+    env = base_env(tmp_path, {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": CLOSED_ENDPOINT})
+    assert run_openvino(_LOAD, _apply(env, exports)) == [64, 64]
