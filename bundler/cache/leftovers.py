@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..hashing import is_sha1, is_sha256
-from .layout import TEMP_PREFIX, iter_repo_folders
+from .layout import iter_repo_folders
+from .names import is_blob_name, is_ours
 
 logger = logging.getLogger(__name__)
 
 QUIET_SECONDS = 60.0  # a folder written to this recently may belong to an install still running: left alone
-_OUR_TEMP = re.compile(rf"^{re.escape(TEMP_PREFIX)}.*\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def abandoned_repos(cache_dir: Path, *, now: float | None = None) -> list[Abando
             names = set(os.listdir(folder))
         except OSError:
             continue
-        if "snapshots" in names or any(n != "blobs" and not _OUR_TEMP.match(n) for n in names):
+        if "snapshots" in names or any(n != "blobs" and not is_ours(n) for n in names):
             continue
         try:
             entries = list(os.scandir(folder / "blobs")) if "blobs" in names else []
@@ -76,10 +74,10 @@ def abandoned_repos(cache_dir: Path, *, now: float | None = None) -> list[Abando
         for entry in entries:
             st = entry.stat(follow_symlinks=False)
             newest = max(newest, st.st_mtime)
-            if entry.is_file(follow_symlinks=False) and (is_sha256(entry.name) or is_sha1(entry.name)):
+            if entry.is_file(follow_symlinks=False) and is_blob_name(entry.name):
                 blobs += 1
                 size += st.st_size
-            elif not _OUR_TEMP.match(entry.name):
+            elif not is_ours(entry.name):
                 ours = False
                 break
         if ours and now - newest >= QUIET_SECONDS:

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError, UnsafePathError, UsageError
-from ..hashing import is_sha1, is_sha256
+from ..hashing import is_sha256
 from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
-from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, tree_etag
+from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .names import inside, is_blob_name, is_commit, is_temp, is_xet_hash, linked_blob, listdir, read_ref, shared_xet
 
 __all__ = [
     "LAYOUT_COPY",
@@ -69,11 +70,6 @@ _DATASET_LFS_SUFFIXES = (
 # The Hub refuses regular git files above 10 MiB: anything larger is LFS whatever its name.
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-_XET_RE = re.compile(r"[0-9a-f]{64}")
-# Temp files: ours (`.hfbundle-….tmp`, `.<name>.<8hex>.tmp`, mkstemp `.<name>.<random>.tmp`), huggingface_hub's
-# atomic writes (`main.<8hex>.tmp`, `tmpXXXX.tmp`) and its temporary shared-store links (`.<etag>.<8hex>.shared`).
-_TEMP_RE = re.compile(r"(\.tmp|\.[0-9a-f]{8}\.shared)$")
 _REPO_PARTS = ("blobs", "snapshots", "refs", "trees", ".no_exist")
 _SHARED_STORE_FILES = re.compile(r"[0-9a-f]{64}\.(refs|lock|lock\.soft)")
 SHARED_MARKER = ".huggingface-shared-blobs"
@@ -341,7 +337,7 @@ class _RepoScanner:
         # blobs/ resolved once, when it is a real folder inside the cache: a link to blobs/<name> then resolves
         # with one readlink and one lstat instead of a realpath (an lstat per component) per file (issue 18).
         real_blobs = Path(os.path.realpath(self.blobs))
-        self._blobs_real = real_blobs if _inside(real_blobs, root) and real_blobs.is_dir() else None
+        self._blobs_real = real_blobs if inside(real_blobs, root) and real_blobs.is_dir() else None
         self.leftovers: list[Leftover] = []
         self.notes: list[str] = []
         self.all_shared: dict[str, str] = {}  # every snapshot's, for orphan detection in the shared store
@@ -365,7 +361,7 @@ class _RepoScanner:
         )
 
     def scan(self, revision: str | None) -> CachedRepo | None:
-        for name in _listdir(self.folder):
+        for name in listdir(self.folder):
             if name not in _REPO_PARTS:
                 self._left(self.folder / name, "not part of the cache layout")
         refs = self._refs()
@@ -380,7 +376,7 @@ class _RepoScanner:
 
         selected = sorted(commits)
         if revision is not None:
-            if _COMMIT_RE.fullmatch(revision) and revision in commits:
+            if is_commit(revision) and revision in commits:
                 selected = [revision]
             elif revision in refs and refs[revision] in commits:
                 selected = [refs[revision]]
@@ -439,7 +435,7 @@ class _RepoScanner:
             for name in sorted(filenames):
                 path = here / name
                 rel = path.relative_to(top).as_posix()
-                if _TEMP_RE.search(name):
+                if is_temp(name):
                     self._left(path, "temp file of an interrupted write")
                     continue
                 if path.is_symlink() or not path.is_file():
@@ -450,13 +446,15 @@ class _RepoScanner:
                 except UnsafePathError:
                     self._left(path, "not a ref name the Hub can produce")
                     continue
-                raw = _read_head(path, 256)
-                text = raw.decode("ascii", "replace") if raw is not None else ""
-                commit = text.strip()
-                if not _COMMIT_RE.fullmatch(commit):
+                try:
+                    held = read_ref(path)
+                except OSError:
+                    held = None
+                commit = held.commit if held is not None else None
+                if held is None or commit is None:
                     self._left(path, "not a 40-hex commit")
                     continue
-                if text != commit:
+                if not held.clean:
                     self.notes.append(
                         f"{self.label}: refs/{rel} has whitespace around its commit (loaders fail on it offline); "
                         "the backup records the bare commit"
@@ -469,9 +467,9 @@ class _RepoScanner:
     def _snapshot_folders(self) -> set[str]:
         commits: set[str] = set()
         top = self.folder / "snapshots"
-        for name in _listdir(top):
+        for name in listdir(top):
             path = top / name
-            if _COMMIT_RE.fullmatch(name) and path.is_dir() and not path.is_symlink():
+            if is_commit(name) and path.is_dir() and not path.is_symlink():
                 commits.add(name)
             elif name.startswith(".hfbundle-"):
                 self._left(path, "staging folder of an interrupted install")
@@ -489,7 +487,7 @@ class _RepoScanner:
         for dirpath, dirnames, filenames in os.walk(top):
             here = Path(dirpath)
             for d in sorted(dirnames):
-                if os.path.islink(here / d) or _TEMP_RE.search(d):
+                if os.path.islink(here / d) or is_temp(d):
                     dirnames.remove(d)
                     why = "a link to a folder" if os.path.islink(here / d) else "temp folder of an interrupted write"
                     self._left(here / d, why, commit=commit, file=(here / d).relative_to(top).as_posix())
@@ -497,7 +495,7 @@ class _RepoScanner:
             for name in sorted(filenames):
                 path = here / name
                 rel = path.relative_to(top).as_posix()
-                if _TEMP_RE.search(name):
+                if is_temp(name):
                     self._left(path, "temp file of an interrupted write", commit=commit, file=rel)
                     continue
                 try:
@@ -533,7 +531,7 @@ class _RepoScanner:
             except OSError:
                 self._left(path, "dangling link: its blob is missing", commit=commit, file=rel)
                 return None
-        if fast is None and not _inside(real, self.root):
+        if fast is None and not inside(real, self.root):
             self._left(path, f"link leading outside the cache (to {real})", commit=commit, file=rel)
             return None
         if not stat.S_ISREG(rst.st_mode):
@@ -583,15 +581,12 @@ class _RepoScanner:
     def _linked_blob(self, link: Path) -> str | None:
         """``<etag>`` when ``link`` points at this repo's ``blobs/<etag>`` (a hash name); records the blob's
         link into the shared Xet store, if it is one."""
-        try:
-            target = Path(os.path.normpath(link.parent / os.readlink(link)))
-        except OSError:
+        name = linked_blob(link, self.blobs)
+        if name is None:
             return None
-        name = target.name
-        if target.parent != self.blobs or not (is_sha1(name) or is_sha256(name)):
-            return None
+        target = self.blobs / name
         if name not in self.all_shared and target.is_symlink():
-            xet = _shared_target(target, self.store)
+            xet = shared_xet(target, self.store)
             if xet is not None:
                 self.all_shared[name] = xet
         return name
@@ -601,17 +596,20 @@ class _RepoScanner:
     def _trees(self, commits: set[str]) -> dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]]:
         out: dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]] = {}
         top = self.folder / "trees"
-        for name in _listdir(top):
+        for name in listdir(top):
             path = top / name
             commit = name[:-5] if name.endswith(".json") else ""
-            if _TEMP_RE.search(name):
+            if is_temp(name):
                 self._left(path, "temp file of an interrupted write")
-            elif not _COMMIT_RE.fullmatch(commit) or path.is_symlink() or not path.is_file():
+            elif not is_commit(commit) or path.is_symlink() or not path.is_file():
                 self._left(path, "not a trees listing (trees/<commit>.json)")
             elif commit not in commits:
                 self._left(path, "listing of a commit with no snapshot")
             else:
-                raw = _read_head(path, MAX_TREE_BYTES + 1)
+                try:
+                    raw = read_capped(path, MAX_TREE_BYTES + 1)
+                except OSError:
+                    raw = None
                 parsed = parse_tree(raw) if raw is not None else None
                 if raw is None or parsed is None:
                     self._left(path, "unreadable trees listing (huggingface_hub ignores it)", commit=commit)
@@ -623,7 +621,7 @@ class _RepoScanner:
     def _markers(self, commits: set[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         top = self.folder / ".no_exist"
-        for commit in _listdir(top):
+        for commit in listdir(top):
             folder = top / commit
             if commit not in commits or folder.is_symlink() or not folder.is_dir():
                 self._left(folder, ".no_exist markers of a commit with no snapshot")
@@ -638,7 +636,7 @@ class _RepoScanner:
                 for name in filenames:
                     path = here / name
                     rel = path.relative_to(folder).as_posix()
-                    if _TEMP_RE.search(name):
+                    if is_temp(name):
                         self._left(path, "temp file of an interrupted write", commit=commit)
                         continue
                     try:
@@ -656,13 +654,13 @@ class _RepoScanner:
 
     def _blob_leftovers(self, revisions: Mapping[str, tuple[CachedFile, ...]]) -> None:
         used = {f.etag for files in revisions.values() for f in files if f.linked and f.named_by == "blob"}
-        for name in _listdir(self.blobs):
+        for name in listdir(self.blobs):
             path = self.blobs / name
             if name.endswith(".incomplete"):
                 self._left(path, "download in flight or interrupted")
-            elif _TEMP_RE.search(name):
+            elif is_temp(name):
                 self._left(path, "temp file of an interrupted write")
-            elif not (is_sha1(name) or is_sha256(name)):
+            elif not is_blob_name(name):
                 self._left(path, "not a blob (its name is not a content hash)")
             elif name not in used:
                 self._left(path, "orphan blob: no snapshot uses it")
@@ -672,7 +670,7 @@ def _root_leftovers(cache: Path, root: Path, used_xet: set[str]) -> list[Leftove
     """Cache-wide leftovers (only reported when the whole cache is backed up): unknown entries and shared Xet
     payloads no repo links to. ``.locks/`` and ``CACHEDIR.TAG`` are the cache's own; a restore recreates them."""
     out: list[Leftover] = []
-    for name in _listdir(cache):
+    for name in listdir(cache):
         path = cache / name
         if name in (".locks", "CACHEDIR.TAG", "blobs"):
             continue
@@ -686,21 +684,21 @@ def _root_leftovers(cache: Path, root: Path, used_xet: set[str]) -> list[Leftove
     store = cache / "blobs"
     if store.is_symlink() or not store.is_dir():
         return out
-    for prefix in _listdir(store):
+    for prefix in listdir(store):
         folder = store / prefix
         if prefix == SHARED_MARKER:
             continue
         if not re.fullmatch(r"[0-9a-f]{2}", prefix) or folder.is_symlink() or not folder.is_dir():
             out.append(Leftover(f"blobs/{prefix}", "not part of the shared Xet store", _size_of(folder)))
             continue
-        for name in _listdir(folder):
+        for name in listdir(folder):
             rel = f"blobs/{prefix}/{name}"
             if _SHARED_STORE_FILES.fullmatch(name):
                 continue
-            if _XET_RE.fullmatch(name) and name.startswith(prefix):
+            if is_xet_hash(name) and name.startswith(prefix):
                 if name not in used_xet:
                     out.append(Leftover(rel, "shared Xet blob no repo links to", _size_of(folder / name)))
-            elif _TEMP_RE.search(name):
+            elif is_temp(name):
                 out.append(Leftover(rel, "temp file of an interrupted write", _size_of(folder / name)))
             else:
                 out.append(Leftover(rel, "not part of the shared Xet store", _size_of(folder / name)))
@@ -708,37 +706,6 @@ def _root_leftovers(cache: Path, root: Path, used_xet: set[str]) -> list[Leftove
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-
-
-def _shared_target(blob: Path, store: Path) -> str | None:
-    """The Xet hash when ``blob`` is a link to ``<cache>/blobs/<2hex>/<xet hash>`` (huggingface_hub's store)."""
-    try:
-        target = Path(os.path.normpath(blob.parent / os.readlink(blob)))
-    except OSError:
-        return None
-    name = target.name
-    if target.parent.parent == store and _XET_RE.fullmatch(name) and target.parent.name == name[:2]:
-        return name
-    return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _listdir(folder: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(folder))
-    except OSError:
-        return []
-
-
-def _read_head(path: Path, limit: int) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except OSError:
-        return None
 
 
 def _size_of(path: Path) -> int:
