@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import os
 import re
 import stat
@@ -33,7 +32,8 @@ from typing import Any
 from ..errors import CacheError, UnsafePathError, UsageError
 from ..hashing import is_sha256
 from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
-from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .layout import iter_repo_folders, tree_etag
+from .model import read_tree
 from .names import inside, is_blob_name, is_commit, is_temp, is_xet_hash, linked_blob, listdir, read_ref, shared_xet
 
 __all__ = [
@@ -607,15 +607,13 @@ class _RepoScanner:
                 self._left(path, "listing of a commit with no snapshot")
             else:
                 try:
-                    raw = read_capped(path, MAX_TREE_BYTES + 1)
+                    read = read_tree(path)
                 except OSError:
-                    raw = None
-                parsed = parse_tree(raw) if raw is not None else None
-                if raw is None or parsed is None:
+                    read = None
+                if read is None or read.entries is None:
                     self._left(path, "unreadable trees listing (huggingface_hub ignores it)", commit=commit)
                 else:
-                    tree = CachedTree(path, hashlib.sha256(raw).hexdigest(), len(raw))
-                    out[commit] = (tree, parsed)
+                    out[commit] = (CachedTree(path, read.sha256, len(read.raw)), read.entries)
         return out
 
     def _markers(self, commits: set[str]) -> dict[str, list[str]]:

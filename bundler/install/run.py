@@ -1035,9 +1035,8 @@ def _remove_stale_dirs(folder: Path, commit: str | None, *, suffix: str = ".tmp"
 
 def _read_bytes(path: Path) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            return f.read(MAX_TREE_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return layout.read_capped(path, MAX_TREE_BYTES + 1)
+    except IsADirectoryError:
         return None
 
 
