@@ -23,6 +23,10 @@ and its fix; the report ends with the commands that fix everything::
     >>> report.ok, report.fixes  # doctest: +SKIP
     (False, ('on a machine with the Hub: hfbundle build tiny-demo -o tiny-demo.tar.zst',
              'then here: hfbundle install tiny-demo.tar.zst'))
+
+Longer than ~500 lines: the expected file set has five sources (lock, record, trees, snapshot, explicit files)
+and every problem carries its own fix; the cache reading is :mod:`bundler.cache.model` and
+:mod:`bundler.cache.names`.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from .bundle.manifest import Manifest, SkippedFile
 from .cache.blobwrite import copy_hashed
 from .cache.layout import RepoLayout, place_symlink
 from .cache.locks import file_lock
+from .cache.model import LAYOUT_COPY, SHARED_MARKER
 from .cache.names import is_xet_hash, temp_name
-from .cache.scan import LAYOUT_COPY, SHARED_MARKER
 from .errors import IntegrityError, UsageError
 from .hashing import sha256_file
 from .install import LAYOUT_SYMLINK, InstallPlan, InstallReport, ProgressCallback, execute, plan_install

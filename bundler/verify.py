@@ -10,6 +10,9 @@ and a ``trees/<commit>.json`` must not list files the snapshot lacks (the ``Inco
     (False, {'bad_ref': 1})
 
 Everything is streamed (bounded memory) and each inode is hashed once. Issue kinds: ``docs/CACHE.md``.
+
+Longer than ~500 lines: one issue per way a cache can be wrong, each with its message and fix; the reading
+itself is :mod:`bundler.cache.model` and :mod:`bundler.cache.names`.
 """
 
 from __future__ import annotations

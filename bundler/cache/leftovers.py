@@ -1,4 +1,5 @@
-"""Repo folders an interrupted install left behind, and their removal.
+"""Leftovers: repo folders an interrupted install left behind (and their removal), and the cache-wide things a
+backup does not pack (:func:`root_leftovers`: unknown entries, shared Xet payloads no repo links to).
 
 An install creates a repo folder's ``snapshots/`` only when it places a snapshot (a repo folder with one is a
 repo to ``scan_cache_dir`` and ``hf cache ls``, even empty), and a refused install removes the repo folders it
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .layout import iter_repo_folders
-from .names import is_blob_name, is_ours
+from .model import SHARED_MARKER, Leftover, size_of
+from .names import is_blob_name, is_ours, is_shared_store_file, is_temp, is_xet_hash, listdir
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +95,46 @@ def remove_abandoned(cache_dir: Path, *, now: float | None = None) -> list[Aband
         logger.debug("removed %s (an interrupted install's leftover)", found.folder)
         removed.append(found)
     return removed
+
+
+def root_leftovers(cache: Path, root: Path, used_xet: set[str]) -> list[Leftover]:
+    """Cache-wide leftovers (only reported when the whole cache is backed up): unknown entries and shared Xet
+    payloads no repo links to. ``.locks/`` and ``CACHEDIR.TAG`` are the cache's own; a restore recreates them."""
+    out: list[Leftover] = []
+    for name in listdir(cache):
+        path = cache / name
+        if name in (".locks", "CACHEDIR.TAG", "blobs"):
+            continue
+        if name.split("--", 1)[0] in ("models", "datasets", "spaces"):
+            if path.is_symlink():
+                out.append(Leftover(name, "a repo folder that is a link (not followed)"))
+            elif not path.is_dir():
+                out.append(Leftover(name, "not part of the hub cache layout", size_of(path)))
+            continue
+        out.append(Leftover(name, "not part of the hub cache layout", size_of(path)))
+    store = cache / "blobs"
+    if store.is_symlink() or not store.is_dir():
+        return out
+    for prefix in listdir(store):
+        folder = store / prefix
+        if prefix == SHARED_MARKER:
+            continue
+        if (
+            not (len(prefix) == 2 and all(c in "0123456789abcdef" for c in prefix))
+            or folder.is_symlink()
+            or not folder.is_dir()
+        ):
+            out.append(Leftover(f"blobs/{prefix}", "not part of the shared Xet store", size_of(folder)))
+            continue
+        for name in listdir(folder):
+            rel = f"blobs/{prefix}/{name}"
+            if is_shared_store_file(name):
+                continue
+            if is_xet_hash(name) and name.startswith(prefix):
+                if name not in used_xet:
+                    out.append(Leftover(rel, "shared Xet blob no repo links to", size_of(folder / name)))
+            elif is_temp(name):
+                out.append(Leftover(rel, "temp file of an interrupted write", size_of(folder / name)))
+            else:
+                out.append(Leftover(rel, "not part of the shared Xet store", size_of(folder / name)))
+    return out

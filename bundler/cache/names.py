@@ -29,6 +29,7 @@ __all__ = [
     "MAX_REF_BYTES",
     "TEMP_PREFIX",
     "RefText",
+    "guess_lfs",
     "inside",
     "is_blob_name",
     "is_commit",
@@ -36,6 +37,7 @@ __all__ = [
     "is_our_temp_blob",
     "is_ours",
     "is_shared_payload",
+    "is_shared_store_file",
     "is_temp",
     "is_xet_hash",
     "link_target",
@@ -48,6 +50,21 @@ __all__ = [
 
 TEMP_PREFIX = ".hfbundle-"  # our temp files and folders (an install sweeps what a killed install left)
 MAX_REF_BYTES = 4096  # a ref is 40 bytes; anything longer is not a commit, whatever follows
+
+# The Hub's default .gitattributes for new repos: these go to LFS whatever their size.
+_MODEL_LFS_SUFFIXES = (
+    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gz", ".h5", ".joblib", ".mlmodel", ".model", ".msgpack",
+    ".npy", ".npz", ".onnx", ".onnx_data", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt", ".pth", ".rar",
+    ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst",
+)  # fmt: skip
+# ... and for datasets, media and a few more archive formats as well.
+_DATASET_LFS_SUFFIXES = (
+    ".lz4", ".mds", ".pcm", ".sam", ".raw", ".aac", ".flac", ".mp3", ".ogg", ".wav", ".bmp", ".gif", ".png",
+    ".tiff", ".jpg", ".jpeg", ".webp", ".mp4", ".webm",
+)  # fmt: skip
+# The Hub refuses regular git files above 10 MiB: anything larger is LFS whatever its name.
+LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
+_SHARED_STORE_FILES = re.compile(r"[0-9a-f]{64}\.(refs|lock|lock\.soft)")  # beside a shared Xet payload
 
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _XET_RE = re.compile(r"[0-9a-f]{64}")
@@ -90,6 +107,29 @@ def is_ours(name: str) -> bool:
 def is_our_temp_blob(name: str) -> bool:
     """Our temp blob while it streams: ``.hfbundle-<etag>.<8hex>.tmp`` (never mistaken for ``<etag>``)."""
     return _OUR_TEMP_BLOB_RE.fullmatch(name) is not None
+
+
+def guess_lfs(path: str, size: int, repo_type: str = "model") -> bool:
+    """Whether the Hub would store ``path`` in LFS under its default ``.gitattributes`` (or for its size).
+
+    Used only for copy-layout files no ``trees/`` listing describes: it decides whether the file is named by
+    its sha256 (LFS) or its git blob id (regular) when the backup is restored into the symlink layout.
+    """
+    name = path.rsplit("/", 1)[-1].lower()
+    suffixes = _MODEL_LFS_SUFFIXES + (_DATASET_LFS_SUFFIXES if repo_type == "dataset" else ())
+    return (
+        size > LFS_SIZE_THRESHOLD
+        or name.endswith(suffixes)
+        or ".tar." in name
+        or ".lfs." in name
+        or "tfevents" in name
+        or path.startswith("saved_model/")
+    )
+
+
+def is_shared_store_file(name: str) -> bool:
+    """``<xet>.refs`` and the lock files huggingface_hub keeps beside a payload of the shared Xet store."""
+    return _SHARED_STORE_FILES.fullmatch(name) is not None
 
 
 def is_lock_file(name: str) -> bool:

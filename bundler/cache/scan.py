@@ -22,10 +22,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-import re
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,184 +32,35 @@ from ..errors import CacheError, UnsafePathError, UsageError
 from ..hashing import is_sha256
 from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
 from .layout import iter_repo_folders, tree_etag
-from .model import read_tree
-from .names import inside, is_blob_name, is_commit, is_temp, is_xet_hash, linked_blob, listdir, read_ref, shared_xet
+from .leftovers import root_leftovers
+from .model import (
+    LAYOUT_COPY,
+    LAYOUT_EMPTY,
+    LAYOUT_MIXED,
+    LAYOUT_SYMLINK,
+    CachedFile,
+    CachedRepo,
+    CachedRevision,
+    CachedTree,
+    Leftover,
+    read_tree,
+    size_of,
+)
+from .names import (
+    guess_lfs,
+    inside,
+    is_blob_name,
+    is_commit,
+    is_temp,
+    linked_blob,
+    listdir,
+    read_ref,
+    shared_xet,
+)
 
-__all__ = [
-    "LAYOUT_COPY",
-    "LAYOUT_EMPTY",
-    "LAYOUT_MIXED",
-    "LAYOUT_SYMLINK",
-    "CacheScan",
-    "CachedFile",
-    "CachedRepo",
-    "CachedRevision",
-    "CachedTree",
-    "Leftover",
-    "guess_lfs",
-    "scan_cache",
-]
-
-LAYOUT_SYMLINK = "symlink"
-LAYOUT_COPY = "copy"
-LAYOUT_MIXED = "mixed"
-LAYOUT_EMPTY = "empty"
-
-# The Hub's default .gitattributes for new repos: these go to LFS whatever their size.
-_MODEL_LFS_SUFFIXES = (
-    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gz", ".h5", ".joblib", ".mlmodel", ".model", ".msgpack",
-    ".npy", ".npz", ".onnx", ".onnx_data", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt", ".pth", ".rar",
-    ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst",
-)  # fmt: skip
-# ... and for datasets, media and a few more archive formats as well.
-_DATASET_LFS_SUFFIXES = (
-    ".lz4", ".mds", ".pcm", ".sam", ".raw", ".aac", ".flac", ".mp3", ".ogg", ".wav", ".bmp", ".gif", ".png",
-    ".tiff", ".jpg", ".jpeg", ".webp", ".mp4", ".webm",
-)  # fmt: skip
-# The Hub refuses regular git files above 10 MiB: anything larger is LFS whatever its name.
-LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
+__all__ = ["CacheScan", "guess_lfs", "scan_cache"]
 
 _REPO_PARTS = ("blobs", "snapshots", "refs", "trees", ".no_exist")
-_SHARED_STORE_FILES = re.compile(r"[0-9a-f]{64}\.(refs|lock|lock\.soft)")
-SHARED_MARKER = ".huggingface-shared-blobs"
-
-
-def guess_lfs(path: str, size: int, repo_type: str = "model") -> bool:
-    """Whether the Hub would store ``path`` in LFS under its default ``.gitattributes`` (or for its size).
-
-    Used only for copy-layout files no ``trees/`` listing describes: it decides whether the file is named by
-    its sha256 (LFS) or its git blob id (regular) when the backup is restored into the symlink layout.
-    """
-    name = path.rsplit("/", 1)[-1].lower()
-    suffixes = _MODEL_LFS_SUFFIXES + (_DATASET_LFS_SUFFIXES if repo_type == "dataset" else ())
-    return (
-        size > LFS_SIZE_THRESHOLD
-        or name.endswith(suffixes)
-        or ".tar." in name
-        or ".lfs." in name
-        or "tfevents" in name
-        or path.startswith("saved_model/")
-    )
-
-
-# -- records -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CachedFile:
-    """One snapshot entry and where its content lives.
-
-    ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
-    ``trees/`` listing's entry for a copy-layout file (``"tree"``); ``None`` for a copy-layout file nothing
-    names (``"none"``): the backup computes it from the content. ``source`` is the real file holding the bytes
-    (links resolved, always inside the cache) and ``inode`` its ``(st_dev, st_ino)``.
-    """
-
-    path: str
-    size: int
-    source: Path
-    inode: tuple[int, int]
-    etag: str | None
-    lfs: bool
-    named_by: str
-    linked: bool
-    blob_id: str | None = None
-    xet_hash: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "size": self.size,
-            "etag": self.etag,
-            "lfs": self.lfs,
-            "named_by": self.named_by,
-            "linked": self.linked,
-        }
-
-
-@dataclass(frozen=True)
-class CachedTree:
-    """A ``trees/<commit>.json`` listing, kept verbatim: its bytes' sha256 and size."""
-
-    source: Path
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class CachedRevision:
-    """One snapshot: its commit, the refs pointing at it, its files, ``.no_exist`` markers and listing."""
-
-    commit: str
-    refs: tuple[str, ...]
-    files: tuple[CachedFile, ...]
-    no_exist: tuple[str, ...] = ()
-    tree: CachedTree | None = None
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "refs": list(self.refs),
-            "files": len(self.files),
-            "size": self.size,
-            "no_exist": list(self.no_exist),
-            "tree": self.tree.sha256 if self.tree is not None else None,
-        }
-
-
-@dataclass(frozen=True)
-class CachedRepo:
-    """One repo folder. ``shared`` maps each repo blob that is a link into the shared Xet store to its Xet hash."""
-
-    repo_type: str
-    repo_id: str
-    folder: Path
-    layout: str
-    revisions: tuple[CachedRevision, ...]
-    shared: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def refs(self) -> dict[str, str]:
-        return {ref: r.commit for r in self.revisions for ref in r.refs}
-
-    @property
-    def size(self) -> int:
-        return sum(r.size for r in self.revisions)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "layout": self.layout,
-            "revisions": [r.to_json() for r in self.revisions],
-            "shared_xet_blobs": len(self.shared),
-        }
-
-
-@dataclass(frozen=True)
-class Leftover:
-    """Something in the cache a backup does not pack, and why. ``where`` is relative to the cache folder;
-    ``commit`` and ``path`` are set for a snapshot entry."""
-
-    where: str
-    reason: str
-    size: int = 0
-    repo_type: str | None = None
-    repo_id: str | None = None
-    commit: str | None = None
-    path: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "where": self.where,
-            "reason": self.reason,
-            "size": self.size,
-            "repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -294,7 +144,7 @@ def scan_cache(
     if missing_revision:
         notes.append(f"revision {revision!r} is not cached for {', '.join(missing_revision)}: left out")
     if unfiltered:
-        leftovers += _root_leftovers(cache, root, used_xet)
+        leftovers += root_leftovers(cache, root, used_xet)
     return CacheScan(cache, tuple(repos), tuple(leftovers), tuple(notes))
 
 
@@ -352,7 +202,7 @@ class _RepoScanner:
             Leftover(
                 os.path.relpath(path, self.cache).replace(os.sep, "/"),
                 reason,
-                _size_of(path),
+                size_of(path),
                 self.repo_type,
                 self.repo_id,
                 commit,
@@ -662,65 +512,3 @@ class _RepoScanner:
                 self._left(path, "not a blob (its name is not a content hash)")
             elif name not in used:
                 self._left(path, "orphan blob: no snapshot uses it")
-
-
-def _root_leftovers(cache: Path, root: Path, used_xet: set[str]) -> list[Leftover]:
-    """Cache-wide leftovers (only reported when the whole cache is backed up): unknown entries and shared Xet
-    payloads no repo links to. ``.locks/`` and ``CACHEDIR.TAG`` are the cache's own; a restore recreates them."""
-    out: list[Leftover] = []
-    for name in listdir(cache):
-        path = cache / name
-        if name in (".locks", "CACHEDIR.TAG", "blobs"):
-            continue
-        if name.split("--", 1)[0] in ("models", "datasets", "spaces"):
-            if path.is_symlink():
-                out.append(Leftover(name, "a repo folder that is a link (not followed)"))
-            elif not path.is_dir():
-                out.append(Leftover(name, "not part of the hub cache layout", _size_of(path)))
-            continue
-        out.append(Leftover(name, "not part of the hub cache layout", _size_of(path)))
-    store = cache / "blobs"
-    if store.is_symlink() or not store.is_dir():
-        return out
-    for prefix in listdir(store):
-        folder = store / prefix
-        if prefix == SHARED_MARKER:
-            continue
-        if not re.fullmatch(r"[0-9a-f]{2}", prefix) or folder.is_symlink() or not folder.is_dir():
-            out.append(Leftover(f"blobs/{prefix}", "not part of the shared Xet store", _size_of(folder)))
-            continue
-        for name in listdir(folder):
-            rel = f"blobs/{prefix}/{name}"
-            if _SHARED_STORE_FILES.fullmatch(name):
-                continue
-            if is_xet_hash(name) and name.startswith(prefix):
-                if name not in used_xet:
-                    out.append(Leftover(rel, "shared Xet blob no repo links to", _size_of(folder / name)))
-            elif is_temp(name):
-                out.append(Leftover(rel, "temp file of an interrupted write", _size_of(folder / name)))
-            else:
-                out.append(Leftover(rel, "not part of the shared Xet store", _size_of(folder / name)))
-    return out
-
-
-# -- helpers ---------------------------------------------------------------------------------------------------
-
-
-def _size_of(path: Path) -> int:
-    """Bytes of a file, or of the files below a folder (links not followed)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return 0
-    if not stat.S_ISDIR(st.st_mode):
-        return st.st_size if stat.S_ISREG(st.st_mode) else 0
-    total = 0
-    for dirpath, _dirs, filenames in os.walk(path):
-        for name in filenames:
-            try:
-                fst = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(fst.st_mode):
-                total += fst.st_size
-    return total

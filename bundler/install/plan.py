@@ -5,6 +5,9 @@ returns an :class:`InstallPlan`: every content with its placements and the actio
 none), every snapshot entry, snapshot and ref step. Every target path is checked against the cache on disk
 first (:class:`Guard`). The records of the plan and of the install's report live here too;
 :mod:`bundler.install.run` carries a plan out. See :mod:`bundler.install` for the whole picture.
+
+Longer than ~500 lines: the plan's records and the install report's records live with the planner that builds
+them (:mod:`bundler.install.run` fills the report).
 """
 
 from __future__ import annotations

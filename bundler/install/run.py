@@ -4,6 +4,9 @@
 :class:`~bundler.bundle.source.BundleSource` in the order :mod:`bundler.install` describes, with an undo journal for
 the steps after the blobs and one durability barrier (:mod:`bundler.cache.durable`) before any snapshot entry names
 a new blob. Blobs of a bundle file stream on parallel lanes when several are large (:meth:`_Run._lanes`).
+
+Longer than ~500 lines: one run is one object (:class:`_Run`) whose phases share its journal, claims, temps and
+counters; the cache reading it needs is :mod:`bundler.cache.model`, the blob write :mod:`bundler.cache.blobwrite`.
 """
 
 from __future__ import annotations

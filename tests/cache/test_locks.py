@@ -55,9 +55,12 @@ def test_filelock_waits_for_our_lock_and_the_file_stays(tmp_path: Path) -> None:
 def test_held_lock_times_out_with_a_clear_error(tmp_path: Path) -> None:
     lay = RepoLayout(tmp_path, "model", "org/m")
     lay.lock("a" * 40).parent.mkdir(parents=True)
-    with FileLock(str(lay.lock("a" * 40))):
-        with pytest.raises(locks.LockTimeout) as err, locks.repo_lock(lay, "a" * 40, timeout=0.2):
-            pass
+    with (
+        FileLock(str(lay.lock("a" * 40))),
+        pytest.raises(locks.LockTimeout) as err,
+        locks.repo_lock(lay, "a" * 40, timeout=0.2),
+    ):
+        pass
     assert str(lay.lock("a" * 40)) in str(err.value) and err.value.hint
     assert isinstance(err.value, TimeoutError)  # install's error boundary catches TimeoutError
 
