@@ -27,16 +27,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .bundle.manifest import TREE_NONE, BlobEntry, Manifest, RepoEntry, SkippedFile, SnapshotEntry
 from .bundle.source import BundleSource
+from .cache.model import LAYOUT_EMPTY, LAYOUT_MIXED, CachedFile, CachedRepo, CachedRevision, Leftover
 from .cache.records import read_record
-from .cache.scan import (
-    LAYOUT_EMPTY,
-    LAYOUT_MIXED,
-    CachedFile,
-    CachedRepo,
-    CachedRevision,
-    Leftover,
-    scan_cache,
-)
+from .cache.scan import scan_cache
 from .errors import CacheError, HfBundleError, IntegrityError
 from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
 from .lockfile import RepoFile

@@ -23,6 +23,10 @@ and its fix; the report ends with the commands that fix everything::
     >>> report.ok, report.fixes  # doctest: +SKIP
     (False, ('on a machine with the Hub: hfbundle build tiny-demo -o tiny-demo.tar.zst',
              'then here: hfbundle install tiny-demo.tar.zst'))
+
+Longer than ~500 lines: the expected file set has five sources (lock, record, trees, snapshot, explicit files)
+and every problem carries its own fix; the cache reading is :mod:`bundler.cache.model` and
+:mod:`bundler.cache.names`.
 """
 
 from __future__ import annotations
@@ -31,20 +35,21 @@ import json
 import os
 import re
 import shlex
-import stat
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import rules
-from .cache.layout import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
+from .cache.layout import RepoLayout, default_cache_dir, tree_etag
 from .cache.leftovers import AbandonedRepo, remove_abandoned
 from .cache.listings import MovedListing, settle_cache
+from .cache.model import read_tree, snapshot_commits, walk_entries
+from .cache.names import is_commit, linked_blob, read_ref
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError, ResolveError, UnsafePathError
-from .hashing import InodeHasher, is_sha1, is_sha256
+from .hashing import InodeHasher, is_sha256
 from .lockfile import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
@@ -63,8 +68,6 @@ SOURCE_SNAPSHOT = "snapshot"  # the recipe's rules on the snapshot's own files (
 SOURCE_FILES = "files"  # the recipe's explicit files list (a traced recipe)
 SOURCE_NONE = "none"
 
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_TEMP_RE = re.compile(r"(\.incomplete|\.tmp)$")
 MAX_JSON_BYTES = 16 * 1024 * 1024
 _SAMPLE = 3
 
@@ -482,7 +485,7 @@ class _RepoDoctor:
         """The commit the loaders would open, with a problem for every way the ref could fail them."""
         s = self.spec
         snapshots = self.snapshots()
-        if _COMMIT_RE.fullmatch(s.revision):
+        if is_commit(s.revision):
             if s.revision not in snapshots:
                 self.problem(
                     "no_snapshot",
@@ -494,9 +497,13 @@ class _RepoDoctor:
             return s.revision
         ref_path = self.lay.ref(s.revision)
         try:
-            with open(ref_path, "rb") as f:
-                raw = f.read(4096)
-        except (FileNotFoundError, NotADirectoryError):
+            held = read_ref(ref_path)
+        except OSError as e:
+            self.problem(
+                "bad_ref", f"{self.needs}: refs/{s.revision} is unreadable ({e.strerror})", fix="fix its permissions"
+            )
+            return None
+        if held is None:
             if len(snapshots) == 1:
                 only = next(iter(snapshots))
                 self.problem(
@@ -513,14 +520,9 @@ class _RepoDoctor:
                 needs_bundle=True,
             )
             return None
-        except OSError as e:
-            self.problem(
-                "bad_ref", f"{self.needs}: refs/{s.revision} is unreadable ({e.strerror})", fix="fix its permissions"
-            )
-            return None
-        text = raw.decode("utf-8", "replace")
+        text = held.text
         stripped = text.strip()
-        if not _COMMIT_RE.fullmatch(stripped):
+        if not is_commit(stripped):
             self.problem(
                 "bad_ref",
                 f"{self.needs}: refs/{s.revision} does not hold a commit id ({text[:60]!r})",
@@ -549,15 +551,11 @@ class _RepoDoctor:
         return stripped
 
     def snapshots(self) -> set[str]:
-        folder = self.lay.folder / "snapshots"
-        try:
-            return {n for n in os.listdir(folder) if _COMMIT_RE.fullmatch(n) and (folder / n).is_dir()}
-        except OSError:
-            return set()
+        return snapshot_commits(self.lay.folder)
 
     def check_snapshot(self, commit: str) -> None:
         snap = self.lay.snapshot(commit)
-        present_all = set(_walk_files(snap))
+        present_all = {e.path for e in walk_entries(snap) if not e.temp}
         tree = _read_tree(self.lay.tree(commit))
         record = self.record(commit)
         known: dict[str, _Known] = {}
@@ -689,7 +687,7 @@ class _RepoDoctor:
             both = missing + dangling
             detail = f"{len(both)} of {len(expected)} file(s) missing" if len(both) > _SAMPLE else "missing"
             msg = f"{self._needs_for(both)} ({_sample(both)}): {detail}"
-            if not _COMMIT_RE.fullmatch(self.spec.revision) and len(self.snapshots()) > 1:
+            if not is_commit(self.spec.revision) and len(self.snapshots()) > 1:
                 msg += f" from snapshot {commit[:12]}, the one refs/{self.spec.revision} points at"
             if dangling:
                 msg += f"; {len(dangling)} snapshot link(s) point at blobs that are gone"
@@ -713,9 +711,7 @@ class _RepoDoctor:
         """("ok", "") / ("corrupt" | "mismatch", detail), or None when nothing is known to check against."""
         blob: str | None = None
         if full.is_symlink():
-            hop = Path(os.path.normpath(full.parent / os.readlink(full)))
-            if hop.parent == self.lay.blobs and (is_sha256(hop.name) or is_sha1(hop.name)):
-                blob = hop.name
+            blob = linked_blob(full, self.lay.blobs)
         size = os.path.getsize(full)
         if want is not None and size != want.size:
             return "corrupt", f"{size} bytes, expected {want.size}"
@@ -738,7 +734,7 @@ class _RepoDoctor:
 
     def elsewhere(self, commit: str, paths: list[str]) -> str | None:
         """A ref moved to a snapshot without the files while another snapshot has them: point it back."""
-        if _COMMIT_RE.fullmatch(self.spec.revision):
+        if is_commit(self.spec.revision):
             return None
         for other in sorted(self.snapshots() - {commit}):
             if all((self.lay.snapshot(other) / p).is_file() for p in paths):
@@ -858,34 +854,12 @@ def _read_tree(path: Path) -> dict[str, _Known] | None:
     """``trees/<commit>.json`` as huggingface_hub reads it (format 1); None when absent or invalid (it then
     ignores the file too). Only what the doctor needs: each path's size and etag."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_TREE_BYTES + 1)
+        read = read_tree(path)
     except OSError:
         return None
-    parsed = parse_tree(raw)
-    if parsed is None:
+    if read is None or read.entries is None:
         return None
-    return {name: _Known(size=e["size"], etag=tree_etag(e)) for name, e in parsed.items()}
-
-
-def _walk_files(top: Path) -> Iterator[str]:
-    """Files and links (also dangling ones) below ``top``, '/'-joined; links to folders are not followed."""
-    for dirpath, dirnames, filenames in os.walk(top):
-        keep = []
-        for d in dirnames:
-            if os.path.islink(os.path.join(dirpath, d)):
-                filenames.append(d)
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            try:
-                mode = os.lstat(full).st_mode
-            except OSError:
-                continue
-            if (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and not _TEMP_RE.search(name):
-                yield os.path.relpath(full, top).replace(os.sep, "/")
+    return {name: _Known(size=e["size"], etag=tree_etag(e)) for name, e in read.entries.items()}
 
 
 def _sample(paths: list[str]) -> str:

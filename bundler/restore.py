@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
-import shutil
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,8 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .bundle.manifest import Manifest, SkippedFile
-from .cache.layout import RepoLayout, file_lock
-from .cache.scan import LAYOUT_COPY, SHARED_MARKER
+from .cache.blobwrite import copy_hashed
+from .cache.layout import RepoLayout, place_symlink
+from .cache.locks import file_lock
+from .cache.model import LAYOUT_COPY, SHARED_MARKER
+from .cache.names import is_xet_hash, temp_name
 from .errors import IntegrityError, UsageError
 from .hashing import sha256_file
 from .install import LAYOUT_SYMLINK, InstallPlan, InstallReport, ProgressCallback, execute, plan_install
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ChainLink", "RestorePlan", "RestoreReport", "plan_restore", "restore"]
 
-_XET_RE = re.compile(r"[0-9a-f]{64}")
 _CHAIN_HINT = (
     "give every backup of the chain (the full backup and each increment, in any order); "
     "`hfbundle inspect FILE` shows a backup's id and its base"
@@ -307,7 +306,7 @@ def _shared_spec(manifest: Manifest, notes: list[str]) -> list[tuple[str, str, s
             notes.append(f"ignored a shared-store entry for {key!r}: not a repo of this backup")
             continue
         for etag, xet in sorted(links.items()):
-            if etag in etags[key] and isinstance(xet, str) and _XET_RE.fullmatch(xet):
+            if etag in etags[key] and isinstance(xet, str) and is_xet_hash(xet):
                 repo_type, repo_id = key.split(":", 1)
                 out.append((repo_type, repo_id, etag, xet))
             else:
@@ -345,13 +344,7 @@ def _relink_shared(cache_dir: Path, manifest: Manifest, notes: list[str]) -> int
                 else:
                     _publish(blob, payload, etag, cache_dir)
                 _append_reference(payload.with_name(f"{xet}.refs"), f"{lay.folder.name}/blobs/{etag}")
-                tmp = blob.with_name(f".{etag}.{secrets.token_hex(4)}.shared")
-                os.symlink(os.path.relpath(payload, blob.parent), tmp)
-                try:
-                    os.replace(tmp, blob)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        tmp.unlink()
+                place_symlink(blob, payload, suffix=".shared")
             linked += 1
         except OSError as e:
             notes.append(f"could not link {repo_id}'s blob {etag[:12]}… into the shared store: {e}")
@@ -371,7 +364,7 @@ def _prepare_store(store: Path, cache_dir: Path, notes: list[str]) -> bool:
                 notes.append(f"{store} exists and is not a shared Xet store: its blobs were restored as plain files")
                 return False
         _mkdir_like(store, cache_dir)
-        tmp = store / f"{SHARED_MARKER}.{secrets.token_hex(4)}.tmp"
+        tmp = store / temp_name(SHARED_MARKER)
         tmp.write_text("1\n")
         os.chmod(tmp, _payload_mode(cache_dir))
         os.replace(tmp, marker)
@@ -423,13 +416,14 @@ def _holds(payload: Path, blob: Path, etag: str) -> bool:
 
 def _publish(blob: Path, payload: Path, etag: str, cache_dir: Path) -> None:
     """Put the verified content of ``blob`` at ``payload``: a hard link, else a copy checked against ``etag``."""
-    tmp = payload.with_name(f".{payload.name}.{secrets.token_hex(4)}.tmp")
+    tmp = payload.with_name(temp_name(payload.name))
     try:
         try:
             os.link(blob, tmp)
         except OSError:
-            shutil.copyfile(blob, tmp)
-            if sha256_file(str(tmp)) != etag:
+            size = blob.stat().st_size
+            d = copy_hashed(blob, tmp, size, git=False)  # hashed as it is written: one read
+            if d.sha256 != etag or d.size != size:
                 raise IntegrityError(
                     f"{blob} changed while it was copied into the shared store",
                     path=str(blob),

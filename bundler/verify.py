@@ -10,21 +10,34 @@ and a ``trees/<commit>.json`` must not list files the snapshot lacks (the ``Inco
     (False, {'bad_ref': 1})
 
 Everything is streamed (bounded memory) and each inode is hashed once. Issue kinds: ``docs/CACHE.md``.
+
+Longer than ~500 lines: one issue per way a cache can be wrong, each with its message and fix; the reading
+itself is :mod:`bundler.cache.model` and :mod:`bundler.cache.names`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import re
-import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .bundle.manifest import TREE_NONE, Manifest
-from .cache.layout import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .cache.layout import RepoLayout, iter_repo_folders, tree_etag
+from .cache.model import read_tree, snapshot_commits, walk_entries
+from .cache.names import (
+    inside,
+    is_commit,
+    is_ours,
+    is_shared_payload,
+    is_temp,
+    linked_blob,
+    listdir,
+    read_ref,
+)
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
 from .hashing import InodeHasher, is_sha1, is_sha256
@@ -36,11 +49,6 @@ ERROR = "error"
 WARNING = "warning"
 INFO = "info"
 
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_XET_RE = re.compile(r"^[0-9a-f]{64}$")
-# Leftovers: our temp files and folders (`.hfbundle-….tmp`), huggingface_hub's downloads in flight
-# (`<etag>.<8hex>.incomplete`), its atomic-write temps (`main.<8hex>.tmp`, `tmpXXXX.tmp`, `.<etag>.<8hex>.shared`).
-_TEMP_RE = re.compile(r"(\.incomplete|\.tmp|\.[0-9a-f]{8}\.shared)$")
 
 _HINT_CORRUPT = (
     "delete it, then re-install the bundle that carries it (hfbundle install), or re-download the file online"
@@ -195,8 +203,8 @@ class _RepoCheck:
         self.run.issues.append(Issue(kind, severity, message, self.repo_type, self.repo_id, **kw))
 
     def check(self) -> None:
-        for name, _path in _listdir(self.folder):  # an install's staging folders and ref temps (killed installs)
-            if name.startswith(".hfbundle-") and name.endswith(".tmp"):
+        for name in listdir(self.folder):  # an install's staging folders and ref temps (killed installs)
+            if is_ours(name):
                 self.issue("leftover", WARNING, f"{name} is a temp file or folder", path=name, hint=_HINT_LEFTOVER)
         if not (self.folder / "snapshots").is_dir():
             self.issue(
@@ -224,14 +232,14 @@ class _RepoCheck:
     # -- blobs --
 
     def check_blobs(self) -> None:
-        listing = _listdir(self.folder / "blobs")
+        listing = [(n, self.folder / "blobs" / n) for n in listdir(self.folder / "blobs")]
         blobs_real = Path(os.path.realpath(self.folder / "blobs"))
-        plain_blobs = _inside(blobs_real, self.real) and blobs_real.parent == self.real  # blobs/ is a real folder
+        plain_blobs = inside(blobs_real, self.real) and blobs_real.parent == self.real  # blobs/ is a real folder
         # Every blob hashed first on all cores; the loop below then reads the results (issue 18).
         self.run.hasher.prefetch([(p, not is_sha256(n)) for n, p in listing if is_sha256(n) or is_sha1(n)], threads=0)
         for name, path in listing:
             rel = f"blobs/{name}"
-            if _TEMP_RE.search(name):
+            if is_temp(name):
                 self.issue("leftover", WARNING, f"{rel} is a temp file", path=rel, hint=_HINT_LEFTOVER)
                 continue
             if not (is_sha256(name) or is_sha1(name)) or path.is_dir():
@@ -253,7 +261,7 @@ class _RepoCheck:
             real = blobs_real / name if direct else Path(os.path.realpath(path))
             if direct:
                 self.plain_files.add(name)
-            if not direct and not (_inside(real, self.real) or _is_shared_blob(real, self.shared)):
+            if not direct and not (inside(real, self.real) or is_shared_payload(real, self.shared)):
                 self.blob_ok[name] = False
                 self.issue(
                     "unsafe",
@@ -281,9 +289,10 @@ class _RepoCheck:
 
     def check_snapshots(self) -> set[str]:
         commits: set[str] = set()
-        for name, path in _listdir(self.folder / "snapshots"):
+        for name in listdir(self.folder / "snapshots"):
+            path = self.folder / "snapshots" / name
             rel = f"snapshots/{name}"
-            if _TEMP_RE.search(name):
+            if is_temp(name):
                 self.issue("leftover", WARNING, f"{rel} is a temp folder", path=rel, hint=_HINT_LEFTOVER)
             elif not path.is_dir():
                 self.issue(
@@ -293,7 +302,7 @@ class _RepoCheck:
                     path=rel,
                     hint="scan_cache_dir refuses the whole repo: delete that file",
                 )
-            elif not _COMMIT_RE.fullmatch(name):
+            elif not is_commit(name):
                 self.issue(
                     "extra",
                     WARNING,
@@ -304,15 +313,15 @@ class _RepoCheck:
             else:
                 commits.add(name)
                 self.check_snapshot(name, path)
-        for name, _path in _listdir(self.folder / "trees"):
+        for name in listdir(self.folder / "trees"):
             rel = f"trees/{name}"
             commit = name[: -len(".json")]
-            if name.endswith(".json") and _COMMIT_RE.fullmatch(commit):
+            if name.endswith(".json") and is_commit(commit):
                 if commit not in commits:
                     self.issue(
                         "orphan", WARNING, f"{rel} has no snapshot", commit=commit, path=rel, hint="harmless; delete it"
                     )
-            elif _TEMP_RE.search(name) or name.endswith(".tmp"):
+            elif is_temp(name):
                 self.issue("leftover", WARNING, f"{rel} is a temp file", path=rel, hint=_HINT_LEFTOVER)
             else:
                 self.issue("extra", WARNING, f"{rel} is not a trees listing", path=rel, hint="move it away")
@@ -327,9 +336,10 @@ class _RepoCheck:
         if record is not None:
             expected.update({p: f.tree_entry() for p, f in record.files.items()})
         present: set[str] = set()
-        for rel_path, full in _walk_files(snap):
+        for item in walk_entries(snap):
+            rel_path, full = item.path, item.full
             rel = f"snapshots/{commit}/{rel_path}"
-            if _TEMP_RE.search(full.name) and rel_path not in expected:
+            if item.temp and rel_path not in expected:
                 self.issue("leftover", WARNING, f"{rel} is a temp file", commit=commit, path=rel, hint=_HINT_LEFTOVER)
                 continue
             self.run.files += 1
@@ -383,13 +393,13 @@ class _RepoCheck:
     def read_tree(self, commit: str) -> dict[str, dict[str, Any]] | None:
         path = self.folder / "trees" / f"{commit}.json"
         try:
-            raw = read_capped(path, MAX_TREE_BYTES + 1)
+            read = read_tree(path)
         except OSError as e:
             self.issue("bad_tree", WARNING, f"trees/{commit}.json is unreadable: {e}", commit=commit)
             return None
-        if raw is None:
+        if read is None:
             return None
-        parsed = parse_tree(raw)
+        parsed = read.entries
         if parsed is None:
             self.issue(
                 "bad_tree",
@@ -404,11 +414,11 @@ class _RepoCheck:
     def check_link(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> bool:
         rel = f"snapshots/{commit}/{rel_path}"
         target = os.readlink(full)
-        hop = Path(os.path.normpath(full.parent / target))
-        blob = hop.name if hop.parent == self.folder / "blobs" else None
+        blob = linked_blob(full, self.folder / "blobs")
         if blob is not None and blob in self.plain_files:
+            hop = self.folder / "blobs" / blob
             # A link straight to a regular file of a real blobs/ (checked above): it exists and stays inside,
-            # no realpath needed (the snapshot's folders are real ones: _walk_files does not enter links).
+            # no realpath needed (the snapshot's folders are real ones: walk_entries does not enter links).
             self.referenced.add(blob)
             if entry is not None:
                 etag = tree_etag(entry)
@@ -437,7 +447,7 @@ class _RepoCheck:
             )
             return False
         real = Path(os.path.realpath(full))
-        if not (_inside(real, self.real) or _is_shared_blob(real, self.shared)):
+        if not (inside(real, self.real) or is_shared_payload(real, self.shared)):
             self.issue(
                 "unsafe",
                 ERROR,
@@ -493,9 +503,10 @@ class _RepoCheck:
 
     def check_refs(self, commits: set[str]) -> None:
         refs_dir = self.folder / "refs"
-        for rel_name, full in _walk_files(refs_dir):
+        for item in walk_entries(refs_dir):
+            rel_name, full = item.path, item.full
             rel = f"refs/{rel_name}"
-            if _TEMP_RE.search(full.name):
+            if item.temp:
                 self.issue(
                     "leftover",
                     WARNING,
@@ -509,8 +520,8 @@ class _RepoCheck:
 
     def check_no_exist(self, commits: set[str]) -> None:
         base = self.folder / ".no_exist"
-        for commit, cdir in _listdir(base):
-            for rel_path, _marker in _walk_files(cdir):
+        for commit in listdir(base):
+            for rel_path in (e.path for e in walk_entries(base / commit)):
                 if commit in commits and (self.folder / "snapshots" / commit / rel_path).is_file():
                     self.issue(
                         "shadowed",
@@ -526,14 +537,15 @@ class _RepoCheck:
 def _check_ref_bytes(chk: _RepoCheck, name: str, full: Path, commits: set[str], expected: str | None = None) -> None:
     rel = f"refs/{name}"
     try:
-        with open(full, "rb") as f:
-            raw = f.read(4096)
+        held = read_ref(full)
+        if held is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(full))
     except OSError as e:
         chk.issue("bad_ref", ERROR, f"{rel} is unreadable: {e}", path=rel, hint="fix its permissions")
         return
-    text = raw.decode("utf-8", "replace")
+    text = held.text
     stripped = text.strip()
-    if _COMMIT_RE.fullmatch(text):
+    if is_commit(text):
         if text not in commits:
             chk.issue(
                 "bad_ref",
@@ -554,7 +566,7 @@ def _check_ref_bytes(chk: _RepoCheck, name: str, full: Path, commits: set[str], 
                 actual=text,
                 hint="kept by --keep-refs or moved by a later download; re-install without --keep-refs to move it",
             )
-    elif _COMMIT_RE.fullmatch(stripped):
+    elif is_commit(stripped):
         chk.issue(
             "bad_ref",
             ERROR,
@@ -668,7 +680,7 @@ def verify_installed(manifest: Manifest, cache_dir: Path, *, rehash: bool = True
                     hint="re-run hfbundle install with this bundle",
                 )
                 continue
-            _check_ref_bytes(chk, ref, full, commits | _existing_commits(lay), expected=commit)
+            _check_ref_bytes(chk, ref, full, commits | snapshot_commits(lay.folder), expected=commit)
     return run.report(t0)
 
 
@@ -701,51 +713,3 @@ def _check_installed_tree(chk: _RepoCheck, lay: RepoLayout, commit: str, files: 
                 actual=tree_etag(e),
                 hint="re-run hfbundle install to rewrite the listing",
             )
-
-
-def _existing_commits(lay: RepoLayout) -> set[str]:
-    return {n for n, p in _listdir(lay.folder / "snapshots") if _COMMIT_RE.fullmatch(n) and p.is_dir()}
-
-
-# -- helpers ---------------------------------------------------------------------------------------------------
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _is_shared_blob(real: Path, shared: Path) -> bool:
-    """``<cache>/blobs/<2hex>/<xet hash>``: huggingface_hub's cache-wide Xet store (utils/_shared_blobs.py)."""
-    return (
-        real.parent.parent == shared and _XET_RE.fullmatch(real.name) is not None and real.parent.name == real.name[:2]
-    )
-
-
-def _listdir(folder: Path) -> list[tuple[str, Path]]:
-    try:
-        names = sorted(os.listdir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [(n, folder / n) for n in names]
-
-
-def _walk_files(top: Path) -> Iterator[tuple[str, Path]]:
-    """Files and links below ``top`` (links to folders are not followed), as '/'-joined relative paths."""
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames.sort()
-        keep = []
-        for d in dirnames:
-            full = Path(dirpath) / d
-            if full.is_symlink():  # os.walk lists links to folders here and does not descend
-                filenames.append(d)
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            try:
-                mode = os.lstat(full).st_mode
-            except OSError:
-                continue
-            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                yield os.path.relpath(full, top).replace(os.sep, "/"), full

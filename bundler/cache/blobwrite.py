@@ -1,4 +1,5 @@
-"""Writing one blob to a new file while hashing it: the inner loop of an install.
+"""Writing one blob to a new file while hashing it: the inner loop of an install, and of every copy of a blob
+(install, restore: :func:`copy_hashed`).
 
 :func:`write_hashed` reads a stream chunk by chunk, hashes each chunk on the calling thread while the chunk
 before it is written on a writer thread (hashlib and ``write`` both release the GIL, so the two overlap on
@@ -21,7 +22,7 @@ from ..errors import HfBundleError
 from ..hashing import Digests, StreamHasher
 from .durable import Writeback
 
-__all__ = ["CHUNK", "Cancelled", "write_hashed"]
+__all__ = ["CHUNK", "Cancelled", "copy_hashed", "write_hashed"]
 
 CHUNK = 1 << 20  # per read; measured here: 512 KiB and 4 MiB both cost more CPU (hand-offs; cache misses)
 
@@ -78,6 +79,22 @@ def write_hashed(
         if pending is not None:
             pending.result()
     return hasher.digests()
+
+
+def copy_hashed(
+    src: Path,
+    dst: Path,
+    size: int,
+    *,
+    git: bool = True,
+    on_chunk: Callable[[int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Digests:
+    """Copy the file ``src`` (``size`` bytes expected) to the new file ``dst`` while hashing it: one read, as
+    :func:`write_hashed`. The caller compares the digests with what ``src`` must hold before publishing ``dst``
+    (a file that changed while it was copied is never published)."""
+    with open(src, "rb") as f:
+        return write_hashed(f, dst, size, git=git, on_chunk=on_chunk, cancelled=cancelled)
 
 
 def _write_small(

@@ -3,7 +3,8 @@
 One repo lives in ``<cache>/<type>s--<org>--<name>/`` with ``blobs/<etag>``, ``snapshots/<commit>/<path>``
 (relative symlinks to the blobs, or real files in the copy layout), ``refs/<rev>`` (the commit, no trailing
 newline), ``trees/<commit>.json`` and ``.no_exist/<commit>/<path>``. The cache root carries ``CACHEDIR.TAG``
-and ``.locks/<repo folder>/<etag>.lock`` (filelock, the same as huggingface_hub's ``WeakFileLock``).
+and ``.locks/<repo folder>/<etag>.lock`` (taken in :mod:`bundler.cache.locks`). What names mean (commits,
+blobs, temp files) is :mod:`bundler.cache.names`.
 
 Everything here writes atomically: a temp file in the target folder, then ``os.replace``.
 """
@@ -15,8 +16,6 @@ import functools
 import json
 import os
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,29 @@ from typing import Any
 from ..errors import UnsafePathError
 from ..hashing import is_sha1, is_sha256
 from ..paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
+from .names import TEMP_PREFIX, read_ref, temp_name
+
+__all__ = [
+    "CACHEDIR_TAG",
+    "MAX_TREE_BYTES",
+    "TEMP_PREFIX",
+    "TREE_FORMAT_VERSION",
+    "RepoLayout",
+    "atomic_write_bytes",
+    "default_cache_dir",
+    "ensure_cachedir_tag",
+    "iter_repo_folders",
+    "parse_repo_folder_name",
+    "parse_tree",
+    "place_symlink",
+    "read_capped",
+    "relative_link_target",
+    "repo_folder_name",
+    "symlinks_supported",
+    "tree_etag",
+    "tree_json",
+    "write_ref",
+]
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -34,7 +56,6 @@ CACHEDIR_TAG = (
 )
 TREE_FORMAT_VERSION = 1
 MAX_TREE_BYTES = 64 * 1024 * 1024  # a trees/ listing longer than this is refused unread
-TEMP_PREFIX = ".hfbundle-"  # our temp files and folders (install.py sweeps what a killed install left)
 
 
 def default_cache_dir() -> Path:
@@ -107,11 +128,9 @@ class RepoLayout:
         return self.cache_dir / ".locks" / repo_folder_name(self.repo_type, self.repo_id) / f"{etag}.lock"
 
     def read_ref(self, ref: str) -> str | None:
-        """The commit a ref points at, exactly as stored (no stripping), or None."""
-        try:
-            return self.ref(ref).read_text()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        """The commit a ref points at, exactly as stored (no stripping, as huggingface_hub reads it), or None."""
+        held = read_ref(self.ref(ref))
+        return held.text if held is not None else None
 
 
 # -- atomic writes ---------------------------------------------------------------------------------------
@@ -125,11 +144,10 @@ def atomic_write_bytes(path: Path, data: bytes, *, tmp_dir: Path | None = None) 
     it refuse the whole repo ("Reference(s) refer to missing commit hashes"); ``CACHEDIR.TAG`` uses ``.locks/``
     (a stray file in the cache root is a "repo" scan_cache_dir warns about)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if tmp_dir is None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    else:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp")
+    folder = path.parent if tmp_dir is None else tmp_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / temp_name(path.name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -229,13 +247,15 @@ def relative_link_target(link: Path, target: Path) -> str:
     return os.path.relpath(target, link.parent)
 
 
-def place_symlink(link: Path, target: Path) -> None:
-    """Create (or atomically replace) a relative symlink ``link`` → ``target``."""
+def place_symlink(link: Path, target: Path, *, suffix: str = ".tmp") -> None:
+    """Create (or atomically replace) a relative symlink ``link`` → ``target``. ``suffix`` of its temp name:
+    ``.shared`` for a repo blob's link into the shared Xet store (as huggingface_hub names those temps; an
+    install's sweep of ``blobs/`` takes only ``.tmp``)."""
     link.parent.mkdir(parents=True, exist_ok=True)
     rel = relative_link_target(link, target)
     if link.is_symlink() and os.readlink(link) == rel:
         return
-    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = link.with_name(temp_name(link.name, suffix=suffix))
     os.symlink(rel, tmp)
     try:
         os.replace(tmp, link)
@@ -268,54 +288,3 @@ def iter_repo_folders(cache_dir: Path) -> Iterator[tuple[str, str, Path]]:
         parsed = parse_repo_folder_name(entry.name)
         if parsed is not None and entry.is_dir() and not entry.is_symlink():
             yield parsed[0], parsed[1], entry
-
-
-@contextlib.contextmanager
-def repo_lock(layout: RepoLayout, etag: str, *, timeout: float = 600) -> Iterator[None]:
-    """The lock huggingface_hub takes while it writes ``blobs/<etag>`` (``.locks/<repo>/<etag>.lock``)."""
-    path = layout.lock(etag)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # mode 0o664 as huggingface_hub's WeakFileLock, so users sharing a cache can wait on each other's locks.
-    with file_lock(path, mode=0o664, timeout=timeout):
-        yield
-
-
-LOCK_POLL_SECONDS = 0.05
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, mode: int, timeout: float = 600) -> Iterator[None]:
-    """An exclusive lock on ``path``, the one the ``filelock`` package takes (and so huggingface_hub): ``flock``
-    on POSIX, the file left in place. Done here, not by ``filelock``, whose import alone costs ~50 ms of every
-    install; elsewhere ``filelock`` itself. Raises :class:`TimeoutError` after ``timeout`` seconds."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        from filelock import FileLock
-
-        with FileLock(str(path), timeout=timeout, mode=mode):
-            yield
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        flags = os.O_RDWR | os.O_TRUNC | (0 if os.path.exists(path) else os.O_CREAT)
-        fd = os.open(path, flags, mode)
-        with contextlib.suppress(PermissionError):
-            os.fchmod(fd, mode)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"the lock {path} is still held after {timeout:g} s") from None
-            time.sleep(LOCK_POLL_SECONDS)
-            continue
-        if os.fstat(fd).st_nlink == 0:  # deleted by its holder meanwhile: lock the new file
-            os.close(fd)
-            continue
-        break
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +28,17 @@ from typing import Any, Literal
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, Manifest, RepoEntry, SnapshotEntry
 from ..errors import HfBundleError
-from ..hashing import is_sha1, is_sha256
 from ..lockfile import RepoFile
 from ..paths import check_relpath
-from .layout import MAX_TREE_BYTES, TEMP_PREFIX, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .layout import RepoLayout, iter_repo_folders, tree_etag
+from .model import present_files, read_tree
+from .names import is_commit, linked_blob, listdir
 from .records import RECORD_DIR, read_record
 
 logger = logging.getLogger(__name__)
 
 ASIDE_DIR = (RECORD_DIR, "trees")  # <repo>/.hfbundle/trees/: beside the install records
 
-_LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")  # place_symlink's and atomic writes' temps
 Trap = Literal["offline", "online"]
 TreeEntries = Mapping[str, Mapping[str, Any]]
 
@@ -116,7 +115,7 @@ def unconfirmed(
             out.append(path)
             continue
         etag = tree_etag(entry)
-        blob = linked_blob_name(lay, full)
+        blob = linked_blob(full, lay.blobs)
         if blob is not None:
             if blob != etag:
                 out.append(path)
@@ -128,18 +127,6 @@ def unconfirmed(
             continue
         out.append(path)
     return sorted(out)
-
-
-def linked_blob_name(lay: RepoLayout, link: Path) -> str | None:
-    """``<etag>`` if ``link`` is a symlink to this repo's ``blobs/<etag>`` (a hash name), else None."""
-    try:
-        target = os.readlink(link)
-    except OSError:
-        return None
-    resolved = Path(os.path.normpath(link.parent / target))
-    if resolved.parent != lay.blobs or not (is_sha1(resolved.name) or is_sha256(resolved.name)):
-        return None
-    return resolved.name
 
 
 def aside_path(lay: RepoLayout, commit: str) -> Path:
@@ -192,23 +179,6 @@ def move_aside(lay: RepoLayout, commit: str, trap: Trap) -> MovedListing:
     return MovedListing(lay.repo_type, lay.repo_id, commit, trap, str(target.relative_to(lay.folder)))
 
 
-def present_files(snapshot: Path) -> set[str]:
-    """Repo paths of a snapshot's files as huggingface_hub sees them (``os.path.isfile``: links followed), less
-    the temp files and staging folders of writers (ours, and ``.<name>.<8hex>.tmp`` link temps)."""
-    out: set[str] = set()
-    if not snapshot.is_dir():
-        return out
-    for dirpath, dirnames, filenames in os.walk(snapshot):
-        dirnames[:] = [d for d in dirnames if not d.startswith(TEMP_PREFIX)]
-        for name in filenames:
-            if name.startswith(TEMP_PREFIX) or _LINK_TEMP_RE.fullmatch(name):
-                continue
-            full = os.path.join(dirpath, name)
-            if os.path.isfile(full):
-                out.add(os.path.relpath(full, snapshot).replace(os.sep, "/"))
-    return out
-
-
 def settle_cache(
     cache_dir: Path, *, repos: Collection[tuple[str, str]] | None = None, recorded_only: bool = False
 ) -> list[MovedListing]:
@@ -223,20 +193,16 @@ def settle_cache(
         trees = folder / "trees"
         if recorded_only and not (folder / RECORD_DIR).is_dir():
             continue
-        try:
-            names = sorted(os.listdir(trees))
-        except OSError:
-            continue
         lay = RepoLayout(cache_dir, repo_type, repo_id)
-        for name in names:
+        for name in listdir(trees):
             commit = name[: -len(".json")]
-            if not (name.endswith(".json") and is_sha1(commit)):
+            if not (name.endswith(".json") and is_commit(commit)):
                 continue
             try:
-                raw = read_capped(trees / name, MAX_TREE_BYTES + 1)
+                read = read_tree(trees / name)
             except OSError:
                 continue
-            parsed = parse_tree(raw) if raw is not None else None
+            parsed = read.entries if read is not None else None
             if parsed is None:
                 continue  # huggingface_hub ignores an invalid listing (with a warning): no trap
             try:

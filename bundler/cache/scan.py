@@ -21,200 +21,46 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import os
-import re
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError, UnsafePathError, UsageError
-from ..hashing import is_sha1, is_sha256
+from ..hashing import is_sha256
 from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
-from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, tree_etag
+from .layout import iter_repo_folders, tree_etag
+from .leftovers import root_leftovers
+from .model import (
+    LAYOUT_COPY,
+    LAYOUT_EMPTY,
+    LAYOUT_MIXED,
+    LAYOUT_SYMLINK,
+    CachedFile,
+    CachedRepo,
+    CachedRevision,
+    CachedTree,
+    Leftover,
+    read_tree,
+    size_of,
+)
+from .names import (
+    guess_lfs,
+    inside,
+    is_blob_name,
+    is_commit,
+    is_temp,
+    linked_blob,
+    listdir,
+    read_ref,
+    shared_xet,
+)
 
-__all__ = [
-    "LAYOUT_COPY",
-    "LAYOUT_EMPTY",
-    "LAYOUT_MIXED",
-    "LAYOUT_SYMLINK",
-    "CacheScan",
-    "CachedFile",
-    "CachedRepo",
-    "CachedRevision",
-    "CachedTree",
-    "Leftover",
-    "guess_lfs",
-    "scan_cache",
-]
+__all__ = ["CacheScan", "guess_lfs", "scan_cache"]
 
-LAYOUT_SYMLINK = "symlink"
-LAYOUT_COPY = "copy"
-LAYOUT_MIXED = "mixed"
-LAYOUT_EMPTY = "empty"
-
-# The Hub's default .gitattributes for new repos: these go to LFS whatever their size.
-_MODEL_LFS_SUFFIXES = (
-    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gz", ".h5", ".joblib", ".mlmodel", ".model", ".msgpack",
-    ".npy", ".npz", ".onnx", ".onnx_data", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt", ".pth", ".rar",
-    ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst",
-)  # fmt: skip
-# ... and for datasets, media and a few more archive formats as well.
-_DATASET_LFS_SUFFIXES = (
-    ".lz4", ".mds", ".pcm", ".sam", ".raw", ".aac", ".flac", ".mp3", ".ogg", ".wav", ".bmp", ".gif", ".png",
-    ".tiff", ".jpg", ".jpeg", ".webp", ".mp4", ".webm",
-)  # fmt: skip
-# The Hub refuses regular git files above 10 MiB: anything larger is LFS whatever its name.
-LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
-
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-_XET_RE = re.compile(r"[0-9a-f]{64}")
-# Temp files: ours (`.hfbundle-….tmp`, `.<name>.<8hex>.tmp`, mkstemp `.<name>.<random>.tmp`), huggingface_hub's
-# atomic writes (`main.<8hex>.tmp`, `tmpXXXX.tmp`) and its temporary shared-store links (`.<etag>.<8hex>.shared`).
-_TEMP_RE = re.compile(r"(\.tmp|\.[0-9a-f]{8}\.shared)$")
 _REPO_PARTS = ("blobs", "snapshots", "refs", "trees", ".no_exist")
-_SHARED_STORE_FILES = re.compile(r"[0-9a-f]{64}\.(refs|lock|lock\.soft)")
-SHARED_MARKER = ".huggingface-shared-blobs"
-
-
-def guess_lfs(path: str, size: int, repo_type: str = "model") -> bool:
-    """Whether the Hub would store ``path`` in LFS under its default ``.gitattributes`` (or for its size).
-
-    Used only for copy-layout files no ``trees/`` listing describes: it decides whether the file is named by
-    its sha256 (LFS) or its git blob id (regular) when the backup is restored into the symlink layout.
-    """
-    name = path.rsplit("/", 1)[-1].lower()
-    suffixes = _MODEL_LFS_SUFFIXES + (_DATASET_LFS_SUFFIXES if repo_type == "dataset" else ())
-    return (
-        size > LFS_SIZE_THRESHOLD
-        or name.endswith(suffixes)
-        or ".tar." in name
-        or ".lfs." in name
-        or "tfevents" in name
-        or path.startswith("saved_model/")
-    )
-
-
-# -- records -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CachedFile:
-    """One snapshot entry and where its content lives.
-
-    ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
-    ``trees/`` listing's entry for a copy-layout file (``"tree"``); ``None`` for a copy-layout file nothing
-    names (``"none"``): the backup computes it from the content. ``source`` is the real file holding the bytes
-    (links resolved, always inside the cache) and ``inode`` its ``(st_dev, st_ino)``.
-    """
-
-    path: str
-    size: int
-    source: Path
-    inode: tuple[int, int]
-    etag: str | None
-    lfs: bool
-    named_by: str
-    linked: bool
-    blob_id: str | None = None
-    xet_hash: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "size": self.size,
-            "etag": self.etag,
-            "lfs": self.lfs,
-            "named_by": self.named_by,
-            "linked": self.linked,
-        }
-
-
-@dataclass(frozen=True)
-class CachedTree:
-    """A ``trees/<commit>.json`` listing, kept verbatim: its bytes' sha256 and size."""
-
-    source: Path
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class CachedRevision:
-    """One snapshot: its commit, the refs pointing at it, its files, ``.no_exist`` markers and listing."""
-
-    commit: str
-    refs: tuple[str, ...]
-    files: tuple[CachedFile, ...]
-    no_exist: tuple[str, ...] = ()
-    tree: CachedTree | None = None
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "refs": list(self.refs),
-            "files": len(self.files),
-            "size": self.size,
-            "no_exist": list(self.no_exist),
-            "tree": self.tree.sha256 if self.tree is not None else None,
-        }
-
-
-@dataclass(frozen=True)
-class CachedRepo:
-    """One repo folder. ``shared`` maps each repo blob that is a link into the shared Xet store to its Xet hash."""
-
-    repo_type: str
-    repo_id: str
-    folder: Path
-    layout: str
-    revisions: tuple[CachedRevision, ...]
-    shared: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def refs(self) -> dict[str, str]:
-        return {ref: r.commit for r in self.revisions for ref in r.refs}
-
-    @property
-    def size(self) -> int:
-        return sum(r.size for r in self.revisions)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "layout": self.layout,
-            "revisions": [r.to_json() for r in self.revisions],
-            "shared_xet_blobs": len(self.shared),
-        }
-
-
-@dataclass(frozen=True)
-class Leftover:
-    """Something in the cache a backup does not pack, and why. ``where`` is relative to the cache folder;
-    ``commit`` and ``path`` are set for a snapshot entry."""
-
-    where: str
-    reason: str
-    size: int = 0
-    repo_type: str | None = None
-    repo_id: str | None = None
-    commit: str | None = None
-    path: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "where": self.where,
-            "reason": self.reason,
-            "size": self.size,
-            "repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -298,7 +144,7 @@ def scan_cache(
     if missing_revision:
         notes.append(f"revision {revision!r} is not cached for {', '.join(missing_revision)}: left out")
     if unfiltered:
-        leftovers += _root_leftovers(cache, root, used_xet)
+        leftovers += root_leftovers(cache, root, used_xet)
     return CacheScan(cache, tuple(repos), tuple(leftovers), tuple(notes))
 
 
@@ -341,7 +187,7 @@ class _RepoScanner:
         # blobs/ resolved once, when it is a real folder inside the cache: a link to blobs/<name> then resolves
         # with one readlink and one lstat instead of a realpath (an lstat per component) per file (issue 18).
         real_blobs = Path(os.path.realpath(self.blobs))
-        self._blobs_real = real_blobs if _inside(real_blobs, root) and real_blobs.is_dir() else None
+        self._blobs_real = real_blobs if inside(real_blobs, root) and real_blobs.is_dir() else None
         self.leftovers: list[Leftover] = []
         self.notes: list[str] = []
         self.all_shared: dict[str, str] = {}  # every snapshot's, for orphan detection in the shared store
@@ -356,7 +202,7 @@ class _RepoScanner:
             Leftover(
                 os.path.relpath(path, self.cache).replace(os.sep, "/"),
                 reason,
-                _size_of(path),
+                size_of(path),
                 self.repo_type,
                 self.repo_id,
                 commit,
@@ -365,7 +211,7 @@ class _RepoScanner:
         )
 
     def scan(self, revision: str | None) -> CachedRepo | None:
-        for name in _listdir(self.folder):
+        for name in listdir(self.folder):
             if name not in _REPO_PARTS:
                 self._left(self.folder / name, "not part of the cache layout")
         refs = self._refs()
@@ -380,7 +226,7 @@ class _RepoScanner:
 
         selected = sorted(commits)
         if revision is not None:
-            if _COMMIT_RE.fullmatch(revision) and revision in commits:
+            if is_commit(revision) and revision in commits:
                 selected = [revision]
             elif revision in refs and refs[revision] in commits:
                 selected = [refs[revision]]
@@ -439,7 +285,7 @@ class _RepoScanner:
             for name in sorted(filenames):
                 path = here / name
                 rel = path.relative_to(top).as_posix()
-                if _TEMP_RE.search(name):
+                if is_temp(name):
                     self._left(path, "temp file of an interrupted write")
                     continue
                 if path.is_symlink() or not path.is_file():
@@ -450,13 +296,15 @@ class _RepoScanner:
                 except UnsafePathError:
                     self._left(path, "not a ref name the Hub can produce")
                     continue
-                raw = _read_head(path, 256)
-                text = raw.decode("ascii", "replace") if raw is not None else ""
-                commit = text.strip()
-                if not _COMMIT_RE.fullmatch(commit):
+                try:
+                    held = read_ref(path)
+                except OSError:
+                    held = None
+                commit = held.commit if held is not None else None
+                if held is None or commit is None:
                     self._left(path, "not a 40-hex commit")
                     continue
-                if text != commit:
+                if not held.clean:
                     self.notes.append(
                         f"{self.label}: refs/{rel} has whitespace around its commit (loaders fail on it offline); "
                         "the backup records the bare commit"
@@ -469,9 +317,9 @@ class _RepoScanner:
     def _snapshot_folders(self) -> set[str]:
         commits: set[str] = set()
         top = self.folder / "snapshots"
-        for name in _listdir(top):
+        for name in listdir(top):
             path = top / name
-            if _COMMIT_RE.fullmatch(name) and path.is_dir() and not path.is_symlink():
+            if is_commit(name) and path.is_dir() and not path.is_symlink():
                 commits.add(name)
             elif name.startswith(".hfbundle-"):
                 self._left(path, "staging folder of an interrupted install")
@@ -489,7 +337,7 @@ class _RepoScanner:
         for dirpath, dirnames, filenames in os.walk(top):
             here = Path(dirpath)
             for d in sorted(dirnames):
-                if os.path.islink(here / d) or _TEMP_RE.search(d):
+                if os.path.islink(here / d) or is_temp(d):
                     dirnames.remove(d)
                     why = "a link to a folder" if os.path.islink(here / d) else "temp folder of an interrupted write"
                     self._left(here / d, why, commit=commit, file=(here / d).relative_to(top).as_posix())
@@ -497,7 +345,7 @@ class _RepoScanner:
             for name in sorted(filenames):
                 path = here / name
                 rel = path.relative_to(top).as_posix()
-                if _TEMP_RE.search(name):
+                if is_temp(name):
                     self._left(path, "temp file of an interrupted write", commit=commit, file=rel)
                     continue
                 try:
@@ -533,7 +381,7 @@ class _RepoScanner:
             except OSError:
                 self._left(path, "dangling link: its blob is missing", commit=commit, file=rel)
                 return None
-        if fast is None and not _inside(real, self.root):
+        if fast is None and not inside(real, self.root):
             self._left(path, f"link leading outside the cache (to {real})", commit=commit, file=rel)
             return None
         if not stat.S_ISREG(rst.st_mode):
@@ -583,15 +431,12 @@ class _RepoScanner:
     def _linked_blob(self, link: Path) -> str | None:
         """``<etag>`` when ``link`` points at this repo's ``blobs/<etag>`` (a hash name); records the blob's
         link into the shared Xet store, if it is one."""
-        try:
-            target = Path(os.path.normpath(link.parent / os.readlink(link)))
-        except OSError:
+        name = linked_blob(link, self.blobs)
+        if name is None:
             return None
-        name = target.name
-        if target.parent != self.blobs or not (is_sha1(name) or is_sha256(name)):
-            return None
+        target = self.blobs / name
         if name not in self.all_shared and target.is_symlink():
-            xet = _shared_target(target, self.store)
+            xet = shared_xet(target, self.store)
             if xet is not None:
                 self.all_shared[name] = xet
         return name
@@ -601,29 +446,30 @@ class _RepoScanner:
     def _trees(self, commits: set[str]) -> dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]]:
         out: dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]] = {}
         top = self.folder / "trees"
-        for name in _listdir(top):
+        for name in listdir(top):
             path = top / name
             commit = name[:-5] if name.endswith(".json") else ""
-            if _TEMP_RE.search(name):
+            if is_temp(name):
                 self._left(path, "temp file of an interrupted write")
-            elif not _COMMIT_RE.fullmatch(commit) or path.is_symlink() or not path.is_file():
+            elif not is_commit(commit) or path.is_symlink() or not path.is_file():
                 self._left(path, "not a trees listing (trees/<commit>.json)")
             elif commit not in commits:
                 self._left(path, "listing of a commit with no snapshot")
             else:
-                raw = _read_head(path, MAX_TREE_BYTES + 1)
-                parsed = parse_tree(raw) if raw is not None else None
-                if raw is None or parsed is None:
+                try:
+                    read = read_tree(path)
+                except OSError:
+                    read = None
+                if read is None or read.entries is None:
                     self._left(path, "unreadable trees listing (huggingface_hub ignores it)", commit=commit)
                 else:
-                    tree = CachedTree(path, hashlib.sha256(raw).hexdigest(), len(raw))
-                    out[commit] = (tree, parsed)
+                    out[commit] = (CachedTree(path, read.sha256, len(read.raw)), read.entries)
         return out
 
     def _markers(self, commits: set[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         top = self.folder / ".no_exist"
-        for commit in _listdir(top):
+        for commit in listdir(top):
             folder = top / commit
             if commit not in commits or folder.is_symlink() or not folder.is_dir():
                 self._left(folder, ".no_exist markers of a commit with no snapshot")
@@ -638,7 +484,7 @@ class _RepoScanner:
                 for name in filenames:
                     path = here / name
                     rel = path.relative_to(folder).as_posix()
-                    if _TEMP_RE.search(name):
+                    if is_temp(name):
                         self._left(path, "temp file of an interrupted write", commit=commit)
                         continue
                     try:
@@ -656,106 +502,13 @@ class _RepoScanner:
 
     def _blob_leftovers(self, revisions: Mapping[str, tuple[CachedFile, ...]]) -> None:
         used = {f.etag for files in revisions.values() for f in files if f.linked and f.named_by == "blob"}
-        for name in _listdir(self.blobs):
+        for name in listdir(self.blobs):
             path = self.blobs / name
             if name.endswith(".incomplete"):
                 self._left(path, "download in flight or interrupted")
-            elif _TEMP_RE.search(name):
+            elif is_temp(name):
                 self._left(path, "temp file of an interrupted write")
-            elif not (is_sha1(name) or is_sha256(name)):
+            elif not is_blob_name(name):
                 self._left(path, "not a blob (its name is not a content hash)")
             elif name not in used:
                 self._left(path, "orphan blob: no snapshot uses it")
-
-
-def _root_leftovers(cache: Path, root: Path, used_xet: set[str]) -> list[Leftover]:
-    """Cache-wide leftovers (only reported when the whole cache is backed up): unknown entries and shared Xet
-    payloads no repo links to. ``.locks/`` and ``CACHEDIR.TAG`` are the cache's own; a restore recreates them."""
-    out: list[Leftover] = []
-    for name in _listdir(cache):
-        path = cache / name
-        if name in (".locks", "CACHEDIR.TAG", "blobs"):
-            continue
-        if name.split("--", 1)[0] in ("models", "datasets", "spaces"):
-            if path.is_symlink():
-                out.append(Leftover(name, "a repo folder that is a link (not followed)"))
-            elif not path.is_dir():
-                out.append(Leftover(name, "not part of the hub cache layout", _size_of(path)))
-            continue
-        out.append(Leftover(name, "not part of the hub cache layout", _size_of(path)))
-    store = cache / "blobs"
-    if store.is_symlink() or not store.is_dir():
-        return out
-    for prefix in _listdir(store):
-        folder = store / prefix
-        if prefix == SHARED_MARKER:
-            continue
-        if not re.fullmatch(r"[0-9a-f]{2}", prefix) or folder.is_symlink() or not folder.is_dir():
-            out.append(Leftover(f"blobs/{prefix}", "not part of the shared Xet store", _size_of(folder)))
-            continue
-        for name in _listdir(folder):
-            rel = f"blobs/{prefix}/{name}"
-            if _SHARED_STORE_FILES.fullmatch(name):
-                continue
-            if _XET_RE.fullmatch(name) and name.startswith(prefix):
-                if name not in used_xet:
-                    out.append(Leftover(rel, "shared Xet blob no repo links to", _size_of(folder / name)))
-            elif _TEMP_RE.search(name):
-                out.append(Leftover(rel, "temp file of an interrupted write", _size_of(folder / name)))
-            else:
-                out.append(Leftover(rel, "not part of the shared Xet store", _size_of(folder / name)))
-    return out
-
-
-# -- helpers ---------------------------------------------------------------------------------------------------
-
-
-def _shared_target(blob: Path, store: Path) -> str | None:
-    """The Xet hash when ``blob`` is a link to ``<cache>/blobs/<2hex>/<xet hash>`` (huggingface_hub's store)."""
-    try:
-        target = Path(os.path.normpath(blob.parent / os.readlink(blob)))
-    except OSError:
-        return None
-    name = target.name
-    if target.parent.parent == store and _XET_RE.fullmatch(name) and target.parent.name == name[:2]:
-        return name
-    return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _listdir(folder: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(folder))
-    except OSError:
-        return []
-
-
-def _read_head(path: Path, limit: int) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except OSError:
-        return None
-
-
-def _size_of(path: Path) -> int:
-    """Bytes of a file, or of the files below a folder (links not followed)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return 0
-    if not stat.S_ISDIR(st.st_mode):
-        return st.st_size if stat.S_ISREG(st.st_mode) else 0
-    total = 0
-    for dirpath, _dirs, filenames in os.walk(path):
-        for name in filenames:
-            try:
-                fst = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(fst.st_mode):
-                total += fst.st_size
-    return total

@@ -5,13 +5,15 @@ returns an :class:`InstallPlan`: every content with its placements and the actio
 none), every snapshot entry, snapshot and ref step. Every target path is checked against the cache on disk
 first (:class:`Guard`). The records of the plan and of the install's report live here too;
 :mod:`bundler.install.run` carries a plan out. See :mod:`bundler.install` for the whole picture.
+
+Longer than ~500 lines: the plan's records and the install report's records live with the planner that builds
+them (:mod:`bundler.install.run` fills the report).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -19,18 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, Manifest
-from ..cache import layout as hfcache
+from ..cache import layout
 from ..cache.layout import RepoLayout
 from ..cache.listings import MovedListing
+from ..cache.model import index_blobs, real_root, usable_file
+from ..cache.names import inside, listdir
 from ..errors import BundleFormatError, InstallError, UnsafePathError
-from ..hashing import is_sha1, is_sha256
 
 __all__ = [
     "DAMAGED_HINT",
     "LAYOUT_COPY",
     "LAYOUT_SYMLINK",
-    "TEMP_BLOB_RE",
-    "TEMP_PREFIX",
     "ContentStep",
     "EntryStep",
     "Guard",
@@ -45,16 +46,11 @@ __all__ = [
     "ReplacedBlob",
     "SnapshotStep",
     "plan_install",
-    "real_root",
     "size_is",
-    "usable_file",
 ]
 
 LAYOUT_SYMLINK = "symlink"
 LAYOUT_COPY = "copy"
-TEMP_PREFIX = hfcache.TEMP_PREFIX
-# Our temp blob while it streams: `.hfbundle-<etag>.<8hex>.tmp` (never mistaken for `<etag>` or `.incomplete`).
-TEMP_BLOB_RE = re.compile(r"^\.hfbundle-([0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}\.tmp$")
 DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online machine"
 
 
@@ -425,7 +421,7 @@ def plan_install(
             in_blobs = listed.get((repo_type, repo_id))
             if in_blobs is None:
                 guard.check(lay.blobs, is_dir=True)
-                in_blobs = listed[(repo_type, repo_id)] = frozenset(_listdir(lay.blobs))
+                in_blobs = listed[(repo_type, repo_id)] = frozenset(listdir(lay.blobs))
             blob = lay.blob(etag)
             state = "absent"
             if etag in in_blobs:
@@ -442,9 +438,7 @@ def plan_install(
                 tree_contents[snap.tree] = declared.get(snap.tree, -1)
 
     other_blobs = (
-        _index_cache_blobs(cache_dir, root)
-        if any(p.state == "absent" for ps in by_content.values() for p in ps)
-        else {}
+        index_blobs(cache_dir, root) if any(p.state == "absent" for ps in by_content.values() for p in ps) else {}
     )
     contents: list[ContentStep] = []
     for sha in sorted(by_content):
@@ -508,7 +502,7 @@ class Guard:
                 if last and not is_dir:
                     return  # a link in a file's place is replaced, never written through
                 real = Path(os.path.realpath(cur))
-                if not _inside(real, self.root):
+                if not inside(real, self.root):
                     raise UnsafePathError(
                         f"{cur} is a symlink leading outside the cache (to {real}); refusing to write through it",
                         hint="remove that link, or point --cache-dir / HF_HUB_CACHE at the real cache location",
@@ -532,14 +526,6 @@ def _blocked(path: Path, what: str) -> InstallError:
     )
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def real_root(cache_dir: Path) -> Path:
-    return Path(os.path.realpath(cache_dir))
-
-
 # -- small helpers --------------------------------------------------------------------------------------------
 
 
@@ -556,7 +542,7 @@ def _choose_layout(cache_dir: Path, copy: bool | None) -> str:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
     try:
-        supported = hfcache.symlinks_supported(probe)
+        supported = layout.symlinks_supported(probe)
     except OSError:  # not writable: the install itself will say so, with a hint
         supported = not _env_disables_symlinks()
     finally:
@@ -577,25 +563,9 @@ def _env_disables_symlinks() -> bool:
 
 def _is_link_to(link: Path, target: Path) -> bool:
     try:
-        return os.readlink(link) == hfcache.relative_link_target(link, target)
+        return os.readlink(link) == layout.relative_link_target(link, target)
     except OSError:
         return False
-
-
-def usable_file(path: Path, root: Path) -> bool:
-    """A regular file (or a link to one) inside the cache."""
-    try:
-        real = Path(os.path.realpath(path))
-        return _inside(real, root) and stat.S_ISREG(os.stat(real).st_mode)
-    except OSError:
-        return False
-
-
-def _listdir(folder: Path) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except OSError:
-        return []
 
 
 def size_is(path: Path, size: int) -> bool:
@@ -603,17 +573,3 @@ def size_is(path: Path, size: int) -> bool:
         return os.path.getsize(path) == size
     except OSError:
         return False
-
-
-def _index_cache_blobs(cache_dir: Path, root: Path) -> dict[str, list[Path]]:
-    """Blob name → blob files of every repo in the cache (links into the shared Xet store included)."""
-    index: dict[str, list[Path]] = {}
-    for _type, _id, folder in hfcache.iter_repo_folders(cache_dir):
-        try:
-            names = os.listdir(folder / "blobs")
-        except OSError:
-            continue
-        for name in names:
-            if (is_sha256(name) or is_sha1(name)) and usable_file(folder / "blobs" / name, root):
-                index.setdefault(name, []).append(folder / "blobs" / name)
-    return index

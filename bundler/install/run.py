@@ -4,6 +4,9 @@
 :class:`~bundler.bundle.source.BundleSource` in the order :mod:`bundler.install` describes, with an undo journal for
 the steps after the blobs and one durability barrier (:mod:`bundler.cache.durable`) before any snapshot entry names
 a new blob. Blobs of a bundle file stream on parallel lanes when several are large (:meth:`_Run._lanes`).
+
+Longer than ~500 lines: one run is one object (:class:`_Run`) whose phases share its journal, claims, temps and
+counters; the cache reading it needs is :mod:`bundler.cache.model`, the blob write :mod:`bundler.cache.blobwrite`.
 """
 
 from __future__ import annotations
@@ -12,24 +15,25 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, BlobEntry, RepoEntry, SnapshotEntry
 from ..bundle.source import BundleSource, RandomAccessSource
-from ..cache import layout as hfcache
-from ..cache import listings
-from ..cache.blobwrite import write_hashed
+from ..cache import layout, listings
+from ..cache.blobwrite import copy_hashed, write_hashed
 from ..cache.durable import sync_filesystem
 from ..cache.layout import MAX_TREE_BYTES, RepoLayout, parse_tree, tree_etag
+from ..cache.locks import RepoClaim, file_lock
+from ..cache.model import present_files, real_root, usable_file
+from ..cache.names import TEMP_PREFIX, is_our_temp_blob, listdir, temp_name
 from ..cache.records import InstalledRecord, read_record
 from ..errors import BundleFormatError, HfBundleError, InstallError, IntegrityError
 from ..hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256
@@ -37,8 +41,6 @@ from ..lockfile import RepoFile
 from .plan import (
     DAMAGED_HINT,
     LAYOUT_COPY,
-    TEMP_BLOB_RE,
-    TEMP_PREFIX,
     ContentStep,
     EntryStep,
     Guard,
@@ -50,23 +52,20 @@ from .plan import (
     ProgressCallback,
     RefMove,
     ReplacedBlob,
-    real_root,
     size_is,
-    usable_file,
 )
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LANE_MIN_BYTES", "MAX_LANES", "execute"]
 
-# place_symlink's and our temp entries in a snapshot: `.<name>.<8hex>.tmp`
-STALE_SECONDS = 24 * 3600
-try:
-    import fcntl as _fcntl
 
-    _HAVE_FCNTL = True
-except ImportError:  # Windows
-    _HAVE_FCNTL = False
+class _ChunkHooks(TypedDict):
+    on_chunk: Callable[[int], None]
+    cancelled: Callable[[], bool]
+
+
+STALE_SECONDS = 24 * 3600  # our staging folders older than this are a killed install's
 LANE_MIN_BYTES = 64 << 20  # blobs this large are worth a lane of their own (see _Run._lanes)
 MAX_LANES = 4
 
@@ -84,13 +83,13 @@ def execute(
     run = _Run(plan, source, tuple(extra_sources), on_progress)
     try:
         return run.go()
-    except HfBundleError:
-        raise
-    except TimeoutError as e:  # a cache lock still held (hfcache.file_lock; an OSError too)
+    except TimeoutError as e:  # a cache lock still held (cache.locks.LockTimeout)
         raise InstallError(
             f"timed out waiting for a lock in {plan.cache_dir / '.locks'} ({e})",
             hint="another download or install is writing the same file: wait for it to finish and re-run",
         ) from e
+    except HfBundleError:
+        raise
     except OSError as e:
         raise _os_error(e, run.doing) from e
 
@@ -115,7 +114,7 @@ class _Journal:
                 if old is None:
                     path.unlink(missing_ok=True)
                 else:
-                    hfcache.atomic_write_bytes(path, old, tmp_dir=tmp_dir)
+                    layout.atomic_write_bytes(path, old, tmp_dir=tmp_dir)
         for path in reversed(self.created):
             with contextlib.suppress(OSError):
                 if path.is_dir() and not path.is_symlink():
@@ -177,7 +176,7 @@ class _Run:
         self._layouts: dict[tuple[str, str], RepoLayout] = {}
         self._swept: set[Path] = set()  # blobs/ folders whose leftovers were removed before writing
         self._made: set[Path] = set()  # folders known to exist (made or seen by us)
-        self._claims: dict[Path, _RepoClaim] = {}  # repo folder -> our shared claim on it (see _RepoClaim)
+        self._claims: dict[Path, RepoClaim] = {}  # repo folder -> our shared claim on it (see RepoClaim)
 
     # -- driver --
 
@@ -193,7 +192,7 @@ class _Run:
             self._snapshots()
             self._trees_and_markers()
             self._refs()
-            hfcache.ensure_cachedir_tag(self.cache_dir)
+            layout.ensure_cachedir_tag(self.cache_dir)
             ok = True
             with contextlib.suppress(OSError):  # housekeeping: never fails an install that succeeded
                 self._sweep()
@@ -231,15 +230,15 @@ class _Run:
         return lay
 
     def _prepare_repo(self, lay: RepoLayout) -> None:
-        """Once per repo before its first blob: its folders, our shared claim on it (:class:`_RepoClaim`) and,
+        """Once per repo before its first blob: its folders, our shared claim on it (:class:`RepoClaim`) and,
         when no other install holds one, the temp blobs killed installs left in blobs/ (one listing)."""
         if lay.blobs in self._swept:
             return
         # No snapshots/ yet: a repo folder with one is a repo to scan_cache_dir and `hf cache ls`, even empty.
         self._mkdirs(lay.blobs)
-        claim = self._claims[lay.folder] = _RepoClaim(lay)
+        claim = self._claims[lay.folder] = RepoClaim(lay)
         if claim.exclusive():  # no other install writes here: every temp blob is a dead one's
-            _sweep_temp_blobs(lay)
+            _sweep_temp_blobs(lay, stale_only=not claim.supported)
         claim.share()
         self._swept.add(lay.blobs)
 
@@ -480,7 +479,7 @@ class _Run:
             self._prepare_repo(lay)
             self.guard.check(lay.blob(first.etag))
         with self._locked(lay, first.etag, self.copy_layout):
-            tmp = lay.blobs / f"{TEMP_PREFIX}{first.etag}.{secrets.token_hex(4)}.tmp"
+            tmp = lay.blobs / temp_name(first.etag)
             if self.copy_layout:  # kept until the snapshot phase, outside any lock: not swept by others
                 tmp = tmp.with_suffix(".stage.tmp")
             with self.mutex:
@@ -535,15 +534,12 @@ class _Run:
                 )
 
     def _copy_stream(self, stream: BinaryIO, tmp: Path, size: int, *, git: bool = True) -> Digests:
+        return write_hashed(stream, tmp, size, git=git, **self._chunks(tmp))
+
+    def _chunks(self, tmp: Path) -> _ChunkHooks:
+        """Progress per chunk written to ``tmp``, and the stop signal of a failed lane."""
         name = tmp.name
-        return write_hashed(
-            stream,
-            tmp,
-            size,
-            git=git,
-            on_chunk=lambda n: self._progress("stream", n, name),
-            cancelled=self.abort.is_set,
-        )
+        return {"on_chunk": lambda n: self._progress("stream", n, name), "cancelled": self.abort.is_set}
 
     def _place_blob(self, c: ContentStep, p: Placement, src: Path) -> None:
         """Make ``blobs/<etag>`` of ``p``'s repo hold the verified content ``src``: hard link, else copy."""
@@ -555,7 +551,7 @@ class _Run:
         self._prepare_repo(lay)
         self.guard.check(dst)
         with self._locked(lay, p.etag, False):
-            tmp = lay.blobs / f"{TEMP_PREFIX}{p.etag}.{secrets.token_hex(4)}.tmp"
+            tmp = lay.blobs / temp_name(p.etag)
             self.temps.add(tmp)
             if self._link_or_copy(c, p.etag, src, tmp):
                 self.n_linked += 1
@@ -576,8 +572,7 @@ class _Run:
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
                 raise
-        with open(real, "rb") as f:
-            d = self._copy_stream(f, tmp, c.size, git=etag is not None and not is_sha256(etag))
+        d = copy_hashed(real, tmp, c.size, git=etag is not None and not is_sha256(etag), **self._chunks(tmp))
         self._check_digest_simple(c, d, etag)
         self.bytes_written += d.size
         return False
@@ -636,12 +631,12 @@ class _Run:
         _remove_stale_dirs(lay.folder, final.name)
         whole: Path | None = None
         if not os.path.lexists(final.parent):
-            whole = lay.folder / f"{TEMP_PREFIX}snapshots.{secrets.token_hex(4)}.tmp"
+            whole = lay.folder / temp_name("snapshots")
             whole.mkdir()
             self.temps.add(whole)
             staging = whole / final.name  # the same depth as the final place: relative links resolve already
         else:
-            staging = lay.folder / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(4)}.tmp"
+            staging = lay.folder / temp_name(final.name)
             self.temps.add(staging)
         staging.mkdir()
         for e in entries:
@@ -651,7 +646,7 @@ class _Run:
             if self.copy_layout:
                 self._materialize_file(e, tmp_dst, uses)
             else:
-                os.symlink(hfcache.relative_link_target(dst, lay.blob(e.etag)), tmp_dst)
+                os.symlink(layout.relative_link_target(dst, lay.blob(e.etag)), tmp_dst)
             self.entries_added += 1
         if whole is not None:
             try:
@@ -695,13 +690,13 @@ class _Run:
         with self._locked(lay, e.etag, False):
             existed = os.path.lexists(dst)
             if self.copy_layout:
-                tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
+                tmp = dst.with_name(temp_name(dst.name))
                 self.temps.add(tmp)
                 self._materialize_file(e, tmp, uses)
                 self._replace(tmp, dst)
                 self.temps.discard(tmp)
             else:
-                hfcache.place_symlink(dst, lay.blob(e.etag))
+                layout.place_symlink(dst, lay.blob(e.etag))
         if existed:
             if e.state == "check" and not self.copy_layout:  # copy layout: reported when re-hashed
                 rel = str(dst.relative_to(lay.folder))
@@ -724,8 +719,7 @@ class _Run:
         self.n_written += 1
 
     def _copy_file(self, c: ContentStep, src: Path, dst: Path) -> None:
-        with open(src, "rb") as f:
-            d = self._copy_stream(f, dst, c.size, git=False)
+        d = copy_hashed(src, dst, c.size, git=False, **self._chunks(dst))
         self._check_digest_simple(c, d, None)
         self.bytes_written += d.size
 
@@ -737,7 +731,7 @@ class _Run:
             lay = self._layout(repo.repo_type, repo.repo_id)
             for snap in repo.snapshots:
                 snap_dir = lay.snapshot(snap.commit)
-                present = listings.present_files(snap_dir)
+                present = present_files(snap_dir)
                 present |= {f.path for f in snap.files if os.path.isfile(snap_dir / f.path)}
                 self._settle_tree(lay, repo, snap, present)
                 self._write_markers(lay, snap, present)
@@ -757,7 +751,7 @@ class _Run:
             if full is not None:
                 lacking = listings.unconfirmed(lay, snap.commit, full, known=known, others=parsed_old)
                 if not lacking:
-                    data = hfcache.tree_json(full)
+                    data = layout.tree_json(full)
                 else:
                     logger.debug("%s: no trees listing, the snapshot lacks %d file(s)", label, len(lacking))
         else:
@@ -772,7 +766,7 @@ class _Run:
             if parsed_old is not None:  # a different listing is kept aside, never overwritten unseen
                 replaced = listings.trap_of(parsed_old, present, known_full) or "online"
                 self.trees_moved.append(listings.move_aside(lay, snap.commit, replaced))
-            hfcache.atomic_write_bytes(target, data)
+            layout.atomic_write_bytes(target, data)
             self.trees_written += 1
             return
         if old is None:
@@ -859,7 +853,7 @@ class _Run:
             self.guard.check(marker)
             self.journal.mkdirs(marker.parent)
             self.journal.overwritten.append((marker, None, None))
-            hfcache.atomic_write_bytes(marker, b"")
+            layout.atomic_write_bytes(marker, b"")
             self.no_exist_written += 1
         # A marker for a file that now exists would make try_to_load_from_cache report it missing.
         for f in snap.files:
@@ -885,7 +879,7 @@ class _Run:
             old = _read_bytes(target)
             self.journal.mkdirs(target.parent)
             self.journal.overwritten.append((target, old, lay.folder))
-            if hfcache.write_ref(lay, r.ref, r.new):
+            if layout.write_ref(lay, r.ref, r.new):
                 self.moved.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
 
     # -- helpers --
@@ -903,12 +897,12 @@ class _Run:
         """``blobs/<etag>``'s lock, the one huggingface_hub takes while it writes that blob, when its lock
         file exists: huggingface_hub creates it before writing the blob (and leaves it). Where it does not
         exist nobody is writing that blob, and creating one lock file per blob cost ~0.7 ms a file here,
-        more than writing a 4 KB blob (issue 18). Our own temps are protected by :class:`_RepoClaim`."""
+        more than writing a 4 KB blob (issue 18). Our own temps are protected by :class:`RepoClaim`."""
         path = lay.lock(etag)
         if skip or not os.path.exists(path):
             yield
             return
-        with hfcache.file_lock(path, mode=0o664):
+        with file_lock(path, mode=0o664):
             yield
 
     def _mkdirs(self, folder: Path) -> None:
@@ -923,9 +917,9 @@ class _Run:
             lay = self._layout(repo.repo_type, repo.repo_id)
             claim = self._claims.get(lay.folder)
             if claim is None:  # a repo we wrote no blob into: ask the same question (released in _cleanup)
-                claim = self._claims[lay.folder] = _RepoClaim(lay)
+                claim = self._claims[lay.folder] = RepoClaim(lay)
             if claim.exclusive():  # no other install is writing there now
-                _sweep_temp_blobs(lay)
+                _sweep_temp_blobs(lay, stale_only=not claim.supported)
             _remove_stale_dirs(lay.folder / "snapshots", None)
             _remove_stale_dirs(lay.folder, None)
             _remove_stale_dirs(lay.blobs, None, suffix=".stage.tmp")  # copy layout: staged outside any lock
@@ -1012,67 +1006,17 @@ def _digest_matches(d: Digests, etag: str) -> bool:
     return False
 
 
-class _RepoClaim:
-    """``.locks/<repo>/hfbundle-install.lock``: every install holds it shared while it may have temp blobs in
-    that repo, so one that gets it *exclusively* knows every temp blob there is a killed install's. One lock
-    per repo and run, not one per blob (issue 18). Without ``fcntl`` (Windows) only day-old temps are swept."""
-
-    def __init__(self, lay: RepoLayout) -> None:
-        self._fd: int | None = None
-        self._path = lay.lock("hfbundle-install")
-        if _HAVE_FCNTL:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o664)
-
-    def exclusive(self) -> bool:
-        """Try to hold it alone, at once (True), else leave it as it was (False). Without fcntl: True (the
-        sweep then removes only day-old temps)."""
-        if self._fd is None:
-            return True
-        try:
-            _fcntl.flock(self._fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True
-
-    def share(self, timeout: float = 600) -> None:
-        """Hold it shared (waiting out another install's sweep, which holds it for a moment)."""
-        if self._fd is None:
-            return
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                _fcntl.flock(self._fd, _fcntl.LOCK_SH | _fcntl.LOCK_NB)
-                return
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"{self._path} is still held after {timeout:g} s") from None
-                time.sleep(hfcache.LOCK_POLL_SECONDS)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # drops the flock
-            self._fd = None
-
-
-def _sweep_temp_blobs(lay: RepoLayout) -> None:
+def _sweep_temp_blobs(lay: RepoLayout, *, stale_only: bool) -> None:
     """Our temp blobs in ``lay``'s blobs/ left by killed installs, from one listing of the folder; called
-    only while no other install holds :class:`_RepoClaim` (without ``fcntl``: only those over a day old)."""
-    stale_only = not _HAVE_FCNTL
+    only while no other install holds :class:`RepoClaim` (where the claim does not work: only those over a day
+    old, ``stale_only``)."""
     now = time.time()
-    for name in _listdir(lay.blobs):
-        if TEMP_BLOB_RE.fullmatch(name):
+    for name in listdir(lay.blobs):
+        if is_our_temp_blob(name):
             path = lay.blobs / name
             with contextlib.suppress(OSError):
                 if not stale_only or now - path.lstat().st_mtime > STALE_SECONDS:
                     path.unlink()
-
-
-def _listdir(folder: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(folder))
-    except OSError:
-        return []
 
 
 def _remove_stale_dirs(folder: Path, commit: str | None, *, suffix: str = ".tmp") -> None:
@@ -1094,9 +1038,8 @@ def _remove_stale_dirs(folder: Path, commit: str | None, *, suffix: str = ".tmp"
 
 def _read_bytes(path: Path) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            return f.read(MAX_TREE_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return layout.read_capped(path, MAX_TREE_BYTES + 1)
+    except IsADirectoryError:
         return None
 
 

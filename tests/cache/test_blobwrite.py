@@ -111,3 +111,15 @@ def test_small_blobs_are_written_on_the_calling_thread_in_pieces(tmp_path: Path)
     stream = Counting(os.urandom(5000))
     d = write_hashed(cast(BinaryIO, stream), tmp_path / "long", 3000)
     assert d.size == 3001 and stream.read_bytes == 3001 and (tmp_path / "long").stat().st_size == 0
+
+
+def test_copy_hashed_reads_once_and_hashes_what_it_wrote(tmp_path: Path) -> None:
+    from bundler.cache.blobwrite import copy_hashed
+
+    data = os.urandom(CHUNK + 5)
+    (tmp_path / "src").write_bytes(data)
+    d = copy_hashed(tmp_path / "src", tmp_path / "dst", len(data), git=True)
+    assert (tmp_path / "dst").read_bytes() == data
+    assert d.sha256 == hashlib.sha256(data).hexdigest() and d.git_sha1 == git_blob_sha1(data) and d.size == len(data)
+    with pytest.raises(FileExistsError):  # never over an existing file
+        copy_hashed(tmp_path / "src", tmp_path / "dst", len(data))

@@ -1,0 +1,313 @@
+"""Reading a Hugging Face cache: the walks and reads every reader shares, with typed, frozen records.
+
+Each reader of a cache asks its own questions (``scan`` what to pack, ``verify`` what is damaged, ``doctor``
+whether a recipe loads, the installer what it can reuse), but they read the same things the same way, here:
+
+- :func:`snapshot_commits`: the commits that have a snapshot folder;
+- :func:`walk_entries`: a snapshot's (or any folder's) entries, files and links, links to folders reported and
+  never entered, as :class:`Entry` records; :func:`present_files` the paths huggingface_hub sees as present;
+- :func:`read_tree`: ``trees/<commit>.json`` as huggingface_hub's ``read_tree_cache`` accepts it
+  (:class:`TreeRead`: the bytes and the checked entries);
+- :func:`read_ref` / :class:`RefText` (from :mod:`bundler.cache.names`): a ref as the client reads it;
+- :func:`index_blobs`: every usable blob of a cache by name (the installer's dedup across repos);
+- the records of a repo as a backup reads it (:class:`CachedRepo` → :class:`CachedRevision` →
+  :class:`CachedFile`, :class:`CachedTree`, :class:`Leftover`), which :func:`bundler.cache.scan.scan_cache` fills.
+
+Names (commits, blob names, temp files) are :mod:`bundler.cache.names`; the layout's paths and writes are
+:mod:`bundler.cache.layout`.
+
+    >>> [e.path for e in walk_entries(snapshot)]  # doctest: +SKIP
+    ['model_index.json', 'unet/config.json']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, read_capped
+from .names import RefText, inside, is_blob_name, is_commit, is_temp, listdir, read_ref
+
+__all__ = [
+    "LAYOUT_COPY",
+    "LAYOUT_EMPTY",
+    "LAYOUT_MIXED",
+    "LAYOUT_SYMLINK",
+    "SHARED_MARKER",
+    "CachedFile",
+    "CachedRepo",
+    "CachedRevision",
+    "CachedTree",
+    "Entry",
+    "Leftover",
+    "RefText",
+    "TreeRead",
+    "index_blobs",
+    "present_files",
+    "read_ref",
+    "read_tree",
+    "real_root",
+    "size_of",
+    "snapshot_commits",
+    "usable_file",
+    "walk_entries",
+]
+
+
+LAYOUT_SYMLINK = "symlink"
+LAYOUT_COPY = "copy"
+LAYOUT_MIXED = "mixed"
+LAYOUT_EMPTY = "empty"
+SHARED_MARKER = ".huggingface-shared-blobs"  # <cache>/blobs/ is huggingface_hub's shared Xet store
+
+
+# -- records of a cache (what scan_cache returns) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """One snapshot entry and where its content lives.
+
+    ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
+    ``trees/`` listing's entry for a copy-layout file (``"tree"``); ``None`` for a copy-layout file nothing
+    names (``"none"``): the backup computes it from the content. ``source`` is the real file holding the bytes
+    (links resolved, always inside the cache) and ``inode`` its ``(st_dev, st_ino)``.
+    """
+
+    path: str
+    size: int
+    source: Path
+    inode: tuple[int, int]
+    etag: str | None
+    lfs: bool
+    named_by: str
+    linked: bool
+    blob_id: str | None = None
+    xet_hash: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "etag": self.etag,
+            "lfs": self.lfs,
+            "named_by": self.named_by,
+            "linked": self.linked,
+        }
+
+
+@dataclass(frozen=True)
+class CachedTree:
+    """A ``trees/<commit>.json`` listing, kept verbatim: its bytes' sha256 and size."""
+
+    source: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CachedRevision:
+    """One snapshot: its commit, the refs pointing at it, its files, ``.no_exist`` markers and listing."""
+
+    commit: str
+    refs: tuple[str, ...]
+    files: tuple[CachedFile, ...]
+    no_exist: tuple[str, ...] = ()
+    tree: CachedTree | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "refs": list(self.refs),
+            "files": len(self.files),
+            "size": self.size,
+            "no_exist": list(self.no_exist),
+            "tree": self.tree.sha256 if self.tree is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class CachedRepo:
+    """One repo folder. ``shared`` maps each repo blob that is a link into the shared Xet store to its Xet hash."""
+
+    repo_type: str
+    repo_id: str
+    folder: Path
+    layout: str
+    revisions: tuple[CachedRevision, ...]
+    shared: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def refs(self) -> dict[str, str]:
+        return {ref: r.commit for r in self.revisions for ref in r.refs}
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.revisions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_type": self.repo_type,
+            "repo_id": self.repo_id,
+            "layout": self.layout,
+            "revisions": [r.to_json() for r in self.revisions],
+            "shared_xet_blobs": len(self.shared),
+        }
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something in the cache a backup does not pack, and why. ``where`` is relative to the cache folder;
+    ``commit`` and ``path`` are set for a snapshot entry."""
+
+    where: str
+    reason: str
+    size: int = 0
+    repo_type: str | None = None
+    repo_id: str | None = None
+    commit: str | None = None
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "where": self.where,
+            "reason": self.reason,
+            "size": self.size,
+            "repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None,
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file or link below a folder: ``path`` relative and '/'-joined, ``full`` on disk. ``temp`` when its
+    name is a writer's temp (:func:`~bundler.cache.names.is_temp`)."""
+
+    path: str
+    full: Path
+    link: bool
+    temp: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "full": str(self.full), "link": self.link, "temp": self.temp}
+
+
+@dataclass(frozen=True)
+class TreeRead:
+    """A ``trees/<commit>.json`` read from the cache: its bytes, and its entries when huggingface_hub would
+    accept it (``entries`` None: invalid, the client ignores it)."""
+
+    path: Path
+    raw: bytes
+    entries: dict[str, dict[str, Any]] | None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "size": len(self.raw), "valid": self.entries is not None}
+
+
+def snapshot_commits(repo_folder: Path) -> set[str]:
+    """Commits with a snapshot folder (``snapshots/<40 hex>/``) in ``repo_folder``."""
+    top = repo_folder / "snapshots"
+    return {n for n in listdir(top) if is_commit(n) and (top / n).is_dir()}
+
+
+def walk_entries(top: Path) -> Iterator[Entry]:
+    """Files and links (dangling ones too) below ``top``, sorted; links to folders are listed, not entered."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        keep = []
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):  # os.walk lists links to folders here, never descends
+                filenames.append(d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(full).st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                rel = os.path.relpath(full, top).replace(os.sep, "/")
+                yield Entry(rel, Path(full), stat.S_ISLNK(mode), is_temp(name))
+
+
+def present_files(snapshot: Path) -> set[str]:
+    """Repo paths of a snapshot's files as huggingface_hub sees them (``os.path.isfile``: links followed), less
+    writers' temp files and staging folders."""
+    out: set[str] = set()
+    if not snapshot.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(snapshot):
+        dirnames[:] = [d for d in dirnames if not is_temp(d)]
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if not is_temp(name) and os.path.isfile(full):
+                out.add(os.path.relpath(full, snapshot).replace(os.sep, "/"))
+    return out
+
+
+def read_tree(path: Path) -> TreeRead | None:
+    """``trees/<commit>.json``, at most :data:`~bundler.cache.layout.MAX_TREE_BYTES` + 1 bytes read (a longer
+    one is invalid); None when it does not exist. Any other ``OSError`` is the caller's to report."""
+    raw = read_capped(path, MAX_TREE_BYTES + 1)
+    if raw is None:
+        return None
+    return TreeRead(path, raw, parse_tree(raw))
+
+
+def real_root(cache_dir: Path) -> Path:
+    return Path(os.path.realpath(cache_dir))
+
+
+def usable_file(path: Path, root: Path) -> bool:
+    """A regular file (or a link to one) inside the cache whose resolved root is ``root``."""
+    try:
+        real = Path(os.path.realpath(path))
+        return inside(real, root) and stat.S_ISREG(os.stat(real).st_mode)
+    except OSError:
+        return False
+
+
+def index_blobs(cache_dir: Path, root: Path) -> dict[str, list[Path]]:
+    """Blob name → blob files of every repo in the cache (links into the shared Xet store included)."""
+    index: dict[str, list[Path]] = {}
+    for _type, _id, folder in iter_repo_folders(cache_dir):
+        blobs = folder / "blobs"
+        for name in listdir(blobs):
+            if is_blob_name(name) and usable_file(blobs / name, root):
+                index.setdefault(name, []).append(blobs / name)
+    return index
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of the files below a folder (links not followed)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    total = 0
+    for dirpath, _dirs, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                fst = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(fst.st_mode):
+                total += fst.st_size
+    return total
