@@ -48,6 +48,7 @@ from .hashing import InodeHasher, is_sha1, is_sha256
 from .lockfile import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
+from .records import JsonRecord
 
 __all__ = ["ERROR", "INFO", "WARNING", "DoctorReport", "Problem", "RepoDiagnosis", "RunStatus", "doctor"]
 
@@ -70,7 +71,7 @@ _SAMPLE = 3
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(JsonRecord, skip_none=("fix", "repo", "name", "commit"), skip_empty=("paths",)):
     """One finding. ``fix`` is an action or a shell command; ``needs_bundle`` means only new content fixes it."""
 
     kind: str  # not_installed, no_ref, bad_ref, no_snapshot, missing, corrupt, mismatch, incomplete_tree, record
@@ -83,19 +84,9 @@ class Problem:
     paths: tuple[str, ...] = ()
     needs_bundle: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "message": self.message}
-        for key in ("fix", "repo", "name", "commit"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.paths:
-            out["paths"] = list(self.paths)
-        out["needs_bundle"] = self.needs_bundle
-        return out
-
 
 @dataclass(frozen=True)
-class RepoDiagnosis:
+class RepoDiagnosis(JsonRecord, skip_empty=("needed_by",)):
     """One repo of the recipe: which commit loads, which files it needs, and what is wrong with them."""
 
     name: str
@@ -121,32 +112,12 @@ class RepoDiagnosis:
     def ok(self) -> bool:
         return not any(p.severity == ERROR for p in self.problems)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "revision": self.revision,
-            "purpose": self.purpose,
-            "optional": self.optional,
-            "role": self.role,
-            "commit": self.commit,
-            "source": self.source,
-            "bundle_id": self.bundle_id,
-            "ok": self.ok,
-            "expected": list(self.expected),
-            "present": list(self.present),
-            "missing": list(self.missing),
-            "corrupt": list(self.corrupt),
-            "unverified": list(self.unverified),
-            "extra": list(self.extra),
-            "problems": [p.to_json() for p in self.problems],
-            **({"needed_by": {p: list(r) for p, r in self.needed_by.items()}} if self.needed_by else {}),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok}
 
 
 @dataclass(frozen=True)
-class RunStatus:
+class RunStatus(JsonRecord):
     """One traced run (mode) of a recipe: how many files it read, and which of them cannot load offline."""
 
     name: str
@@ -157,8 +128,8 @@ class RunStatus:
     def ok(self) -> bool:
         return not self.unusable
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "files": self.files, "unusable": list(self.unusable)}
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok}
 
 
 def _unusable(r: RepoDiagnosis) -> set[str]:
@@ -169,7 +140,7 @@ def _unusable(r: RepoDiagnosis) -> set[str]:
 
 
 @dataclass(frozen=True)
-class DoctorReport:
+class DoctorReport(JsonRecord, rounding={"elapsed": 3}, skip=("run_names",)):
     """Whether ``recipe`` loads offline from ``cache_dir``; every problem with its fix; the commands that fix all."""
 
     spec: str
@@ -215,22 +186,11 @@ class DoctorReport:
             f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "spec": self.spec,
-            "recipe": self.recipe,
-            "cache_dir": self.cache_dir,
-            "ok": self.ok,
-            "summary": self.summary(),
-            "repos": [r.to_json() for r in self.repos],
-            "fixes": list(self.fixes),
-            "fixed": [m.to_json() for m in self.fixed],
-            "removed": [a.to_json() for a in self.removed],
-            "rehash": self.rehash,
-            "bytes_hashed": self.bytes_hashed,
-            "elapsed": round(self.elapsed, 3),
-            **({"runs": [r.to_json() for r in self.runs()]} if self.run_names else {}),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"ok": self.ok, "summary": self.summary()}
+        if self.run_names:
+            extra["runs"] = [r.to_json() for r in self.runs()]
+        return extra
 
     def render(self) -> list[str]:
         """Human lines (the CLI prints them)."""

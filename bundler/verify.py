@@ -29,6 +29,7 @@ from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
 from .hashing import InodeHasher, is_sha1, is_sha256
 from .paths import REPO_TYPES
+from .records import JsonRecord
 
 __all__ = ["ERROR", "INFO", "WARNING", "Issue", "VerifyReport", "verify_cache", "verify_installed"]
 
@@ -50,7 +51,7 @@ _HINT_LEFTOVER = "left by an interrupted download or install: safe to delete onc
 
 
 @dataclass(frozen=True)
-class Issue:
+class Issue(JsonRecord, skip_none=True):
     """One finding. ``path`` is relative to the repo folder (``blobs/…``, ``snapshots/<commit>/…``, ``refs/…``)."""
 
     kind: str
@@ -64,12 +65,9 @@ class Issue:
     actual: str | None = None
     hint: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(JsonRecord, rounding={"elapsed": 3}):
     cache_dir: str
     issues: tuple[Issue, ...]
     repos: tuple[str, ...]
@@ -96,20 +94,8 @@ class VerifyReport:
             out[i.kind] = out.get(i.kind, 0) + 1
         return dict(sorted(out.items()))
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": self.cache_dir,
-            "ok": self.ok,
-            "repos": list(self.repos),
-            "counts": self.counts,
-            "blobs_checked": self.blobs_checked,
-            "files_checked": self.files_checked,
-            "refs_checked": self.refs_checked,
-            "trees_checked": self.trees_checked,
-            "bytes_hashed": self.bytes_hashed,
-            "elapsed": round(self.elapsed, 3),
-            "issues": [i.to_json() for i in self.issues],
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok, "counts": self.counts}
 
     def render(self) -> list[str]:
         """Human lines (the CLI prints them)."""
