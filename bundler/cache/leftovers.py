@@ -22,9 +22,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..hashing import is_sha1, is_sha256
+from ..records import JsonRecord
 from .layout import TEMP_PREFIX, iter_repo_folders
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ _OUR_TEMP = re.compile(rf"^{re.escape(TEMP_PREFIX)}.*\.tmp$")
 
 
 @dataclass(frozen=True)
-class AbandonedRepo:
+class AbandonedRepo(JsonRecord, skip=("folder",)):
     """A repo folder with blobs only (no ``snapshots/``, no ``refs/``): what a killed install leaves."""
 
     repo_type: str
@@ -42,9 +42,6 @@ class AbandonedRepo:
     folder: Path
     blobs: int
     size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"repo_type": self.repo_type, "repo_id": self.repo_id, "blobs": self.blobs, "size": self.size}
 
     def describe(self) -> str:
         return (

@@ -32,6 +32,7 @@ from ..errors import HfBundleError
 from ..hashing import is_sha1, is_sha256
 from ..lockfile import RepoFile
 from ..paths import check_relpath
+from ..records import JsonRecord
 from .layout import MAX_TREE_BYTES, TEMP_PREFIX, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
 from .records import RECORD_DIR, read_record
 
@@ -155,7 +156,7 @@ def aside_path(lay: RepoLayout, commit: str) -> Path:
 
 
 @dataclass(frozen=True)
-class MovedListing:
+class MovedListing(JsonRecord):
     """A listing moved out of ``trees/`` because it broke the rule."""
 
     repo_type: str
@@ -163,15 +164,6 @@ class MovedListing:
     commit: str
     trap: Trap
     moved_to: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commit": self.commit,
-            "trap": self.trap,
-            "moved_to": self.moved_to,
-        }
 
     def describe(self) -> str:
         why = (

@@ -34,6 +34,7 @@ from ..bundle.manifest import Manifest
 from ..errors import BundleFormatError, CacheError, InstallError, UnsafePathError
 from ..hashing import is_sha256
 from ..lockfile import LockedRepo, RepoFile
+from ..records import JsonRecord
 from .layout import RepoLayout, atomic_write_bytes, read_capped
 
 __all__ = ["RECORD_DIR", "RECORD_VERSION", "InstalledRecord", "read_record", "record_install", "record_path"]
@@ -44,7 +45,7 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class InstalledRecord:
+class InstalledRecord(JsonRecord, rename={"version": "record_version"}):
     """What one install put in one repo at one commit: the lock entry, the bundle and its recipe."""
 
     repo: LockedRepo
@@ -64,17 +65,6 @@ class InstalledRecord:
     def files(self) -> dict[str, RepoFile]:
         """The files the bundle installed for this repo, by path."""
         return {f.path: f for f in self.repo.files}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "record_version": self.version,
-            "bundle_id": self.bundle_id,
-            "installed_at": self.installed_at,
-            "creator": self.creator,
-            "recipe": dict(self.recipe),
-            "runner": dict(self.runner),
-            "repo": self.repo.to_json(),
-        }
 
     def dumps(self) -> bytes:
         return (json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n").encode()

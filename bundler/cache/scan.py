@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import CacheError, UnsafePathError, UsageError
 from ..hashing import is_sha1, is_sha256
 from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
+from ..records import JsonRecord
 from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, tree_etag
 
 __all__ = [
@@ -101,7 +102,7 @@ def guess_lfs(path: str, size: int, repo_type: str = "model") -> bool:
 
 
 @dataclass(frozen=True)
-class CachedFile:
+class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
     """One snapshot entry and where its content lives.
 
     ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
@@ -121,16 +122,6 @@ class CachedFile:
     blob_id: str | None = None
     xet_hash: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "size": self.size,
-            "etag": self.etag,
-            "lfs": self.lfs,
-            "named_by": self.named_by,
-            "linked": self.linked,
-        }
-
 
 @dataclass(frozen=True)
 class CachedTree:
@@ -142,7 +133,7 @@ class CachedTree:
 
 
 @dataclass(frozen=True)
-class CachedRevision:
+class CachedRevision(JsonRecord, convert={"files": len, "tree": lambda t: None if t is None else t.sha256}):
     """One snapshot: its commit, the refs pointing at it, its files, ``.no_exist`` markers and listing."""
 
     commit: str
@@ -155,19 +146,12 @@ class CachedRevision:
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "refs": list(self.refs),
-            "files": len(self.files),
-            "size": self.size,
-            "no_exist": list(self.no_exist),
-            "tree": self.tree.sha256 if self.tree is not None else None,
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"size": self.size}
 
 
 @dataclass(frozen=True)
-class CachedRepo:
+class CachedRepo(JsonRecord, skip=("folder",), rename={"shared": "shared_xet_blobs"}, convert={"shared": len}):
     """One repo folder. ``shared`` maps each repo blob that is a link into the shared Xet store to its Xet hash."""
 
     repo_type: str
@@ -185,18 +169,9 @@ class CachedRepo:
     def size(self) -> int:
         return sum(r.size for r in self.revisions)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "layout": self.layout,
-            "revisions": [r.to_json() for r in self.revisions],
-            "shared_xet_blobs": len(self.shared),
-        }
-
 
 @dataclass(frozen=True)
-class Leftover:
+class Leftover(JsonRecord, skip=("repo_type", "repo_id", "commit", "path")):
     """Something in the cache a backup does not pack, and why. ``where`` is relative to the cache folder;
     ``commit`` and ``path`` are set for a snapshot entry."""
 
@@ -208,31 +183,18 @@ class Leftover:
     commit: str | None = None
     path: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "where": self.where,
-            "reason": self.reason,
-            "size": self.size,
-            "repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None,
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None}
 
 
 @dataclass(frozen=True)
-class CacheScan:
+class CacheScan(JsonRecord):
     """What :func:`scan_cache` found: the selected repos, leftovers, and notes for the user."""
 
     cache_dir: Path
     repos: tuple[CachedRepo, ...]
     leftovers: tuple[Leftover, ...]
     notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": str(self.cache_dir),
-            "repos": [r.to_json() for r in self.repos],
-            "leftovers": [x.to_json() for x in self.leftovers],
-            "notes": list(self.notes),
-        }
 
 
 # -- scanning ------------------------------------------------------------------------------------------------
