@@ -24,6 +24,7 @@ from ..cache.layout import RepoLayout
 from ..cache.listings import MovedListing
 from ..errors import BundleFormatError, InstallError, UnsafePathError
 from ..hashing import is_sha1, is_sha256
+from ..records import JsonRecord
 
 __all__ = [
     "DAMAGED_HINT",
@@ -145,19 +146,16 @@ class RefStep:
 
 
 @dataclass(frozen=True)
-class RefMove:
+class RefMove(JsonRecord):
     repo_type: str
     repo_id: str
     ref: str
     old: str | None
     new: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"repo_type": self.repo_type, "repo_id": self.repo_id, "ref": self.ref, "old": self.old, "new": self.new}
-
 
 @dataclass(frozen=True)
-class ReplacedBlob:
+class ReplacedBlob(JsonRecord):
     """Something the cache held under a content name whose content did not match that name."""
 
     repo_type: str
@@ -166,18 +164,24 @@ class ReplacedBlob:
     expected: str
     actual: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "path": self.path,
-            "expected": self.expected,
-            "actual": self.actual,
-        }
+
+def _count_actions(contents: tuple[ContentStep, ...]) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for c in contents:
+        count[c.action] = count.get(c.action, 0) + 1
+    return count
+
+
+def _ref_json(r: RefStep) -> dict[str, Any]:
+    return {"repo": f"{r.repo_type}:{r.repo_id}", "ref": r.ref, "old": r.old, "new": r.new, "action": r.action}
 
 
 @dataclass(frozen=True)
-class InstallPlan:
+class InstallPlan(
+    JsonRecord,
+    skip=("manifest", "trust_existing", "entries", "snapshots", "verbatim_trees"),
+    convert={"contents": _count_actions, "refs": lambda refs: [_ref_json(r) for r in refs]},
+):
     """What :func:`execute` will do. Built without hashing or writing anything."""
 
     cache_dir: Path
@@ -199,23 +203,12 @@ class InstallPlan:
     def bytes_to_stream(self) -> int:
         return sum(c.size for c in self.contents if c.action == "stream")
 
-    def to_json(self) -> dict[str, Any]:
-        count: dict[str, int] = {}
-        for c in self.contents:
-            count[c.action] = count.get(c.action, 0) + 1
+    def json_extra(self) -> dict[str, Any]:
         return {
-            "cache_dir": str(self.cache_dir),
-            "bundle_id": self.bundle_id,
-            "layout": self.layout,
-            "contents": count,
             "bytes_to_stream": self.bytes_to_stream,
             "missing": [{"sha256": c.sha256, "size": c.size, "file": c.where} for c in self.missing],
             "new_snapshots": [f"{s.repo_type}:{s.repo_id}@{s.commit}" for s in self.snapshots if s.new],
             "entries_to_add": sum(e.state != "present" for e in self.entries),
-            "refs": [
-                {"repo": f"{r.repo_type}:{r.repo_id}", "ref": r.ref, "old": r.old, "new": r.new, "action": r.action}
-                for r in self.refs
-            ],
         }
 
     def render(self) -> list[str]:
@@ -236,23 +229,15 @@ class InstallPlan:
 
 
 @dataclass(frozen=True)
-class InstalledRepo:
+class InstalledRepo(JsonRecord, convert={"refs": lambda refs: dict(sorted(refs.items()))}):
     repo_type: str
     repo_id: str
     commits: tuple[str, ...]
     refs: Mapping[str, str]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commits": list(self.commits),
-            "refs": dict(sorted(self.refs.items())),
-        }
-
 
 @dataclass(frozen=True)
-class InstallReport:
+class InstallReport(JsonRecord, rounding={"elapsed": 3}):
     """What an install did. ``blobs_*`` count placements: repo blobs (symlink layout) or snapshot files (copy)."""
 
     cache_dir: str
@@ -288,30 +273,6 @@ class InstallReport:
             or self.refs_moved
             or self.trees_moved
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": self.cache_dir,
-            "bundle_id": self.bundle_id,
-            "layout": self.layout,
-            "repos": [r.to_json() for r in self.repos],
-            "refs_moved": [r.to_json() for r in self.refs_moved],
-            "refs_kept": [r.to_json() for r in self.refs_kept],
-            "blobs_written": self.blobs_written,
-            "blobs_linked": self.blobs_linked,
-            "blobs_present": self.blobs_present,
-            "blobs_replaced": [b.to_json() for b in self.blobs_replaced],
-            "bytes_written": self.bytes_written,
-            "bytes_deduplicated": self.bytes_deduplicated,
-            "bytes_hashed": self.bytes_hashed,
-            "entries_added": self.entries_added,
-            "trees_written": self.trees_written,
-            "no_exist_written": self.no_exist_written,
-            "trees_moved": [m.to_json() for m in self.trees_moved],
-            "elapsed": round(self.elapsed, 3),
-            "notes": list(self.notes),
-            "signature": dict(self.signature) if self.signature is not None else None,
-        }
 
     def render(self) -> list[str]:
         """Human lines (the CLI prints them)."""
