@@ -14,13 +14,14 @@ from typing import Any
 from .errors import BundleFormatError
 from .hashing import is_sha1, is_sha256
 from .paths import check_commit, check_relpath, check_repo_id, check_repo_type
+from .records import JsonRecord
 
 LOCK_VERSION = 2
 READABLE_LOCK_VERSIONS = (1, 2)  # 2 added ``listing`` (the Hub's full listing of each commit)
 
 
 @dataclass(frozen=True)
-class RepoFile:
+class RepoFile(JsonRecord, skip_none=("lfs_sha256", "xet_hash"), skip=("sha256",)):
     """One file of a repo at a commit, described as the Hub describes it.
 
     ``blob_id`` is the git blob sha1 (the Hub's ``oid``); ``lfs_sha256`` is set for LFS files. The HF cache
@@ -47,15 +48,9 @@ class RepoFile:
     def content_sha256(self) -> str | None:
         return self.lfs_sha256 if self.lfs_sha256 is not None else self.sha256
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path, "size": self.size, "blob_id": self.blob_id}
-        if self.lfs_sha256 is not None:
-            out["lfs_sha256"] = self.lfs_sha256
-        if self.xet_hash is not None:
-            out["xet_hash"] = self.xet_hash
-        if self.sha256 is not None and self.sha256 != self.lfs_sha256:
-            out["sha256"] = self.sha256
-        return out
+    def json_extra(self) -> dict[str, Any]:
+        # sha256 is written only when it says more than lfs_sha256
+        return {"sha256": self.sha256} if self.sha256 is not None and self.sha256 != self.lfs_sha256 else {}
 
     def same_object(self, other: RepoFile) -> bool:
         """Do both describe the same content at the same path (size, git blob id, LFS/Xet hashes)?"""
@@ -101,7 +96,7 @@ class RepoFile:
 
 
 @dataclass(frozen=True)
-class LockedRepo:
+class LockedRepo(JsonRecord, skip_none=("name", "listing")):
     """One repo pinned to a commit, with the files to bundle and the full upstream file list.
 
     ``listing`` is the Hub's complete listing of the commit (every file, with its hashes), recorded at resolve
@@ -118,22 +113,6 @@ class LockedRepo:
     upstream: tuple[str, ...] = ()
     name: str | None = None  # the recipe's name for this repo (e.g. "taesd")
     listing: tuple[RepoFile, ...] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "revision": self.revision,
-            "commit": self.commit,
-            "role": self.role,
-            "files": [f.to_json() for f in self.files],
-            "upstream": list(self.upstream),
-        }
-        if self.name is not None:
-            out["name"] = self.name
-        if self.listing is not None:
-            out["listing"] = [f.to_json() for f in self.listing]
-        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LockedRepo:
@@ -170,7 +149,7 @@ class LockedRepo:
 
 
 @dataclass(frozen=True)
-class Lock:
+class Lock(JsonRecord, rename={"version": "lock_version"}):
     """Output of ``resolve``: what a recipe needs, pinned."""
 
     repos: tuple[LockedRepo, ...]
@@ -181,14 +160,6 @@ class Lock:
     @property
     def total_size(self) -> int:
         return sum(f.size for r in self.repos for f in r.files)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lock_version": self.version,
-            "recipe": self.recipe,
-            "repos": [r.to_json() for r in self.repos],
-            "extra": dict(self.extra),
-        }
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"

@@ -42,6 +42,7 @@ from typing import Any
 
 from .errors import RecipeError, UnsafePathError, UsageError
 from .paths import REPO_TYPES, check_relpath, check_repo_id
+from .records import JsonRecord
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -78,30 +79,24 @@ _REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 
 
 @dataclass(frozen=True)
-class ListedFile:
+class ListedFile(JsonRecord):
     """One file of an explicit ``files`` list, with the runs (modes) that needed it (``hfbundle trace``)."""
 
     path: str
     runs: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "runs": list(self.runs)}
-
 
 @dataclass(frozen=True)
-class TraceRun:
+class TraceRun(JsonRecord):
     """One traced run (a mode of the app): its name, the command (secrets redacted) and when it ran."""
 
     name: str
     command: tuple[str, ...] = ()
     date: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "command": list(self.command), "date": self.date}
-
 
 @dataclass(frozen=True)
-class RepoSpec:
+class RepoSpec(JsonRecord):
     """One repo of a recipe: where it lives and which of its files the app loads (``role``, or the explicit
     ``files`` list a trace records, pinned to ``commit``)."""
 
@@ -121,13 +116,6 @@ class RepoSpec:
     commit: str | None = None  # the commit `revision` must resolve to (a traced recipe pins it)
     files: tuple[ListedFile, ...] = ()  # exactly these files (the role's rules are not applied)
 
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["include"] = list(self.include)
-        out["exclude"] = list(self.exclude)
-        out["files"] = [f.to_json() for f in self.files]
-        return out
-
     def runs_of(self, path: str) -> tuple[str, ...]:
         """The runs that needed ``path`` (empty when the list does not say, or ``path`` is not listed)."""
         for f in self.files:
@@ -137,7 +125,7 @@ class RepoSpec:
 
 
 @dataclass(frozen=True)
-class RunnerDefaults:
+class RunnerDefaults(JsonRecord, skip_none=True):
     """How the runner uses the repos: which one is the pipeline, what to swap in, default settings."""
 
     pipeline: str | None = None
@@ -153,12 +141,9 @@ class RunnerDefaults:
     negative_prompt: str | None = None
     dtype: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(JsonRecord, skip_none=("source",), skip_empty=("runs",)):
     """A named, versioned set of repos plus runner defaults. ``source`` tells where it was read from."""
 
     name: str
@@ -180,16 +165,6 @@ class Recipe:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "description": self.description}
         if self.source is not None:
             out["source"] = self.source
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        out = {
-            **self.meta(),
-            "repos": [r.to_json() for r in self.repos],
-            "runner": self.runner.to_json(),
-        }
-        if self.runs:
-            out["runs"] = [r.to_json() for r in self.runs]
         return out
 
 
