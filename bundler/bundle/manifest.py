@@ -18,6 +18,7 @@ from ..errors import BundleFormatError
 from ..hashing import is_sha256
 from ..lockfile import Lock, RepoFile, _expect_keys, _str, check_listing
 from ..paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
+from ..records import JsonRecord
 
 FORMAT_NAME = "hfbundle"
 FORMAT_VERSION = 2
@@ -30,18 +31,15 @@ TREE_NONE = "none"  # write no trees file
 
 
 @dataclass(frozen=True)
-class BlobEntry:
+class BlobEntry(JsonRecord):
     """One unique content stored in the bundle, named by its sha256."""
 
     sha256: str
     size: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "size": self.size}
-
 
 @dataclass(frozen=True)
-class SnapshotEntry:
+class SnapshotEntry(JsonRecord, skip_none=("listing",)):
     """The files of one repo at one commit.
 
     ``tree`` says where ``trees/<commit>.json`` may come from (``docs/CACHE.md``, "Trees"): :data:`TREE_HUB`
@@ -57,20 +55,9 @@ class SnapshotEntry:
     tree: str = TREE_FILES
     listing: tuple[RepoFile, ...] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "commit": self.commit,
-            "files": [f.to_json() for f in self.files],
-            "no_exist": list(self.no_exist),
-            "tree": self.tree,
-        }
-        if self.listing is not None:
-            out["listing"] = [f.to_json() for f in self.listing]
-        return out
-
 
 @dataclass(frozen=True)
-class RepoEntry:
+class RepoEntry(JsonRecord, convert={"refs": lambda refs: dict(sorted(refs.items()))}):
     """One repo: its snapshots and the refs (branch, tag, ``refs/pr/N``) that point at them."""
 
     repo_type: str
@@ -78,17 +65,9 @@ class RepoEntry:
     refs: Mapping[str, str]
     snapshots: tuple[SnapshotEntry, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "refs": dict(sorted(self.refs.items())),
-            "snapshots": [s.to_json() for s in self.snapshots],
-        }
-
 
 @dataclass(frozen=True)
-class SkippedFile:
+class SkippedFile(JsonRecord):
     """A file a backup left out (corrupt blob with ``--skip-corrupt``, dangling link…)."""
 
     repo_type: str
@@ -97,18 +76,13 @@ class SkippedFile:
     path: str
     reason: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commit": self.commit,
-            "path": self.path,
-            "reason": self.reason,
-        }
+
+def _sorted_blobs(blobs: tuple[BlobEntry, ...]) -> list[dict[str, Any]]:
+    return [b.to_json() for b in sorted(blobs, key=lambda b: b.sha256)]
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_blobs, "expects": _sorted_blobs}):
     """Everything a bundle holds. ``blobs`` are the contents stored in *this* file; with ``base`` set
     (incremental backup) files may also point at blobs of the base chain."""
 
@@ -144,20 +118,8 @@ class Manifest:
         """Bytes of unique content stored in this bundle."""
         return sum(b.size for b in self.blobs)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT_NAME,
-            "format_version": self.format_version,
-            "kind": self.kind,
-            "creator": self.creator,
-            "base": self.base,
-            "recipe": dict(self.recipe) if self.recipe is not None else None,
-            "lock": self.lock.to_json() if self.lock is not None else None,
-            "repos": [r.to_json() for r in self.repos],
-            "blobs": [b.to_json() for b in sorted(self.blobs, key=lambda b: b.sha256)],
-            "skipped": [s.to_json() for s in self.skipped],
-            "extra": dict(self.extra),
-        } | ({"expects": [b.to_json() for b in sorted(self.expects, key=lambda b: b.sha256)]} if self.expects else {})
+    def json_extra(self) -> dict[str, Any]:
+        return {"format": FORMAT_NAME}
 
     def dumps(self) -> bytes:
         """Canonical bytes: sorted keys, fixed separators, so equal manifests hash equal."""
