@@ -40,6 +40,7 @@ from .cache.scan import (
 from .errors import CacheError, HfBundleError, IntegrityError
 from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
 from .lockfile import RepoFile
+from .records import JsonRecord
 from .units import human_size
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ _CORRUPT_HINT = (
 
 
 @dataclass(frozen=True)
-class BackupEstimate:
+class BackupEstimate(JsonRecord):
     """What packing would cost, known without hashing. Copy-layout files nothing names count as to pack (their
     identity is computed while backing up), so ``blobs_to_pack``/``bytes_to_pack`` are upper bounds then."""
 
@@ -79,12 +80,11 @@ class BackupEstimate:
     trees: int
     bytes_to_hash: int  # the pre-pass: regular files, unnamed copy-layout files, duplicate copies
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class BackupPlan:
+class BackupPlan(
+    JsonRecord, skip=("base_blobs", "base_git", "patterns", "repo_type", "revision"), rename={"base_id": "base"}
+):
     """What a backup of ``cache_dir`` would hold. Built by :func:`plan_backup` without hashing or writing."""
 
     cache_dir: Path
@@ -112,17 +112,11 @@ class BackupPlan:
         """Bytes of every snapshot entry (content shared by several entries counts each time)."""
         return sum(rev.size for _, rev in self.revisions)
 
-    def to_json(self) -> dict[str, Any]:
+    def json_extra(self) -> dict[str, Any]:
         return {
-            "cache_dir": str(self.cache_dir),
             "selection": {"patterns": list(self.patterns), "repo_type": self.repo_type, "revision": self.revision},
-            "base": self.base_id,
-            "repos": [r.to_json() for r in self.repos],
             "files": self.files,
             "total_size": self.total_size,
-            "estimate": self.estimate.to_json(),
-            "leftovers": [x.to_json() for x in self.leftovers],
-            "notes": list(self.notes),
         }
 
     def render(self) -> list[str]:
@@ -249,7 +243,7 @@ def _estimate(repos: Sequence[CachedRepo], base: Mapping[str, int], base_git: Ma
 
 
 @dataclass(frozen=True)
-class CorruptFile:
+class CorruptFile(JsonRecord):
     """A snapshot file whose content does not match its name. ``action``: ``skipped`` (left out, recorded in
     the manifest), ``packed from an intact copy`` or ``the base holds the content`` (the file is still backed
     up, with the content its name says)."""
@@ -263,9 +257,6 @@ class CorruptFile:
     actual: str
     action: str = "skipped"
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
     def line(self) -> str:
         return (
             f"{self.repo_type} {self.repo_id}@{self.commit[:8]}: {self.path} ({self.source}): "
@@ -274,7 +265,7 @@ class CorruptFile:
 
 
 @dataclass(frozen=True)
-class BackupReport:
+class BackupReport(JsonRecord, rename={"base_id": "base"}, rounding={"elapsed": 3}):
     """What :func:`backup` wrote. ``bytes_packed`` is the content stored (uncompressed), ``bytes_out`` the file."""
 
     output: str
@@ -301,29 +292,8 @@ class BackupReport:
     def ratio(self) -> float:
         return self.bytes_out / self.bytes_packed if self.bytes_packed else 1.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "output": self.output,
-            "paths": list(self.paths),
-            "bundle_id": self.bundle_id,
-            "base": self.base_id,
-            "repos": self.repos,
-            "revisions": self.revisions,
-            "files": self.files,
-            "blobs_packed": self.blobs_packed,
-            "bytes_packed": self.bytes_packed,
-            "bytes_out": self.bytes_out,
-            "ratio": round(self.ratio, 4),
-            "blobs_in_base": self.blobs_in_base,
-            "bytes_in_base": self.bytes_in_base,
-            "bytes_hashed": self.bytes_hashed,
-            "corrupt": [c.to_json() for c in self.corrupt],
-            "skipped": [s.to_json() for s in self.skipped],
-            "leftovers": [x.to_json() for x in self.leftovers],
-            "notes": list(self.notes),
-            "attempts": self.attempts,
-            "elapsed": round(self.elapsed, 3),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ratio": round(self.ratio, 4)}
 
     def render(self) -> list[str]:
         rate = self.bytes_packed / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
