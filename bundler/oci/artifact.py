@@ -21,6 +21,7 @@ from ..bundle.manifest import MAX_MANIFEST_BYTES, BlobEntry, Manifest, RepoEntry
 from ..errors import BundleFormatError
 from ..hashing import lfs_blob_id
 from ..lockfile import RepoFile
+from ..records import JsonRecord
 from .ref import DIGEST_RE
 
 OCI_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -53,7 +54,12 @@ _DOC_NAMES = ("readme", "license", "licence", "notice", "copying", "citation", "
 
 
 @dataclass(frozen=True)
-class Descriptor:
+class Descriptor(
+    JsonRecord,
+    rename={"media_type": "mediaType"},
+    skip_empty=("annotations",),
+    convert={"annotations": lambda a: dict(sorted(a.items()))},
+):
     """An OCI content descriptor."""
 
     media_type: str
@@ -64,12 +70,6 @@ class Descriptor:
     @property
     def sha256(self) -> str:
         return self.digest.removeprefix("sha256:")
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.annotations:
-            out["annotations"] = dict(sorted(self.annotations.items()))
-        return out
 
 
 @dataclass(frozen=True)
