@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .cache.layout import default_cache_dir
 from .errors import UsageError
+from .records import JsonRecord
 
 if TYPE_CHECKING:
     from .build import BuildReport
@@ -25,11 +26,8 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class RecipeList:
+class RecipeList(JsonRecord):
     recipes: tuple[dict[str, Any], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"recipes": list(self.recipes)}
 
 
 def _cache(cache_dir: str | Path | None) -> Path:
@@ -165,13 +163,10 @@ def _key_path(output: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class KeygenReport:
+class KeygenReport(JsonRecord):
     private_key: str  # the path only: the key itself is never in a report
     public_key: str
     fingerprint: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"private_key": self.private_key, "public_key": self.public_key, "fingerprint": self.fingerprint}
 
     def render(self) -> list[str]:
         return [

@@ -21,6 +21,7 @@ from .errors import BundleFormatError, UnsafePathError
 from .hashing import digest_file, is_sha1, is_sha256
 from .lockfile import _expect_keys
 from .paths import check_commit, check_ref, check_repo_id, check_repo_type
+from .records import JsonRecord
 
 INVENTORY_FORMAT = "hfbundle-inventory"
 INVENTORY_VERSION = 1
@@ -33,36 +34,34 @@ RepoType = Literal["model", "dataset", "space"]
 
 
 @dataclass(frozen=True)
-class HeldBlob:
+class HeldBlob(JsonRecord):
     """A content the cache holds under ``blobs/<name>``: ``name`` is its sha256 (LFS) or git blob sha1."""
 
     name: str
     size: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size}
-
 
 @dataclass(frozen=True)
-class HeldRepo:
+class HeldRepo(
+    JsonRecord,
+    convert={
+        "refs": lambda refs: dict(sorted(refs.items())),
+        "commits": sorted,
+        "blobs": lambda blobs: [b.to_json() for b in sorted(blobs, key=lambda b: b.name)],
+    },
+):
     repo_type: str
     repo_id: str
     refs: Mapping[str, str]
     commits: tuple[str, ...]
     blobs: tuple[HeldBlob, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "refs": dict(sorted(self.refs.items())),
-            "commits": sorted(self.commits),
-            "blobs": [b.to_json() for b in sorted(self.blobs, key=lambda b: b.name)],
-        }
-
 
 @dataclass(frozen=True)
-class Inventory:
+class Inventory(
+    JsonRecord,
+    convert={"repos": lambda repos: [r.to_json() for r in sorted(repos, key=lambda r: (r.repo_type, r.repo_id))]},
+):
     """The repos of one cache. ``verified``: every listed blob was re-hashed against its name."""
 
     repos: tuple[HeldRepo, ...]
@@ -80,13 +79,8 @@ class Inventory:
     def total_size(self) -> int:
         return sum(self.names().values())
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": INVENTORY_FORMAT,
-            "inventory_version": INVENTORY_VERSION,
-            "verified": self.verified,
-            "repos": [r.to_json() for r in sorted(self.repos, key=lambda r: (r.repo_type, r.repo_id))],
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"format": INVENTORY_FORMAT, "inventory_version": INVENTORY_VERSION}
 
     def dumps(self) -> bytes:
         return (json.dumps(self.to_json(), sort_keys=True, indent=1) + "\n").encode()
