@@ -109,7 +109,7 @@ def build(
         try:
             text = Path(lock).read_text()
         except OSError as e:
-            raise UsageError(f"cannot read lock {lock}: {e.strerror}") from None
+            raise UsageError(f"cannot read lock {lock}: {e.strerror}") from e
         lock = Lock.loads(text)
     if lock is None:
         lock = resolve(*specs, variant=variant, include=include, exclude=exclude, endpoint=endpoint, token=token)

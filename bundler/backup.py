@@ -504,7 +504,7 @@ class _Backup:
             raise CacheError(
                 f"cannot read {path}: {e.strerror or e}",
                 hint="check the cache's permissions, and that nothing deletes files while backing up",
-            ) from None
+            ) from e
         return hasher.digests()
 
     # -- 2. decide what goes in, build the manifest --
@@ -655,12 +655,12 @@ class _Backup:
                     with open(p.source, "rb") as stream:
                         writer.add_blob(p.sha256, p.size, stream, expected_git_sha1=p.git_sha1, label=p.label)
                 except IntegrityError as e:
-                    raise _CorruptWhilePacking(p.claim, self._packing_error(p, e)) from None
+                    raise _CorruptWhilePacking(p.claim, self._packing_error(p, e)) from e
                 except OSError as e:
                     raise CacheError(
                         f"cannot read {p.source} ({p.label}): {e.strerror or e}",
                         hint="check the cache's permissions, and that nothing deletes files while backing up",
-                    ) from None
+                    ) from e
                 if p.claim is not None:
                     self.verified.add(p.claim)
                 if self.on_files is not None:

@@ -189,7 +189,7 @@ def build(
                 try:
                     writer.add_blob(sha, item.file.size, stream, label=label)
                 except IntegrityError as e:
-                    raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from None
+                    raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from e
             if on_files is not None:
                 on_files(n, len(sources))
         written = writer.finish()

@@ -810,8 +810,8 @@ def _read_snapshot_json(snap: Path, path: str) -> Any:
         raise _Absent(path) from None
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ResolveError(f"{path} in the snapshot is not valid JSON", hint="the file is damaged") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ResolveError(f"{path} in the snapshot is not valid JSON", hint="the file is damaged") from err
 
 
 def _read_tree(path: Path) -> dict[str, _Known] | None:

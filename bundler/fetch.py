@@ -73,23 +73,23 @@ def fetch(
                 token=token,
                 endpoint=endpoint,
             )
-        except GatedRepoError:
+        except GatedRepoError as err:
             raise ResolveError(
                 f"{repo.repo_id} is gated: access was refused while downloading {f.path}",
                 hint="accept the repo's terms on the Hub, then set HF_TOKEN or run `hf auth login`",
-            ) from None
+            ) from err
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
             raise ResolveError(
                 f"{where} is no longer on the Hub ({type(e).__name__})",
                 hint="re-run `hfbundle resolve` to refresh the lock",
-            ) from None
-        except LocalEntryNotFoundError:
+            ) from e
+        except LocalEntryNotFoundError as err:
             raise ResolveError(
                 f"{where} is not in the cache and the Hub cannot be reached",
                 hint="build on a machine that reaches the Hub (check HF_ENDPOINT, proxies, HF_HUB_OFFLINE)",
-            ) from None
+            ) from err
         except OSError as e:
-            raise HfBundleError(f"could not download {where}: {e}", hint="check disk space and the network") from None
+            raise HfBundleError(f"could not download {where}: {e}", hint="check disk space and the network") from e
         fetched = FetchedFile(repo, f, Path(os.path.realpath(path)))
         if on_file is not None:
             on_file(fetched)

@@ -104,7 +104,7 @@ class Inventory(
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise BundleFormatError(f"inventory is not valid JSON: {str(e)[:200]}", hint=_HINT) from None
+            raise BundleFormatError(f"inventory is not valid JSON: {str(e)[:200]}", hint=_HINT) from e
         return cls.from_json(data)
 
     @classmethod
@@ -161,7 +161,7 @@ def _parse_repo(r: Any) -> HeldRepo:
         if not set(refs.values()) <= set(commits):
             raise BundleFormatError(f"inventory repo {repo_id}: a ref points at a commit it does not list")
     except UnsafePathError as e:
-        raise BundleFormatError(f"inventory: {e.message}", hint=_HINT) from None
+        raise BundleFormatError(f"inventory: {e.message}", hint=_HINT) from e
     blobs: dict[str, HeldBlob] = {}
     for b in r["blobs"]:
         _expect_keys(b, {"name", "size"}, set(), "inventory blob")
@@ -226,5 +226,5 @@ def read_inventory(path: str | Path) -> Inventory:
         with open(path, "rb") as f:
             raw = f.read(MAX_INVENTORY_BYTES + 1)
     except OSError as e:
-        raise UsageError(f"cannot read inventory {path}: {e.strerror}", hint=_HINT) from None
+        raise UsageError(f"cannot read inventory {path}: {e.strerror}", hint=_HINT) from e
     return Inventory.loads(raw)

@@ -189,7 +189,7 @@ class Lock(JsonRecord, rename={"version": "lock_version"}):
             data = json.loads(text)
             json.dumps(data, ensure_ascii=False).encode("utf-8")  # a "\ud800" escape: a lone surrogate
         except (ValueError, RecursionError) as e:  # RecursionError: "[[[[…" nested too deep
-            raise BundleFormatError(f"lock is not valid JSON: {str(e)[:200]}") from None
+            raise BundleFormatError(f"lock is not valid JSON: {str(e)[:200]}") from e
         return cls.from_json(data)
 
 

@@ -343,7 +343,7 @@ def _parse_files(raw: Any, where: str) -> tuple[ListedFile, ...]:
         try:
             path = check_relpath(path)
         except UnsafePathError as e:
-            raise RecipeError(f"{where}: files entry {path!r}: {e.message}") from None
+            raise RecipeError(f"{where}: files entry {path!r}: {e.message}") from e
         if path in out:
             raise RecipeError(f"{where}: {path} is listed twice in files", hint="list each file once")
         out[path] = ListedFile(path=path, runs=runs)
@@ -362,7 +362,7 @@ def _parse_repo(raw: Any, where: str) -> RepoSpec:
     try:
         check_repo_id(repo)
     except UnsafePathError as e:
-        raise RecipeError(f"{where}: {e.message}", hint=e.hint) from None
+        raise RecipeError(f"{where}: {e.message}", hint=e.hint) from e
     role = t.choice("role", (*ROLES, AUTO), AUTO)
     revision = t.get_str("revision") or "main"
     if not _REVISION.match(revision) or ".." in revision:
@@ -491,7 +491,7 @@ def loads_recipe(text: str, *, source: str | None = None) -> Recipe:
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(
             f"{source or 'recipe'}: invalid TOML: {e}", hint="fix the syntax at the line and column shown"
-        ) from None
+        ) from e
     return parse_recipe(data, source=source)
 
 
@@ -500,9 +500,7 @@ def load_recipe(path: str | os.PathLike[str] | Traversable) -> Recipe:
     try:
         text = path.read_text(encoding="utf-8") if isinstance(path, Traversable) else Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise RecipeError(
-            f"cannot read recipe {path}: {e}", hint="check the path and that it is a UTF-8 file"
-        ) from None
+        raise RecipeError(f"cannot read recipe {path}: {e}", hint="check the path and that it is a UTF-8 file") from e
     return loads_recipe(text, source=str(path))
 
 
@@ -605,7 +603,7 @@ def _repo_recipe(spec: str) -> Recipe:
         raise UsageError(
             f"{spec!r} is neither a recipe, a recipe file nor a repo id: {e.message}",
             hint="a repo id is org/name or org/name@revision; list recipes with `hfbundle resolve --list`",
-        ) from None
+        ) from e
     revision = m["rev"] or "main"
     if not _REVISION.match(revision) or ".." in revision:
         raise UsageError(f"invalid revision {revision!r} in {spec!r}", hint="use a branch, tag or commit id")
@@ -644,6 +642,6 @@ def refine(
             try:
                 _check_role_keys(r, f"{recipe.name}: repo {r.name!r}")
             except RecipeError as e:
-                raise UsageError(e.message, hint=e.hint) from None
+                raise UsageError(e.message, hint=e.hint) from e
         repos.append(r)
     return dataclasses.replace(recipe, repos=tuple(repos))

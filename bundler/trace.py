@@ -223,10 +223,10 @@ def child_environment(base: Mapping[str, str], endpoint: str, scratch: Path) -> 
 def _run(command: Sequence[str], env: Mapping[str, str]) -> int:
     try:
         proc = subprocess.Popen(list(command), env=dict(env))
-    except FileNotFoundError:
-        raise UsageError(f"command not found: {command[0]}", hint="check the command after --") from None
-    except PermissionError:
-        raise UsageError(f"cannot execute {command[0]}: permission denied") from None
+    except FileNotFoundError as err:
+        raise UsageError(f"command not found: {command[0]}", hint="check the command after --") from err
+    except PermissionError as err:
+        raise UsageError(f"cannot execute {command[0]}: permission denied") from err
     while True:
         try:
             code = proc.wait()
@@ -323,7 +323,7 @@ def _read_existing(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read {path}: {e}", hint="check the path given with -o") from None
+        raise UsageError(f"cannot read {path}: {e}", hint="check the path given with -o") from e
     loads_recipe(text, source=str(path))  # every key checked
     data = tomllib.loads(text)
     for i, repo in enumerate(data.get("repos", [])):

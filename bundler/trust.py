@@ -113,12 +113,12 @@ class BundleSignatures:
                     entries.append(SignatureEntry("snapshot", e["oms"], e["repo_type"], e["repo_id"], e["commit"]))
                 else:
                     entries.append(SignatureEntry("manifest", e["oms"]))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError) as err:
             raise SignatureError(
                 "the bundle's signatures are damaged (truncated or edited)",
                 reason="bad signature",
                 hint="get the bundle again from its signer, or sign it again (`hfbundle sign`)",
-            ) from None
+            ) from err
         return cls(tuple(entries))
 
     @property

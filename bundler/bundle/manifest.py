@@ -146,14 +146,14 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise BundleFormatError(
                 f"manifest is not valid JSON: {str(e)[:200]}", hint="the bundle is damaged; rebuild or re-copy it"
-            ) from None
+            ) from e
         try:  # a "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor dumps()) can hold
             json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
+        except UnicodeEncodeError as err:
             raise BundleFormatError(
                 "manifest holds an invalid Unicode escape (a lone surrogate)",
                 hint="the bundle was not written by hfbundle; do not use it",
-            ) from None
+            ) from err
         return cls.from_json(data)
 
     @classmethod

@@ -330,7 +330,7 @@ class BundleWriter:
         try:
             manifest = Manifest.loads(manifest_bytes)
         except BundleFormatError as e:
-            raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from None
+            raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from e
         if manifest.dumps() != manifest_bytes:
             raise UsageError("manifest bytes are not canonical", hint="pass Manifest.dumps()")
         self._manifest = manifest

@@ -137,7 +137,7 @@ def record_install(cache_dir: Path, manifest: Manifest) -> None:
             raise InstallError(
                 f"cannot write the install record {path}: {e.strerror or e}",
                 hint="the files are installed; `hfbundle doctor` works without the record, from the recipe's rules",
-            ) from None
+            ) from e
 
 
 def read_record(cache_dir: Path, repo_type: str, repo_id: str, commit: str) -> InstalledRecord | None:
@@ -150,9 +150,7 @@ def read_record(cache_dir: Path, repo_type: str, repo_id: str, commit: str) -> I
     try:
         raw = read_capped(path, MAX_RECORD_BYTES + 1)
     except OSError as e:
-        raise CacheError(
-            f"cannot read the install record {path}: {e.strerror or e}", hint="check permissions"
-        ) from None
+        raise CacheError(f"cannot read the install record {path}: {e.strerror or e}", hint="check permissions") from e
     if raw is None:
         return None
     try:
@@ -161,7 +159,7 @@ def read_record(cache_dir: Path, repo_type: str, repo_id: str, commit: str) -> I
         raise CacheError(
             f"the install record {path} is damaged: {str(e)[:200]}",
             hint=f"delete it (rm '{path}') or re-install the bundle; doctor then judges from the recipe's rules",
-        ) from None
+        ) from e
     if (record.repo.repo_type, record.repo.repo_id, record.repo.commit) != (repo_type, repo_id, commit):
         raise CacheError(
             f"the install record {path} describes {record.repo.repo_id}@{record.repo.commit[:8]}",

@@ -463,8 +463,8 @@ class Guard:
                 st = os.lstat(cur)
             except FileNotFoundError:
                 return
-            except NotADirectoryError:
-                raise _blocked(cur.parent, "a file is where a folder must be") from None
+            except NotADirectoryError as err:
+                raise _blocked(cur.parent, "a file is where a folder must be") from err
             if stat.S_ISLNK(st.st_mode):
                 if last and not is_dir:
                     return  # a link in a file's place is replaced, never written through

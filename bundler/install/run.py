@@ -893,10 +893,10 @@ class _Run:
     def _replace(self, tmp: Path, dst: Path) -> None:
         try:
             os.replace(tmp, dst)
-        except IsADirectoryError:
+        except IsADirectoryError as err:
             raise InstallError(
                 f"{dst} is a folder where a file belongs", hint="move that folder away and re-run the install"
-            ) from None
+            ) from err
 
     @contextlib.contextmanager
     def _locked(self, lay: RepoLayout, etag: str, skip: bool) -> Iterator[None]:

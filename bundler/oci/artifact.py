@@ -164,8 +164,8 @@ def parse_artifact(raw: bytes, media_type: str) -> ParsedArtifact:
     """Check an OCI manifest's shape: an image manifest with sha256 descriptors of sane sizes."""
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise BundleFormatError("the registry's manifest is not JSON", hint="re-push the artifact") from None
+    except ValueError as err:
+        raise BundleFormatError("the registry's manifest is not JSON", hint="re-push the artifact") from err
     if not isinstance(data, dict):
         raise BundleFormatError("the registry's manifest is not a JSON object")
     kind = data.get("mediaType") or media_type
@@ -210,8 +210,8 @@ def blob_layers(manifest: Manifest, parsed: ParsedArtifact) -> list[Descriptor]:
 def config_json(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise BundleFormatError("the ModelPack config is not JSON") from None
+    except ValueError as err:
+        raise BundleFormatError("the ModelPack config is not JSON") from err
     if not isinstance(data, dict):
         raise BundleFormatError("the ModelPack config is not a JSON object")
     return data

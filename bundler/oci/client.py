@@ -201,7 +201,7 @@ class RegistryClient:
                     raise RegistryError(
                         f"{self.host}/{self.name}: upload of {digest[:19]} kept failing ({e})",
                         hint="check the registry's logs and free space, then push again (finished blobs are kept)",
-                    ) from None
+                    ) from e
                 self._sleep(attempt)
         raise AssertionError("unreachable")
 
