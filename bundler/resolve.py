@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from .hashing import is_sha1, is_sha256
 from .lockfile import Lock, LockedRepo, RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -87,6 +90,7 @@ class _Context:
 
     def read_json(self, path: str) -> Any:
         assert self.commit is not None
+        logger.debug("%s: reading %s from the Hub (role detection)", self.label, path)
         with _hub_errors(self, path=path):
             local = self.api.hf_hub_download(
                 self.spec.repo,
@@ -107,6 +111,7 @@ class _Context:
 def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
     """Pin one repo to a commit, list its files, and pick what its role needs."""
     ctx = _Context(api=api, spec=spec, scratch=scratch)
+    logger.debug("%s: asking %s for the commit of %s", spec.repo, ctx.endpoint, spec.commit or spec.revision)
     with _hub_errors(ctx):
         # A pinned commit (a traced recipe) is bundled as it was traced, even if the branch moved since; the
         # bundle's refs/<revision> then points at it, as it did in the traced app's cache.
@@ -119,6 +124,7 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
         )
     ctx.commit = commit
     files = _list_files(ctx)
+    logger.debug("%s: %d files listed at %s", ctx.label, len(files), commit)
     if getattr(info, "gated", False) and files:
         # Gated repos show their file list to everyone; only contents need access. Probe one file now, so a
         # missing token fails here with a clear message rather than halfway through a download.

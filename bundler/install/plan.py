@@ -10,6 +10,7 @@ first (:class:`Guard`). The records of the plan and of the install's report live
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import stat
@@ -50,6 +51,16 @@ __all__ = [
     "size_is",
     "usable_file",
 ]
+
+logger = logging.getLogger(__name__)
+
+# What each content action means, for ``--debug``.
+_ACTION_SAYS = {
+    "none": "reuse: every place already holds it (checked before anything is written)",
+    "link": "copy from an identical blob elsewhere in the cache (verified while copied)",
+    "stream": "write from the bundle",
+    "missing": "refuse: neither the bundle nor the cache holds it",
+}
 
 LAYOUT_SYMLINK = "symlink"
 LAYOUT_COPY = "copy"
@@ -377,6 +388,7 @@ def plan_install(
                 action = "keep"
             else:
                 action = "write"
+            logger.debug("ref %s:%s %s: %s (now %s)", repo.repo_type, repo.repo_id, ref, action, old)
             refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, action))
 
     if layout_kind == LAYOUT_SYMLINK:
@@ -418,6 +430,7 @@ def plan_install(
             names = {sha} | ({git_ids[sha]} if sha in git_ids else set())
             copies = tuple(str(p) for name in sorted(names) for p in other_blobs.get(name, ()) if size_is(p, size))
             action = "link" if copies else "stream" if sha in carried else "missing"
+        logger.debug("content %s (%s): %s", sha[:12], where.get(sha, ""), _ACTION_SAYS[action])
         contents.append(ContentStep(sha, size, placements, action, copies, git_ids.get(sha), where.get(sha, "")))
     for sha, size in sorted(tree_contents.items()):
         action = "stream" if sha in carried else "unavailable"  # a listing may be left out, content cannot

@@ -304,6 +304,7 @@ class _Run:
                 path = self._placement_path(p)
                 ok, actual = self._check_file(path, c.sha256, c.size, p.etag)
                 if ok:
+                    logger.debug("reuse %s: already there, content checked", path)
                     self.n_present += 1
                     self.bytes_dedup += c.size
                     self.local.setdefault(c.sha256, path)
@@ -311,6 +312,7 @@ class _Run:
                         self.entry_ok[(p.repo_type, p.repo_id, p.commit, p.path)] = True
                 else:
                     rel = str(path.relative_to(self._layout(p.repo_type, p.repo_id).folder))
+                    logger.debug("replace %s: its content is %s, the bundle's is sha256 %s", path, actual, c.sha256)
                     self.replaced.append(ReplacedBlob(p.repo_type, p.repo_id, rel, f"sha256 {c.sha256}", actual))
                     need.append(p)
             if need:
@@ -340,8 +342,10 @@ class _Run:
                 for cand in c.cache_copies:
                     ok, _ = self._check_file(Path(cand), c.sha256, c.size, Path(cand).name)
                     if ok:
+                        logger.debug("copy sha256 %s from %s (an identical blob in the cache)", c.sha256[:12], cand)
                         self.local[c.sha256] = Path(cand)
                         break
+                    logger.debug("skip %s: its content does not match its name", cand)
                     self.notes.append(f"ignored {cand}: its content does not match its name")
 
     # -- 2. stream and place blobs --
@@ -876,6 +880,7 @@ class _Run:
         for r in self.plan.refs:
             lay = self._layout(r.repo_type, r.repo_id)
             if r.action == "keep":
+                logger.debug("keep ref %s of %s at %s (--keep-refs; the bundle has %s)", r.ref, r.repo_id, r.old, r.new)
                 self.kept.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
                 continue
             if r.action == "same":
@@ -885,6 +890,7 @@ class _Run:
             old = _read_bytes(target)
             self.journal.mkdirs(target.parent)
             self.journal.overwritten.append((target, old, lay.folder))
+            logger.debug("write ref %s of %s: %s -> %s", r.ref, r.repo_id, r.old, r.new)
             if hfcache.write_ref(lay, r.ref, r.new):
                 self.moved.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
 
@@ -908,6 +914,7 @@ class _Run:
         if skip or not os.path.exists(path):
             yield
             return
+        logger.debug("lock %s: huggingface_hub's lock for this blob exists, waiting for it", path)
         with hfcache.file_lock(path, mode=0o664):
             yield
 
