@@ -36,7 +36,7 @@ import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from . import rules
 from .cache.layout import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
@@ -49,20 +49,44 @@ from .lockfile import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
 from .records import JsonRecord
+from .verify import ERROR, INFO, WARNING, Severity
 
-__all__ = ["ERROR", "INFO", "WARNING", "DoctorReport", "Problem", "RepoDiagnosis", "RunStatus", "doctor"]
+__all__ = [
+    "ERROR",
+    "INFO",
+    "WARNING",
+    "DoctorReport",
+    "Problem",
+    "ProblemKind",
+    "RepoDiagnosis",
+    "RunStatus",
+    "Severity",
+    "Source",
+    "doctor",
+]
 
-ERROR = "error"
-WARNING = "warning"
-INFO = "info"
-
+# What a problem is about.
+ProblemKind = Literal[
+    "bad_ref",
+    "corrupt",
+    "incomplete_tree",
+    "mismatch",
+    "missing",
+    "no_ref",
+    "no_snapshot",
+    "not_installed",
+    "partial_tree",
+    "pin",
+    "record",
+]
 # Where the expected file set came from, best first.
-SOURCE_LOCK = "lock"  # the install record's lock entry, for this recipe
-SOURCE_RECORD = "record"  # the recipe's rules on the upstream list an install record keeps
-SOURCE_TREES = "trees"  # the recipe's rules on trees/<commit>.json
-SOURCE_SNAPSHOT = "snapshot"  # the recipe's rules on the snapshot's own files (absent files are guessed)
-SOURCE_FILES = "files"  # the recipe's explicit files list (a traced recipe)
-SOURCE_NONE = "none"
+Source = Literal["lock", "record", "trees", "snapshot", "files", "none"]
+SOURCE_LOCK: Final = "lock"  # the install record's lock entry, for this recipe
+SOURCE_RECORD: Final = "record"  # the recipe's rules on the upstream list an install record keeps
+SOURCE_TREES: Final = "trees"  # the recipe's rules on trees/<commit>.json
+SOURCE_SNAPSHOT: Final = "snapshot"  # the recipe's rules on the snapshot's own files (absent files are guessed)
+SOURCE_FILES: Final = "files"  # the recipe's explicit files list (a traced recipe)
+SOURCE_NONE: Final = "none"
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _TEMP_RE = re.compile(r"(\.incomplete|\.tmp)$")
@@ -74,8 +98,8 @@ _SAMPLE = 3
 class Problem(JsonRecord, skip_none=("fix", "repo", "name", "commit"), skip_empty=("paths",)):
     """One finding. ``fix`` is an action or a shell command; ``needs_bundle`` means only new content fixes it."""
 
-    kind: str  # not_installed, no_ref, bad_ref, no_snapshot, missing, corrupt, mismatch, incomplete_tree, record
-    severity: str
+    kind: ProblemKind
+    severity: Severity
     message: str
     fix: str | None = None
     repo: str | None = None
@@ -97,7 +121,7 @@ class RepoDiagnosis(JsonRecord, skip_empty=("needed_by",)):
     optional: bool
     role: str | None = None  # the role the files were picked with (detected when the recipe says auto)
     commit: str | None = None
-    source: str = SOURCE_NONE
+    source: Source = SOURCE_NONE
     bundle_id: str | None = None
     expected: tuple[str, ...] = ()
     present: tuple[str, ...] = ()
@@ -386,7 +410,7 @@ class _RepoDoctor:
 
     # -- reporting --
 
-    def problem(self, kind: str, message: str, *, severity: str = ERROR, **kw: Any) -> None:
+    def problem(self, kind: ProblemKind, message: str, *, severity: Severity = ERROR, **kw: Any) -> None:
         if severity == ERROR and self.spec.optional and kind in ("not_installed", "missing"):
             severity = WARNING
             message += " (optional: the run goes without it)"
@@ -622,7 +646,7 @@ class _RepoDoctor:
         present: list[str] = []
         missing: list[str] = []
         dangling: list[str] = []
-        corrupt: list[tuple[str, str, str]] = []  # path, kind, detail
+        corrupt: list[tuple[str, ProblemKind, str]] = []  # path, kind, detail
         unverified: list[str] = []
         for path in sorted(expected):
             full = snap / path
@@ -637,7 +661,7 @@ class _RepoDoctor:
             if verdict is None:
                 unverified.append(path)
             elif verdict[0] != "ok":
-                corrupt.append((path, *verdict))
+                corrupt.append((path, verdict[0], verdict[1]))
         self.fields.update(
             present=tuple(present),
             missing=tuple(missing + dangling),
@@ -669,7 +693,7 @@ class _RepoDoctor:
                 needs_bundle=True,
             )
 
-    def check_content(self, full: Path, want: _Known | None) -> tuple[str, str] | None:
+    def check_content(self, full: Path, want: _Known | None) -> tuple[Literal["ok", "corrupt", "mismatch"], str] | None:
         """("ok", "") / ("corrupt" | "mismatch", detail), or None when nothing is known to check against."""
         blob: str | None = None
         if full.is_symlink():

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from .bundle.manifest import TREE_NONE, Manifest
 from .cache.layout import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
@@ -31,11 +31,42 @@ from .hashing import InodeHasher, is_sha1, is_sha256
 from .paths import REPO_TYPES
 from .records import JsonRecord
 
-__all__ = ["ERROR", "INFO", "WARNING", "Issue", "VerifyReport", "verify_cache", "verify_installed"]
+__all__ = [
+    "ERROR",
+    "INFO",
+    "WARNING",
+    "Issue",
+    "IssueKind",
+    "Severity",
+    "VerifyReport",
+    "verify_cache",
+    "verify_installed",
+]
 
-ERROR = "error"
-WARNING = "warning"
-INFO = "info"
+Severity = Literal["error", "warning", "info"]
+ERROR: Final = "error"
+WARNING: Final = "warning"
+INFO: Final = "info"
+# What a finding is about (docs/CACHE.md explains each).
+IssueKind = Literal[
+    "abandoned",
+    "bad_ref",
+    "bad_tree",
+    "corrupt",
+    "dangling",
+    "extra",
+    "incomplete_tree",
+    "leftover",
+    "mismatch",
+    "missing",
+    "moved_ref",
+    "orphan",
+    "partial_tree",
+    "record",
+    "shadowed",
+    "unknown",
+    "unsafe",
+]
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _XET_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -54,8 +85,8 @@ _HINT_LEFTOVER = "left by an interrupted download or install: safe to delete onc
 class Issue(JsonRecord, skip_none=True):
     """One finding. ``path`` is relative to the repo folder (``blobs/…``, ``snapshots/<commit>/…``, ``refs/…``)."""
 
-    kind: str
-    severity: str
+    kind: IssueKind
+    severity: Severity
     message: str
     repo_type: str | None = None
     repo: str | None = None
@@ -177,7 +208,7 @@ class _RepoCheck:
         self.referenced: set[str] = set()
         self.plain_files: set[str] = set()  # blob names that are regular files in a real blobs/ folder
 
-    def issue(self, kind: str, severity: str, message: str, **kw: Any) -> None:
+    def issue(self, kind: IssueKind, severity: Severity, message: str, **kw: Any) -> None:
         self.run.issues.append(Issue(kind, severity, message, self.repo_type, self.repo_id, **kw))
 
     def check(self) -> None:

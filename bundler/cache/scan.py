@@ -28,7 +28,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from ..errors import CacheError, UnsafePathError, UsageError
 from ..hashing import is_sha1, is_sha256
@@ -51,10 +51,12 @@ __all__ = [
     "scan_cache",
 ]
 
-LAYOUT_SYMLINK = "symlink"
-LAYOUT_COPY = "copy"
-LAYOUT_MIXED = "mixed"
-LAYOUT_EMPTY = "empty"
+CacheLayout = Literal["symlink", "copy", "mixed", "empty"]  # how a repo folder found in a cache holds its files
+LAYOUT_SYMLINK: Final = "symlink"
+LAYOUT_COPY: Final = "copy"
+LAYOUT_MIXED: Final = "mixed"
+LAYOUT_EMPTY: Final = "empty"
+NamedBy = Literal["blob", "tree", "none"]  # what gives a snapshot file its content's name (CachedFile.etag)
 
 # The Hub's default .gitattributes for new repos: these go to LFS whatever their size.
 _MODEL_LFS_SUFFIXES = (
@@ -117,7 +119,7 @@ class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
     inode: tuple[int, int]
     etag: str | None
     lfs: bool
-    named_by: str
+    named_by: NamedBy
     linked: bool
     blob_id: str | None = None
     xet_hash: str | None = None
@@ -157,7 +159,7 @@ class CachedRepo(JsonRecord, skip=("folder",), rename={"shared": "shared_xet_blo
     repo_type: str
     repo_id: str
     folder: Path
-    layout: str
+    layout: CacheLayout
     revisions: tuple[CachedRevision, ...]
     shared: Mapping[str, str] = field(default_factory=dict)
 
@@ -374,7 +376,7 @@ class _RepoScanner:
             )
         chosen_files = [f for r in out for f in r.files]
         linked = sum(f.linked for f in chosen_files)
-        layout = (
+        layout: CacheLayout = (
             LAYOUT_EMPTY
             if not chosen_files
             else LAYOUT_SYMLINK

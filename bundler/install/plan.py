@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, Manifest
 from ..cache import layout as hfcache
@@ -55,15 +55,20 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # What each content action means, for ``--debug``.
-_ACTION_SAYS = {
+_ACTION_SAYS: dict[ContentAction, str] = {
     "none": "reuse: every place already holds it (checked before anything is written)",
     "link": "copy from an identical blob elsewhere in the cache (verified while copied)",
     "stream": "write from the bundle",
     "missing": "refuse: neither the bundle nor the cache holds it",
 }
 
-LAYOUT_SYMLINK = "symlink"
-LAYOUT_COPY = "copy"
+Layout = Literal["symlink", "copy"]  # how an install writes snapshots: links into blobs/, or real files
+LAYOUT_SYMLINK: Final = "symlink"
+LAYOUT_COPY: Final = "copy"
+PlacementState = Literal["absent", "present"]
+ContentAction = Literal["none", "stream", "link", "missing", "unavailable"]
+EntryState = Literal["add", "present", "check"]
+RefAction = Literal["write", "same", "keep"]
 TEMP_PREFIX = hfcache.TEMP_PREFIX
 # Our temp blob while it streams: `.hfbundle-<etag>.<8hex>.tmp` (never mistaken for `<etag>` or `.incomplete`).
 TEMP_BLOB_RE = re.compile(r"^\.hfbundle-([0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}\.tmp$")
@@ -96,7 +101,7 @@ class Placement:
     repo_type: str
     repo_id: str
     etag: str
-    state: str
+    state: PlacementState
     commit: str | None = None
     path: str | None = None
 
@@ -113,7 +118,7 @@ class ContentStep:
     sha256: str
     size: int
     placements: tuple[Placement, ...]
-    action: str
+    action: ContentAction
     cache_copies: tuple[str, ...] = ()
     git_sha1: str | None = None  # the content's git blob id, when a regular file of the bundle names it
     where: str = ""  # "model org/name: path" of one file using it, for messages
@@ -131,7 +136,7 @@ class EntryStep:
     etag: str
     sha256: str
     size: int
-    state: str
+    state: EntryState
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,7 @@ class RefStep:
     ref: str
     old: str | None
     new: str
-    action: str
+    action: RefAction
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ class InstallPlan(
     cache_dir: Path
     manifest: Manifest
     bundle_id: str
-    layout: str
+    layout: Layout
     trust_existing: bool
     contents: tuple[ContentStep, ...]
     entries: tuple[EntryStep, ...]
@@ -253,7 +258,7 @@ class InstallReport(JsonRecord, rounding={"elapsed": 3}):
 
     cache_dir: str
     bundle_id: str
-    layout: str
+    layout: Layout
     repos: tuple[InstalledRepo, ...]
     refs_moved: tuple[RefMove, ...]
     refs_kept: tuple[RefMove, ...]
@@ -361,7 +366,7 @@ def plan_install(
                 target = lay.snapshot_file(snap.commit, f.path)
                 if not new:  # below a snapshot folder that does not exist yet, nothing can be in the way
                     guard.check(target)
-                state = "add"
+                state: EntryState = "add"
                 if not new and os.path.lexists(target):
                     exact = layout_kind == LAYOUT_SYMLINK and _is_link_to(target, lay.blob(f.etag))
                     state = "present" if exact else "check"
@@ -383,13 +388,13 @@ def plan_install(
             guard.check(lay.ref(ref))
             old = lay.read_ref(ref)
             if old == commit:
-                action = "same"
+                ref_action: RefAction = "same"
             elif keep_refs and old is not None and old.strip() != commit:
-                action = "keep"
+                ref_action = "keep"
             else:
-                action = "write"
-            logger.debug("ref %s:%s %s: %s (now %s)", repo.repo_type, repo.repo_id, ref, action, old)
-            refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, action))
+                ref_action = "write"
+            logger.debug("ref %s:%s %s: %s (now %s)", repo.repo_type, repo.repo_id, ref, ref_action, old)
+            refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, ref_action))
 
     if layout_kind == LAYOUT_SYMLINK:
         listed: dict[tuple[str, str], frozenset[str]] = {}  # one listing of blobs/ per repo, not a stat per blob
@@ -400,11 +405,11 @@ def plan_install(
                 guard.check(lay.blobs, is_dir=True)
                 in_blobs = listed[(repo_type, repo_id)] = frozenset(_listdir(lay.blobs))
             blob = lay.blob(etag)
-            state = "absent"
+            blob_state: PlacementState = "absent"
             if etag in in_blobs:
                 guard.check(blob)
-                state = "present" if usable_file(blob, root) else "absent"
-            by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, state))
+                blob_state = "present" if usable_file(blob, root) else "absent"
+            by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, blob_state))
 
     # Tree blobs of backups are contents too: read from the bundle, never placed as blobs.
     tree_contents: dict[str, int] = {}
@@ -425,7 +430,7 @@ def plan_install(
         size = sizes[sha]
         copies: tuple[str, ...] = ()
         if all(p.state == "present" for p in placements):
-            action = "none"
+            action: ContentAction = "none"
         else:
             names = {sha} | ({git_ids[sha]} if sha in git_ids else set())
             copies = tuple(str(p) for name in sorted(names) for p in other_blobs.get(name, ()) if size_is(p, size))
@@ -517,7 +522,7 @@ def real_root(cache_dir: Path) -> Path:
 # -- small helpers --------------------------------------------------------------------------------------------
 
 
-def _choose_layout(cache_dir: Path, copy: bool | None) -> str:
+def _choose_layout(cache_dir: Path, copy: bool | None) -> Layout:
     if copy:
         return LAYOUT_COPY
     # Probe inside the cache's .locks/ (scan_cache_dir skips it; a probe folder left in the cache root by a

@@ -718,7 +718,7 @@ class _Run:
         """Copy layout: put the verified content at ``dst`` (moving our staged temp on its last use)."""
         src = self.local[e.sha256]
         uses[e.sha256] -= 1
-        c = ContentStep(e.sha256, e.size, (), "", where=f"{e.repo_type} {e.repo_id}: {e.path}")
+        c = ContentStep(e.sha256, e.size, (), "none", where=f"{e.repo_type} {e.repo_id}: {e.path}")
         if src in self.staged and uses[e.sha256] == 0:
             os.replace(src, dst)
             self.staged.discard(src)
