@@ -602,7 +602,7 @@ class _RepoDoctor:
         def read_json(path: str) -> Any:
             return _read_snapshot_json(snap, path)
 
-        role = s.role
+        role: str = s.role
         try:
             if role == AUTO:
                 role = (

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from .errors import RecipeError, UnsafePathError, UsageError
 from .paths import REPO_TYPES, check_relpath, check_repo_id
@@ -54,8 +54,9 @@ else:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib
 
 RECIPE_PATH_ENV = "HFBUNDLE_RECIPE_PATH"
-AUTO = "auto"
-ROLES = (
+AUTO: Final = "auto"
+# How a repo's files are picked (bundler.rules); "auto" detects it from the repo.
+Role = Literal[
     "diffusers-pipeline",
     "diffusers-model",
     "transformers-model",
@@ -63,10 +64,16 @@ ROLES = (
     "files",
     "whole-repo",
     "openvino-pipeline",
-)
-WEIGHTS = ("auto", "safetensors", "bin")
-DTYPES = ("float32", "float16", "bfloat16")
+]
+RoleOrAuto = Role | Literal["auto"]
+Weights = Literal["auto", "safetensors", "bin"]
+DType = Literal["float32", "float16", "bfloat16"]
+ROLES: tuple[Role, ...] = get_args(Role)
+WEIGHTS: tuple[Weights, ...] = get_args(Weights)
+DTYPES: tuple[DType, ...] = get_args(DType)
 PIPELINE_ROLES = ("diffusers-pipeline", "openvino-pipeline")
+
+_C = TypeVar("_C", bound=str)
 
 # Which keys make sense for which role (others are refused so a recipe never silently ignores a setting).
 _VARIANT_ROLES = (AUTO, "diffusers-pipeline", "diffusers-model", "transformers-model")
@@ -102,11 +109,11 @@ class RepoSpec(JsonRecord):
 
     name: str
     repo: str
-    role: str = AUTO
+    role: RoleOrAuto = AUTO
     repo_type: str = "model"
     revision: str = "main"
     variant: str | None = None
-    weights: str = "auto"
+    weights: Weights = "auto"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     weight_name: str | None = None
@@ -230,7 +237,7 @@ class _Table:
             raise RecipeError(f"{self.where}: {key} must be a list of glob patterns (strings)")
         return tuple(value)
 
-    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
+    def choice(self, key: str, choices: Sequence[_C], default: _C) -> _C:
         value = self.get_str(key)
         if value is None:
             return default
@@ -240,7 +247,7 @@ class _Table:
                 f"{self.where}: {key} = {value!r} is not one of {', '.join(choices)}",
                 hint=typo or f"use one of {', '.join(choices)}",
             )
-        return value
+        return next(c for c in choices if c == value)  # the allowed value itself, typed as the closed set
 
 
 def _type_name(value: Any) -> str:
@@ -363,7 +370,8 @@ def _parse_repo(raw: Any, where: str) -> RepoSpec:
         check_repo_id(repo)
     except UnsafePathError as e:
         raise RecipeError(f"{where}: {e.message}", hint=e.hint) from e
-    role = t.choice("role", (*ROLES, AUTO), AUTO)
+    roles: tuple[RoleOrAuto, ...] = (*ROLES, AUTO)
+    role = t.choice("role", roles, AUTO)
     revision = t.get_str("revision") or "main"
     if not _REVISION.match(revision) or ".." in revision:
         raise RecipeError(f"{where}: revision {revision!r} is not a branch, tag or commit name")

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 from ..errors import BundleFormatError
 from ..hashing import is_sha256
@@ -24,10 +24,13 @@ FORMAT_NAME = "hfbundle"
 FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)  # 2 added the snapshot's ``listing`` and tree mode "hub"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-KINDS = ("bundle", "backup")
-TREE_HUB = "hub"  # ``listing`` is the Hub's complete listing: write it once the snapshot holds every file it names
-TREE_FILES = "files"  # format 1: complete only when the lock's ``upstream`` names exactly the bundled files
-TREE_NONE = "none"  # write no trees file
+BundleKind = Literal["bundle", "backup"]  # built from a lock (build) or from a cache (backup)
+KINDS: tuple[BundleKind, ...] = get_args(BundleKind)
+# Where trees/<commit>.json may come from; else the sha256 of a saved listing the bundle carries (a backup).
+TreeMode = Literal["hub", "files", "none"]
+TREE_HUB: Final = "hub"  # ``listing``: the Hub's complete listing, written once the snapshot holds every file it names
+TREE_FILES: Final = "files"  # format 1: complete only when the lock's ``upstream`` names exactly the bundled files
+TREE_NONE: Final = "none"  # write no trees file
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class SnapshotEntry(JsonRecord, skip_none=("listing",)):
     commit: str
     files: tuple[RepoFile, ...]
     no_exist: tuple[str, ...] = ()
-    tree: str = TREE_FILES
+    tree: TreeMode | str = TREE_FILES  # or a listing's sha256
     listing: tuple[RepoFile, ...] | None = None
 
 
@@ -88,7 +91,7 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
 
     repos: tuple[RepoEntry, ...]
     blobs: tuple[BlobEntry, ...]
-    kind: str = "bundle"
+    kind: BundleKind = "bundle"
     creator: str = "hfbundle"
     lock: Lock | None = None
     recipe: Mapping[str, Any] | None = None

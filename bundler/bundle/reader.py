@@ -66,7 +66,7 @@ from .frames import (
     prefetch,
     truncated,
 )
-from .manifest import MAX_MANIFEST_BYTES, BlobEntry, Manifest
+from .manifest import MAX_MANIFEST_BYTES, BlobEntry, BundleKind, Manifest
 from .volumes import RECOPY_HINT, FileSet, RandomAccess, SeekableFile, check_volumes, find_volumes
 from .writer import BlobWritten, BundleWriter, MemberWritten, WriteReport, auto_threads, choose_level
 
@@ -117,7 +117,7 @@ class BundleInfo(JsonRecord):
     format_version: int
     index_version: int | None
     bundle_id: str
-    kind: str
+    kind: BundleKind
     creator: str
     base: str | None
     recipe: str | None
