@@ -39,8 +39,8 @@ from .cache.scan import (
 )
 from .errors import CacheError, HfBundleError, IntegrityError
 from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
-from .lockfile import RepoFile
 from .records import JsonRecord
+from .repofile import RepoFile
 from .units import human_size
 
 if TYPE_CHECKING:

@@ -19,8 +19,9 @@ from .bundle.manifest import TREE_FILES, TREE_HUB, BlobEntry, Manifest, RepoEntr
 from .errors import IntegrityError
 from .fetch import FetchedFile, fetch
 from .hashing import digest_file
-from .lockfile import Lock, RepoFile
+from .lockfile import Lock
 from .records import JsonRecord
+from .repofile import RepoFile
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,10 @@ from .cache.listings import MovedListing, settle_cache
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError, ResolveError, UnsafePathError
 from .hashing import InodeHasher, is_sha1, is_sha256
-from .lockfile import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
 from .records import JsonRecord
+from .repofile import RepoFile
 from .verify import ERROR, INFO, WARNING, Severity
 
 __all__ = [

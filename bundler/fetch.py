@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .cache.layout import RepoLayout, default_cache_dir
 from .errors import HfBundleError, ResolveError
-from .lockfile import Lock, LockedRepo, RepoFile
+from .lockfile import Lock, LockedRepo
+from .repofile import RepoFile
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,8 @@ from typing import Any, Literal
 
 from .errors import BundleFormatError, UnsafePathError
 from .hashing import digest_file, is_sha1, is_sha256
-from .lockfile import _expect_keys
 from .paths import check_commit, check_ref, check_repo_id, check_repo_type
-from .records import JsonRecord
+from .records import JsonRecord, expect_keys
 
 INVENTORY_FORMAT = "hfbundle-inventory"
 INVENTORY_VERSION = 1
@@ -117,7 +116,7 @@ class Inventory(
                 f"inventory version {version!r} is not supported (this hfbundle reads {INVENTORY_VERSION})",
                 hint="use the same hfbundle version on both machines",
             )
-        _expect_keys(data, {"format", "inventory_version", "repos"}, {"verified"}, "inventory")
+        expect_keys(data, {"format", "inventory_version", "repos"}, {"verified"}, "inventory")
         verified = data.get("verified", False)
         if not isinstance(verified, bool):
             raise BundleFormatError("inventory 'verified' must be true or false", hint=_HINT)
@@ -148,7 +147,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _parse_repo(r: Any) -> HeldRepo:
-    _expect_keys(r, {"repo_type", "repo_id", "refs", "commits", "blobs"}, set(), "inventory repo")
+    expect_keys(r, {"repo_type", "repo_id", "refs", "commits", "blobs"}, set(), "inventory repo")
     try:
         repo_type = check_repo_type(_text(r["repo_type"]))
         repo_id = check_repo_id(_text(r["repo_id"]))
@@ -164,7 +163,7 @@ def _parse_repo(r: Any) -> HeldRepo:
         raise BundleFormatError(f"inventory: {e.message}", hint=_HINT) from e
     blobs: dict[str, HeldBlob] = {}
     for b in r["blobs"]:
-        _expect_keys(b, {"name", "size"}, set(), "inventory blob")
+        expect_keys(b, {"name", "size"}, set(), "inventory blob")
         name, size = b["name"], b["size"]
         if not isinstance(name, str) or not (is_sha256(name) or is_sha1(name)):
             raise BundleFormatError(f"inventory repo {repo_id}: blob name {str(name)[:80]!r} is not a hash", hint=_HINT)

@@ -1,4 +1,5 @@
-"""One ``to_json`` for every record: a frozen dataclass serialised field by field.
+"""One ``to_json`` for every record: a frozen dataclass serialised field by field (and the checks that read
+untrusted JSON back: :func:`expect_keys`, :func:`json_str`).
 
 Every report, plan and finding hfbundle returns is a frozen dataclass; ``--json`` output, the lock, the bundle
 manifest and the install record are its fields, in order. Instead of one hand-written ``to_json`` per record,
@@ -34,7 +35,9 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import PurePath
 from typing import Any, ClassVar
 
-__all__ = ["JsonRecord", "jsonable", "record_json"]
+from .errors import BundleFormatError
+
+__all__ = ["JsonRecord", "expect_keys", "json_str", "jsonable", "record_json"]
 
 
 def jsonable(value: Any) -> Any:
@@ -128,3 +131,26 @@ class JsonRecord:
 
     def to_json(self) -> dict[str, Any]:
         return record_json(self)
+
+
+# -- reading records back from untrusted JSON --
+
+
+def json_str(value: Any, what: str) -> str:
+    """``value`` from untrusted JSON if it is a string; else :class:`~bundler.errors.BundleFormatError`."""
+    if not isinstance(value, str):
+        raise BundleFormatError(f"{what} must be a string, got {type(value).__name__}")
+    return value
+
+
+def expect_keys(data: Mapping[str, Any], required: set[str], optional: set[str], what: str) -> None:
+    """Untrusted JSON ``data`` is an object with every ``required`` key and no key outside ``optional``."""
+    if not isinstance(data, Mapping):
+        raise BundleFormatError(f"{what} must be a JSON object")
+    missing = required - data.keys()
+    if missing:
+        raise BundleFormatError(f"{what} is missing {', '.join(sorted(missing))}")
+    unknown = data.keys() - required - optional
+    if unknown:
+        # repr: the keys come from untrusted JSON and land in a one-line terminal message
+        raise BundleFormatError(f"{what} has unknown keys {', '.join(repr(k)[:80] for k in sorted(unknown))}")

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from . import rules
 from .errors import HfBundleError, ResolveError
 from .hashing import is_sha1, is_sha256
-from .lockfile import Lock, LockedRepo, RepoFile
+from .lockfile import Lock, LockedRepo
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec
+from .repofile import RepoFile
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from typing import Any, Final, Literal, get_args
 
 from ..errors import BundleFormatError
 from ..hashing import is_sha256
-from ..lockfile import Lock, RepoFile, _expect_keys, _str, check_listing
+from ..lockfile import Lock
 from ..paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
-from ..records import JsonRecord
+from ..records import JsonRecord, expect_keys, json_str
+from ..repofile import RepoFile, check_listing
 
 FORMAT_NAME = "hfbundle"
 FORMAT_VERSION = 2
@@ -170,7 +171,7 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
                 f"{' and '.join(map(str, READABLE_FORMAT_VERSIONS))})",
                 hint="install a newer hfbundle on this machine, or rebuild the bundle with this version",
             )
-        _expect_keys(
+        expect_keys(
             data,
             {"format", "format_version", "repos", "blobs"},
             {"kind", "creator", "base", "recipe", "lock", "skipped", "extra", "expects"},
@@ -202,7 +203,7 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
             repos=repos,
             blobs=tuple(blobs.values()),
             kind=kind,
-            creator=_str(data.get("creator", "hfbundle"), "creator"),
+            creator=json_str(data.get("creator", "hfbundle"), "creator"),
             lock=Lock.from_json(lock_data) if lock_data is not None else None,
             recipe=recipe,
             base=base,
@@ -227,7 +228,7 @@ def _parse_blobs(raw: Any, what: str = "blobs") -> dict[str, BlobEntry]:
         raise BundleFormatError(f"manifest '{what}' must be a list")
     blobs: dict[str, BlobEntry] = {}
     for b in raw:
-        _expect_keys(b, {"sha256", "size"}, set(), "blob")
+        expect_keys(b, {"sha256", "size"}, set(), "blob")
         sha, size = b["sha256"], b["size"]
         if not (isinstance(sha, str) and is_sha256(sha)):
             raise BundleFormatError(f"blob sha256 {sha!r} is not 64 lowercase hex digits")
@@ -245,9 +246,9 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
     repos: list[RepoEntry] = []
     seen: set[tuple[str, str]] = set()
     for r in raw:
-        _expect_keys(r, {"repo_type", "repo_id", "refs", "snapshots"}, set(), "repo")
-        repo_type = check_repo_type(_str(r["repo_type"], "repo_type"))
-        repo_id = check_repo_id(_str(r["repo_id"], "repo_id"))
+        expect_keys(r, {"repo_type", "repo_id", "refs", "snapshots"}, set(), "repo")
+        repo_type = check_repo_type(json_str(r["repo_type"], "repo_type"))
+        repo_id = check_repo_id(json_str(r["repo_id"], "repo_id"))
         if (repo_type, repo_id.lower()) in seen:
             raise BundleFormatError(f"repo {repo_type}:{repo_id} is listed twice in the manifest")
         seen.add((repo_type, repo_id.lower()))
@@ -260,7 +261,7 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
         refs: dict[str, str] = {}
         for ref, commit in r["refs"].items():
             check_ref(ref)
-            check_commit(_str(commit, "ref target"))
+            check_commit(json_str(commit, "ref target"))
             if commit not in commits:
                 raise BundleFormatError(f"repo {repo_id}: ref {ref!r} points at {commit}, not in the bundle")
             refs[ref] = commit
@@ -269,8 +270,8 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
 
 
 def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
-    _expect_keys(s, {"commit", "files"}, {"no_exist", "tree", "listing"}, "snapshot")
-    commit = check_commit(_str(s["commit"], "commit"))
+    expect_keys(s, {"commit", "files"}, {"no_exist", "tree", "listing"}, "snapshot")
+    commit = check_commit(json_str(s["commit"], "commit"))
     if not isinstance(s["files"], list) or not isinstance(s.get("no_exist", []), list):
         raise BundleFormatError(f"repo {repo_id}@{commit}: 'files' and 'no_exist' must be lists")
     files = tuple(RepoFile.from_json(f) for f in s["files"])
@@ -288,8 +289,8 @@ def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in paths:
                 raise BundleFormatError(f"repo {repo_id}@{commit}: {f.path!r} is below the file {parts[0]!r}")
-    no_exist = tuple(check_relpath(_str(p, "no_exist path")) for p in s.get("no_exist", []))
-    tree = _str(s.get("tree", TREE_FILES), "tree")
+    no_exist = tuple(check_relpath(json_str(p, "no_exist path")) for p in s.get("no_exist", []))
+    tree = json_str(s.get("tree", TREE_FILES), "tree")
     if tree not in (TREE_HUB, TREE_FILES, TREE_NONE) and not is_sha256(tree):
         raise BundleFormatError(f"repo {repo_id}@{commit}: 'tree' must be 'hub', 'files', 'none' or a blob sha256")
     raw_listing = s.get("listing")
@@ -305,13 +306,13 @@ def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
 
 
 def _parse_skipped(s: Any) -> SkippedFile:
-    _expect_keys(s, {"repo_type", "repo_id", "commit", "path", "reason"}, set(), "skipped entry")
+    expect_keys(s, {"repo_type", "repo_id", "commit", "path", "reason"}, set(), "skipped entry")
     return SkippedFile(
-        check_repo_type(_str(s["repo_type"], "repo_type")),
-        check_repo_id(_str(s["repo_id"], "repo_id")),
-        _str(s["commit"], "commit"),
-        _str(s["path"], "path"),
-        _str(s["reason"], "reason"),
+        check_repo_type(json_str(s["repo_type"], "repo_type")),
+        check_repo_id(json_str(s["repo_id"], "repo_id")),
+        json_str(s["commit"], "commit"),
+        json_str(s["path"], "path"),
+        json_str(s["reason"], "reason"),
     )
 
 

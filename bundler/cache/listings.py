@@ -30,9 +30,9 @@ from typing import Any, Literal
 from ..bundle.manifest import TREE_FILES, TREE_HUB, Manifest, RepoEntry, SnapshotEntry
 from ..errors import HfBundleError
 from ..hashing import is_sha1, is_sha256
-from ..lockfile import RepoFile
 from ..paths import check_relpath
 from ..records import JsonRecord
+from ..repofile import RepoFile
 from .layout import MAX_TREE_BYTES, TEMP_PREFIX, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
 from .records import RECORD_DIR, read_record
 

@@ -33,8 +33,9 @@ from .. import __version__
 from ..bundle.manifest import Manifest
 from ..errors import BundleFormatError, CacheError, InstallError, UnsafePathError
 from ..hashing import is_sha256
-from ..lockfile import LockedRepo, RepoFile
+from ..lockfile import LockedRepo
 from ..records import JsonRecord
+from ..repofile import RepoFile
 from .layout import RepoLayout, atomic_write_bytes, read_capped
 
 __all__ = ["RECORD_DIR", "RECORD_VERSION", "InstalledRecord", "read_record", "record_install", "record_path"]

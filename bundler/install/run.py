@@ -33,7 +33,7 @@ from ..cache.layout import MAX_TREE_BYTES, RepoLayout, parse_tree, tree_etag
 from ..cache.records import InstalledRecord, read_record
 from ..errors import BundleFormatError, HfBundleError, InstallError, IntegrityError
 from ..hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256
-from ..lockfile import RepoFile
+from ..repofile import RepoFile
 from .plan import (
     DAMAGED_HINT,
     LAYOUT_COPY,

@@ -20,8 +20,8 @@ from typing import Any
 from ..bundle.manifest import MAX_MANIFEST_BYTES, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from ..errors import BundleFormatError
 from ..hashing import lfs_blob_id
-from ..lockfile import RepoFile
 from ..records import JsonRecord
+from ..repofile import RepoFile
 from .ref import DIGEST_RE
 
 OCI_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"

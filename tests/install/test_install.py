@@ -29,7 +29,8 @@ from bundler.cache.records import record_install
 from bundler.errors import InstallError, IntegrityError, UnsafePathError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.install import InstallReport, execute, install, plan_install
-from bundler.lockfile import Lock, LockedRepo, RepoFile
+from bundler.lockfile import Lock, LockedRepo
+from bundler.repofile import RepoFile
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"
 
@@ -695,7 +696,7 @@ import hashlib, io, resource, sys
 from pathlib import Path
 from bundler.install import install
 from bundler.bundle.manifest import BlobEntry, Manifest, RepoEntry, SnapshotEntry
-from bundler.lockfile import RepoFile
+from bundler.repofile import RepoFile
 from bundler.hashing import lfs_blob_id
 
 SIZE = 192 * 1024 * 1024
