@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from . import rules
-from .cache.layout import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree, tree_etag
+from .cache.layout import MAX_TREE_BYTES, RepoLayout, default_cache_dir, parse_tree
 from .cache.leftovers import AbandonedRepo, remove_abandoned
 from .cache.listings import MovedListing, settle_cache
 from .cache.records import InstalledRecord, read_record
@@ -849,7 +849,7 @@ def _read_tree(path: Path) -> dict[str, _Known] | None:
     parsed = parse_tree(raw)
     if parsed is None:
         return None
-    return {name: _Known(size=e["size"], etag=tree_etag(e)) for name, e in parsed.items()}
+    return {name: _Known(size=e.size, etag=e.etag) for name, e in parsed.items()}
 
 
 def _walk_files(top: Path) -> Iterator[str]:

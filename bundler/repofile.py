@@ -16,7 +16,24 @@ from .hashing import is_sha1, is_sha256
 from .paths import check_relpath
 from .records import JsonRecord, expect_keys, json_str
 
-__all__ = ["RepoFile", "check_listing"]
+__all__ = ["RepoFile", "TreeEntry", "check_listing"]
+
+
+@dataclass(frozen=True)
+class TreeEntry(JsonRecord, skip_none=True):
+    """One file of a ``trees/<commit>.json`` listing, as huggingface_hub writes it (``write_tree_cache``):
+    ``{"size", "blob_id"[, "lfs_sha256", "lfs_size"][, "xet_hash"]}``, keys in that order."""
+
+    size: int
+    blob_id: str
+    lfs_sha256: str | None = None
+    lfs_size: int | None = None
+    xet_hash: str | None = None
+
+    @property
+    def etag(self) -> str:
+        """The blob name this entry describes: the LFS sha256, else the git blob id."""
+        return self.lfs_sha256 or self.blob_id
 
 
 @dataclass(frozen=True)
@@ -60,15 +77,10 @@ class RepoFile(JsonRecord, skip_none=("lfs_sha256", "xet_hash"), skip=("sha256",
             other.lfs_sha256,
         )
 
-    def tree_entry(self) -> dict[str, Any]:
+    def tree_entry(self) -> TreeEntry:
         """Entry of huggingface_hub's ``trees/<commit>.json`` (``_tree_cache.TreeCacheEntry``)."""
-        info: dict[str, Any] = {"size": self.size, "blob_id": self.blob_id}
-        if self.lfs_sha256 is not None:
-            info["lfs_sha256"] = self.lfs_sha256
-            info["lfs_size"] = self.size
-        if self.xet_hash is not None:
-            info["xet_hash"] = self.xet_hash
-        return info
+        lfs_size = self.size if self.lfs_sha256 is not None else None
+        return TreeEntry(self.size, self.blob_id, self.lfs_sha256, lfs_size, self.xet_hash)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RepoFile:

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from .bundle.manifest import TREE_NONE, Manifest
-from .cache.layout import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from .cache.layout import MAX_TREE_BYTES, RepoLayout, iter_repo_folders, parse_tree, read_capped
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
 from .hashing import InodeHasher, is_sha1, is_sha256
 from .paths import REPO_TYPES
 from .records import JsonRecord
+from .repofile import TreeEntry
 
 __all__ = [
     "ERROR",
@@ -340,7 +341,7 @@ class _RepoCheck:
         record = self.read_record(commit)
         # What each file should be: the install record first (hfbundle verified it as it wrote it), then the
         # listing. A copy-layout file carries no hash in its name: without either it cannot be checked.
-        expected: dict[str, dict[str, Any]] = dict(tree or {})
+        expected: dict[str, TreeEntry] = dict(tree or {})
         if record is not None:
             expected.update({p: f.tree_entry() for p, f in record.files.items()})
         present: set[str] = set()
@@ -397,7 +398,7 @@ class _RepoCheck:
             self.issue("record", WARNING, e.message, commit=commit, hint=e.hint)
             return None
 
-    def read_tree(self, commit: str) -> dict[str, dict[str, Any]] | None:
+    def read_tree(self, commit: str) -> dict[str, TreeEntry] | None:
         path = self.folder / "trees" / f"{commit}.json"
         try:
             raw = read_capped(path, MAX_TREE_BYTES + 1)
@@ -418,7 +419,7 @@ class _RepoCheck:
             )
         return parsed
 
-    def check_link(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> bool:
+    def check_link(self, commit: str, rel_path: str, full: Path, entry: TreeEntry | None) -> bool:
         rel = f"snapshots/{commit}/{rel_path}"
         target = os.readlink(full)
         hop = Path(os.path.normpath(full.parent / target))
@@ -428,16 +429,16 @@ class _RepoCheck:
             # no realpath needed (the snapshot's folders are real ones: _walk_files does not enter links).
             self.referenced.add(blob)
             if entry is not None:
-                etag = tree_etag(entry)
+                etag = entry.etag
                 size = os.path.getsize(hop)
-                if blob != etag or size != entry["size"]:
+                if blob != etag or size != entry.size:
                     self.issue(
                         "mismatch",
                         ERROR,
                         f"{rel} disagrees with trees/{commit}.json",
                         commit=commit,
                         path=rel,
-                        expected=f"{etag} ({entry['size']} bytes)",
+                        expected=f"{etag} ({entry.size} bytes)",
                         actual=f"{blob} ({size} bytes)",
                         hint="re-install the bundle (or re-download the file) to repair the entry",
                     )
@@ -468,16 +469,16 @@ class _RepoCheck:
         if blob is not None:
             self.referenced.add(blob)
         if entry is not None:
-            etag = tree_etag(entry)
+            etag = entry.etag
             size = os.path.getsize(full)
-            if (blob is not None and blob != etag) or size != entry["size"]:
+            if (blob is not None and blob != etag) or size != entry.size:
                 self.issue(
                     "mismatch",
                     ERROR,
                     f"{rel} disagrees with trees/{commit}.json or its install record",
                     commit=commit,
                     path=rel,
-                    expected=f"{etag} ({entry['size']} bytes)",
+                    expected=f"{etag} ({entry.size} bytes)",
                     actual=f"{blob or real} ({size} bytes)",
                     hint="re-install the bundle (or re-download the file) to repair the entry",
                 )
@@ -485,16 +486,16 @@ class _RepoCheck:
                 self.check_content(commit, rel, full, entry)
         return True
 
-    def check_copy(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> None:
+    def check_copy(self, commit: str, rel_path: str, full: Path, entry: TreeEntry | None) -> None:
         """A real file (copy layout): verifiable only against an install record or the trees listing."""
         if entry is not None:
             self.check_content(commit, f"snapshots/{commit}/{rel_path}", full, entry)
 
-    def check_content(self, commit: str, rel: str, full: Path, entry: dict[str, Any]) -> None:
+    def check_content(self, commit: str, rel: str, full: Path, entry: TreeEntry) -> None:
         d = self.run.hasher.digest(full)
-        expected = tree_etag(entry)
-        actual = d.sha256 if entry.get("lfs_sha256") else d.git_sha1
-        if d.size != entry["size"] or actual != expected:
+        expected = entry.etag
+        actual = d.sha256 if entry.lfs_sha256 else d.git_sha1
+        if d.size != entry.size or actual != expected:
             self.issue(
                 "corrupt",
                 ERROR,
@@ -707,7 +708,7 @@ def _check_installed_tree(chk: _RepoCheck, lay: RepoLayout, commit: str, files: 
         )
     for f in files:
         e = tree.get(f.path)
-        if e is not None and (e["size"] != f.size or tree_etag(e) != f.etag):
+        if e is not None and (e.size != f.size or e.etag != f.etag):
             chk.issue(
                 "mismatch",
                 ERROR,
@@ -715,7 +716,7 @@ def _check_installed_tree(chk: _RepoCheck, lay: RepoLayout, commit: str, files: 
                 commit=commit,
                 path=f"trees/{commit}.json",
                 expected=f.etag,
-                actual=tree_etag(e),
+                actual=e.etag,
                 hint="re-run hfbundle install to rewrite the listing",
             )
 

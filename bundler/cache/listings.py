@@ -25,15 +25,15 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, Manifest, RepoEntry, SnapshotEntry
 from ..errors import HfBundleError
 from ..hashing import is_sha1, is_sha256
 from ..paths import check_relpath
 from ..records import JsonRecord
-from ..repofile import RepoFile
-from .layout import MAX_TREE_BYTES, TEMP_PREFIX, RepoLayout, iter_repo_folders, parse_tree, read_capped, tree_etag
+from ..repofile import RepoFile, TreeEntry
+from .layout import MAX_TREE_BYTES, TEMP_PREFIX, RepoLayout, iter_repo_folders, parse_tree, read_capped
 from .records import RECORD_DIR, read_record
 
 logger = logging.getLogger(__name__)
@@ -42,10 +42,10 @@ ASIDE_DIR = (RECORD_DIR, "trees")  # <repo>/.hfbundle/trees/: beside the install
 
 _LINK_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")  # place_symlink's and atomic writes' temps
 Trap = Literal["offline", "online"]
-TreeEntries = Mapping[str, Mapping[str, Any]]
+TreeEntries = Mapping[str, TreeEntry]
 
 
-def hub_listing(manifest: Manifest, repo: RepoEntry, snap: SnapshotEntry) -> dict[str, dict[str, Any]] | None:
+def hub_listing(manifest: Manifest, repo: RepoEntry, snap: SnapshotEntry) -> dict[str, TreeEntry] | None:
     """The Hub's complete listing of ``snap``'s commit as trees entries, when the manifest knows it.
 
     Format 2 bundles carry it (tree mode ``hub``). A format 1 bundle (mode ``files``) knows it only when its lock
@@ -113,10 +113,10 @@ def unconfirmed(
         except OSError:
             out.append(path)
             continue
-        if size != entry["size"]:
+        if size != entry.size:
             out.append(path)
             continue
-        etag = tree_etag(entry)
+        etag = entry.etag
         blob = linked_blob_name(lay, full)
         if blob is not None:
             if blob != etag:
@@ -125,7 +125,7 @@ def unconfirmed(
         f = known.get(path)
         if f is not None and f.etag == etag and f.size == size:
             continue
-        if others is not None and dict(others.get(path) or {}) == dict(entry):
+        if others is not None and others.get(path) == entry:
             continue
         out.append(path)
     return sorted(out)

@@ -34,7 +34,8 @@ from ..errors import CacheError, UnsafePathError, UsageError
 from ..hashing import is_sha1, is_sha256
 from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
 from ..records import JsonRecord
-from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, tree_etag
+from ..repofile import TreeEntry
+from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree
 
 __all__ = [
     "LAYOUT_COPY",
@@ -443,9 +444,7 @@ class _RepoScanner:
                 self._left(path, "not a snapshot (a folder named by a 40-hex commit)")
         return commits
 
-    def _snapshot(
-        self, commit: str, tree: tuple[CachedTree, Mapping[str, Mapping[str, Any]]] | None
-    ) -> tuple[CachedFile, ...]:
+    def _snapshot(self, commit: str, tree: tuple[CachedTree, Mapping[str, TreeEntry]] | None) -> tuple[CachedFile, ...]:
         top = self.folder / "snapshots" / commit
         listing = tree[1] if tree is not None else {}
         files: list[CachedFile] = []
@@ -478,7 +477,7 @@ class _RepoScanner:
                     files.append(entry)
         return tuple(sorted(files, key=lambda f: f.path))
 
-    def _entry(self, commit: str, path: Path, rel: str, listed: Mapping[str, Any] | None) -> CachedFile | None:
+    def _entry(self, commit: str, path: Path, rel: str, listed: TreeEntry | None) -> CachedFile | None:
         try:
             st = os.lstat(path)
         except OSError:
@@ -509,8 +508,8 @@ class _RepoScanner:
             lfs = is_sha256(blob_name)
             blob_id = xet = None
             if listed is not None:
-                if tree_etag(listed) == blob_name and listed["size"] == size:
-                    blob_id, xet = listed["blob_id"], listed.get("xet_hash")
+                if listed.etag == blob_name and listed.size == size:
+                    blob_id, xet = listed.blob_id, listed.xet_hash
                 else:
                     self.notes.append(
                         f"{self.label}@{commit[:8]}: {rel}: trees/{commit}.json disagrees with the blob it links to "
@@ -520,8 +519,8 @@ class _RepoScanner:
                 xet = self.all_shared.get(blob_name)  # the store names the payload by its Xet hash
             return CachedFile(rel, size, real, inode, blob_name, lfs, "blob", True, blob_id, xet)
         if listed is not None:
-            lfs = listed.get("lfs_sha256") is not None
-            etag, blob_id, xet = tree_etag(listed), listed["blob_id"], listed.get("xet_hash")
+            lfs = listed.lfs_sha256 is not None
+            etag, blob_id, xet = listed.etag, listed.blob_id, listed.xet_hash
             return CachedFile(rel, size, real, inode, etag, lfs, "tree", linked, blob_id, xet)
         return CachedFile(rel, size, real, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
 
@@ -562,8 +561,8 @@ class _RepoScanner:
 
     # -- trees, markers, blobs --
 
-    def _trees(self, commits: set[str]) -> dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]]:
-        out: dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]] = {}
+    def _trees(self, commits: set[str]) -> dict[str, tuple[CachedTree, Mapping[str, TreeEntry]]]:
+        out: dict[str, tuple[CachedTree, Mapping[str, TreeEntry]]] = {}
         top = self.folder / "trees"
         for name in _listdir(top):
             path = top / name

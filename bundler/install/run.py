@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, BlobEntry, RepoEntry, SnapshotEntry
 from ..bundle.source import BundleSource, RandomAccessSource
@@ -29,11 +29,11 @@ from ..cache import layout as hfcache
 from ..cache import listings
 from ..cache.blobwrite import write_hashed
 from ..cache.durable import sync_filesystem
-from ..cache.layout import MAX_TREE_BYTES, RepoLayout, parse_tree, tree_etag
+from ..cache.layout import MAX_TREE_BYTES, RepoLayout, parse_tree
 from ..cache.records import InstalledRecord, read_record
 from ..errors import BundleFormatError, HfBundleError, InstallError, IntegrityError
 from ..hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256
-from ..repofile import RepoFile
+from ..repofile import RepoFile, TreeEntry
 from .plan import (
     DAMAGED_HINT,
     LAYOUT_COPY,
@@ -755,7 +755,7 @@ class _Run:
         parsed_old = parse_tree(old) if old is not None else None
         known = self._known_files(repo, snap)
         data: bytes | None = None
-        full: dict[str, dict[str, Any]] | None = None
+        full: dict[str, TreeEntry] | None = None
         if snap.tree in (TREE_HUB, TREE_FILES, TREE_NONE):
             full = listings.hub_listing(self.plan.manifest, repo, snap)
             if full is not None:
@@ -1113,10 +1113,10 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _agrees(parsed: Mapping[str, Mapping[str, Any]], files: Sequence[RepoFile]) -> bool:
+def _agrees(parsed: Mapping[str, TreeEntry], files: Sequence[RepoFile]) -> bool:
     for f in files:
         e = parsed.get(f.path)
-        if e is not None and (e["size"] != f.size or tree_etag(e) != f.etag):
+        if e is not None and (e.size != f.size or e.etag != f.etag):
             return False
     return True
 
