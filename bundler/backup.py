@@ -16,6 +16,7 @@ Nothing here imports huggingface_hub or touches the network: it works with ``HF_
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -54,6 +55,8 @@ __all__ = [
     "backup",
     "plan_backup",
 ]
+
+logger = logging.getLogger(__name__)
 
 BaseLike = BundleSource | Manifest | Path | str
 _MAX_ATTEMPTS = 3
@@ -436,6 +439,7 @@ class _Backup:
             except _CorruptWhilePacking as e:
                 if not (self.skip_corrupt and self.retryable) or e.claim is None or attempts >= _MAX_ATTEMPTS:
                     raise e.error from None
+                logger.debug("attempt %d: %s changed or is corrupt; packing again without it", attempts, e.claim[0])
                 self.bad[e.claim] = e.error.actual or "?"
                 self.prehash_lfs = True  # find every other corrupt one before the next attempt
         packed = {p.sha256 for p in packs}
@@ -568,6 +572,7 @@ class _Backup:
                     repo.repo_type, repo.repo_id, rev.commit, f.path, str(f.source), f"{kind} {f.etag}", actual
                 )
                 if got is None:
+                    logger.debug("leave out %s: its content is %s, not its name %s", label, actual, f.etag)
                     corrupt.append(record)
                     skipped.append(
                         SkippedFile(
@@ -586,6 +591,8 @@ class _Backup:
             sha, size, inode = got
             git = None if is_sha256(f.etag) else f.etag
             files.setdefault(key, []).append(_repo_file(f, sha, size, git))
+            if sha in base:
+                logger.debug("skip %s (%s): the base backup holds it", sha[:12], label)
             if inode is not None and sha not in base:
                 claim = (f.etag, inode) if is_sha256(f.etag) else None
                 packs.setdefault(sha, _Pack(sha, size, self.sources[inode], git, claim, label))
