@@ -13,23 +13,34 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, overload
 
 from .cache.layout import default_cache_dir
 from .errors import UsageError
+from .records import JsonRecord
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the reports' modules import heavy libraries lazily; `hfbundle --help` stays instant
+    from .backup import BackupPlan, BackupReport
     from .build import BuildReport
+    from .bundle.reader import BundleInfo
+    from .doctor import DoctorReport
+    from .install.plan import InstallPlan, InstallReport
+    from .inventory import Inventory
+    from .kit import KitReport
+    from .loaderenv import EnvReport
     from .lockfile import Lock
+    from .oci.transfer import PullReport, PushReport
     from .recipe import Recipe
+    from .restore import RestorePlan, RestoreReport
+    from .runner import RunReport
+    from .trace import TraceReport
+    from .trust import SignReport, TrustedVerifyReport
+    from .verify import VerifyReport
 
 
 @dataclass(frozen=True)
-class RecipeList:
+class RecipeList(JsonRecord):
     recipes: tuple[dict[str, Any], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"recipes": list(self.recipes)}
 
 
 def _cache(cache_dir: str | Path | None) -> Path:
@@ -111,7 +122,7 @@ def build(
         try:
             text = Path(lock).read_text()
         except OSError as e:
-            raise UsageError(f"cannot read lock {lock}: {e.strerror}") from None
+            raise UsageError(f"cannot read lock {lock}: {e.strerror}") from e
         lock = Lock.loads(text)
     if lock is None:
         lock = resolve(*specs, variant=variant, include=include, exclude=exclude, endpoint=endpoint, token=token)
@@ -139,7 +150,7 @@ def build(
     )
 
 
-def inspect(bundle: str | Path) -> Any:
+def inspect(bundle: str | Path) -> BundleInfo:
     """Manifest summary of a bundle, read without unpacking blobs, with who signed it (unchecked)."""
     import dataclasses
 
@@ -151,7 +162,7 @@ def inspect(bundle: str | Path) -> Any:
         return dataclasses.replace(reader.info(), signature=trust.to_json())
 
 
-def keygen(output: str | Path) -> Any:
+def keygen(output: str | Path) -> KeygenReport:
     """Write a new EC P-256 key pair ``OUTPUT.key`` (0600) and ``OUTPUT.pub``; returns the public side."""
     from .signing import generate_key
 
@@ -165,13 +176,10 @@ def _key_path(output: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class KeygenReport:
+class KeygenReport(JsonRecord):
     private_key: str  # the path only: the key itself is never in a report
     public_key: str
     fingerprint: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"private_key": self.private_key, "public_key": self.public_key, "fingerprint": self.fingerprint}
 
     def render(self) -> list[str]:
         return [
@@ -181,7 +189,7 @@ class KeygenReport:
         ]
 
 
-def sign(bundle: str | Path, *, key: str | Path, output: str | Path | None = None) -> Any:
+def sign(bundle: str | Path, *, key: str | Path, output: str | Path | None = None) -> SignReport:
     """Add OMS signatures by ``key`` to an existing bundle (in place, or to ``output``), without
     recompressing it; the bundle id does not change."""
     from .signing import load_private_key
@@ -215,6 +223,42 @@ def _open_source(bundle: str | Path | BinaryIO) -> Any:
     return open_bundle(bundle)
 
 
+@overload
+def install(
+    bundle: str | Path | BinaryIO,
+    *,
+    cache_dir: str | Path | None = ...,
+    copy: bool | None = ...,
+    keep_refs: bool = ...,
+    trust_existing: bool = ...,
+    dry_run: Literal[False] = ...,
+    trusted_keys: Sequence[str | Path] = ...,
+    on_progress: Callable[[Any], None] | None = ...,
+) -> InstallReport: ...
+@overload
+def install(
+    bundle: str | Path | BinaryIO,
+    *,
+    cache_dir: str | Path | None = ...,
+    copy: bool | None = ...,
+    keep_refs: bool = ...,
+    trust_existing: bool = ...,
+    dry_run: Literal[True],
+    trusted_keys: Sequence[str | Path] = ...,
+    on_progress: Callable[[Any], None] | None = ...,
+) -> InstallPlan: ...
+@overload
+def install(
+    bundle: str | Path | BinaryIO,
+    *,
+    cache_dir: str | Path | None = ...,
+    copy: bool | None = ...,
+    keep_refs: bool = ...,
+    trust_existing: bool = ...,
+    dry_run: bool,
+    trusted_keys: Sequence[str | Path] = ...,
+    on_progress: Callable[[Any], None] | None = ...,
+) -> InstallReport | InstallPlan: ...
 def install(
     bundle: str | Path | BinaryIO,
     *,
@@ -225,7 +269,7 @@ def install(
     dry_run: bool = False,
     trusted_keys: Sequence[str | Path] = (),
     on_progress: Callable[[Any], None] | None = None,
-) -> Any:
+) -> InstallReport | InstallPlan:
     """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan;
     ``on_progress`` receives :class:`bundler.install.plan.Progress` records (bytes and files).
 
@@ -259,7 +303,7 @@ def install(
         source.close()
 
 
-def _with_environment_notes(report: Any, manifest: Any, cache: Path) -> Any:
+def _with_environment_notes(report: InstallReport, manifest: Any, cache: Path) -> InstallReport:
     """The install report plus what the bundle's loaders need from the environment to find this cache offline
     (``bundler.loaderenv``): a loader that looks elsewhere, ``HF_HUB_OFFLINE``, a cache the OS cleans."""
     import dataclasses
@@ -274,7 +318,9 @@ def _with_environment_notes(report: Any, manifest: Any, cache: Path) -> Any:
     return dataclasses.replace(report, notes=(*report.notes, *lines)) if lines else report
 
 
-def verify(*targets: str, cache_dir: str | Path | None = None, trusted_keys: Sequence[str | Path] = ()) -> Any:
+def verify(
+    *targets: str, cache_dir: str | Path | None = None, trusted_keys: Sequence[str | Path] = ()
+) -> VerifyReport | TrustedVerifyReport:
     """Verify a cache offline; with a bundle path as first target, check that bundle's install and show its
     signature. With ``trusted_keys`` (default ``HFBUNDLE_TRUSTED_KEYS``) also prove that each installed snapshot
     is still exactly what one of them signed (:func:`bundler.trust.verify_signed_snapshots`)."""
@@ -310,6 +356,54 @@ def verify(*targets: str, cache_dir: str | Path | None = None, trusted_keys: Seq
     )
 
 
+@overload
+def backup(
+    *patterns: str,
+    cache_dir: str | Path | None = ...,
+    output: str | Path | BinaryIO | None = ...,
+    repo_type: str | None = ...,
+    revision: str | None = ...,
+    base: str | Path | None = ...,
+    skip_corrupt: bool = ...,
+    dry_run: Literal[False] = ...,
+    level: int | None = ...,
+    threads: int = ...,
+    split_size: int | None = ...,
+    on_progress: Callable[[int, int], None] | None = ...,
+    on_files: Callable[[int, int], None] | None = ...,
+) -> BackupReport: ...
+@overload
+def backup(
+    *patterns: str,
+    cache_dir: str | Path | None = ...,
+    output: str | Path | BinaryIO | None = ...,
+    repo_type: str | None = ...,
+    revision: str | None = ...,
+    base: str | Path | None = ...,
+    skip_corrupt: bool = ...,
+    dry_run: Literal[True],
+    level: int | None = ...,
+    threads: int = ...,
+    split_size: int | None = ...,
+    on_progress: Callable[[int, int], None] | None = ...,
+    on_files: Callable[[int, int], None] | None = ...,
+) -> BackupPlan: ...
+@overload
+def backup(
+    *patterns: str,
+    cache_dir: str | Path | None = ...,
+    output: str | Path | BinaryIO | None = ...,
+    repo_type: str | None = ...,
+    revision: str | None = ...,
+    base: str | Path | None = ...,
+    skip_corrupt: bool = ...,
+    dry_run: bool,
+    level: int | None = ...,
+    threads: int = ...,
+    split_size: int | None = ...,
+    on_progress: Callable[[int, int], None] | None = ...,
+    on_files: Callable[[int, int], None] | None = ...,
+) -> BackupReport | BackupPlan: ...
 def backup(
     *patterns: str,
     cache_dir: str | Path | None = None,
@@ -324,7 +418,7 @@ def backup(
     split_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_files: Callable[[int, int], None] | None = None,
-) -> Any:
+) -> BackupReport | BackupPlan:
     """Pack what a cache holds (all repos, or those matching ``patterns``) into a backup bundle, offline.
 
     ``dry_run`` returns the plan; ``base`` makes an incremental backup over a previous one.
@@ -349,6 +443,39 @@ def backup(
     )
 
 
+@overload
+def restore(
+    *bundles: str | Path,
+    cache_dir: str | Path | None = ...,
+    copy: bool | None = ...,
+    keep_refs: bool = ...,
+    trust_existing: bool = ...,
+    dry_run: Literal[False] = ...,
+    verbatim: bool = ...,
+    on_progress: Callable[[Any], None] | None = ...,
+) -> RestoreReport: ...
+@overload
+def restore(
+    *bundles: str | Path,
+    cache_dir: str | Path | None = ...,
+    copy: bool | None = ...,
+    keep_refs: bool = ...,
+    trust_existing: bool = ...,
+    dry_run: Literal[True],
+    verbatim: bool = ...,
+    on_progress: Callable[[Any], None] | None = ...,
+) -> RestorePlan: ...
+@overload
+def restore(
+    *bundles: str | Path,
+    cache_dir: str | Path | None = ...,
+    copy: bool | None = ...,
+    keep_refs: bool = ...,
+    trust_existing: bool = ...,
+    dry_run: bool,
+    verbatim: bool = ...,
+    on_progress: Callable[[Any], None] | None = ...,
+) -> RestoreReport | RestorePlan: ...
 def restore(
     *bundles: str | Path,
     cache_dir: str | Path | None = None,
@@ -358,7 +485,7 @@ def restore(
     dry_run: bool = False,
     verbatim: bool = False,
     on_progress: Callable[[Any], None] | None = None,
-) -> Any:
+) -> RestoreReport | RestorePlan:
     """Restore a backup chain (full + increments, any order) into a cache through the installer.
     ``verbatim``: saved trees listings come back byte for byte even where they break the trees rule."""
     from .restore import plan_restore
@@ -382,7 +509,7 @@ def restore(
     )
 
 
-def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = True, fix: bool = False) -> Any:
+def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = True, fix: bool = False) -> DoctorReport:
     """Will ``spec`` load offline from this cache? Fully offline; ``report.ok`` and the fixes to run.
     ``fix`` first moves aside the cache's trees listings that would mislead the client (offline or online)."""
     from .doctor import doctor as diagnose
@@ -390,7 +517,7 @@ def doctor(spec: str, *, cache_dir: str | Path | None = None, rehash: bool = Tru
     return diagnose(spec, _cache(cache_dir), rehash=rehash, fix=fix)
 
 
-def doctor_environment(spec: str, *, cache_dir: str | Path | None = None) -> Any:
+def doctor_environment(spec: str, *, cache_dir: str | Path | None = None) -> EnvReport:
     """Will the loader stacks that read ``spec`` look in this cache and stay offline in this environment?
     An :class:`~bundler.loaderenv.EnvReport` whose ``exports()`` are the lines to set (``docs/RECIPES.md``)."""
     from .loaderenv import check_environment
@@ -399,7 +526,7 @@ def doctor_environment(spec: str, *, cache_dir: str | Path | None = None) -> Any
     return check_environment(load_spec(spec), _cache(cache_dir), os.environ)
 
 
-def run(spec: str, **kwargs: Any) -> Any:
+def run(spec: str, **kwargs: Any) -> RunReport:
     """Generate an image offline from an installed recipe (needs ``pip install hfbundle[runner]``)."""
     from .runner import run as run_recipe
 
@@ -419,7 +546,7 @@ def push(
     endpoint: str | None = None,
     token: str | bool | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-) -> Any:
+) -> PushReport:
     """Push a bundle file, or a SPEC's files straight from the cache, to ``ref`` as a ModelPack artifact.
 
     ``ref`` is ``[oci://]HOST[:PORT]/NAME[:TAG]`` or ``oci-layout:DIR[:TAG]``. A bundle file is read offline;
@@ -489,7 +616,7 @@ def pull(
     keep_refs: bool = False,
     trust_existing: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
-) -> Any:
+) -> PullReport:
     """Pull an artifact ``push`` wrote: into a bundle file (``output``) and/or into the cache (``install``).
     Works offline from the Hub (``HF_HUB_OFFLINE=1``): only the registry is contacted::
 
@@ -542,7 +669,7 @@ def trace(
     append: bool = False,
     keep_partial: bool = False,
     run_name: str | None = None,
-) -> Any:
+) -> TraceReport:
     """Run ``command`` through a recording Hub proxy with a fresh cache; write (or ``append`` to) the recipe of
     exactly the files it fetched. The report carries the command's exit code (see :mod:`bundler.trace`)."""
     from .trace import trace as trace_command
@@ -567,12 +694,12 @@ def kit(
     pip_args: Sequence[str] = (),
     endpoint: str | None = None,
     token: str | bool | None = None,
-) -> Any:
+) -> KitReport:
     """An air-gapped kit at ``output``: the bundles (SPECs are built, ``have`` makes them deltas), hfbundle's
     wheels for every target, ``install.py``/``.sh``/``.bat``, ``SHA256SUMS``. Needs the package index."""
     from .kit import make_kit
 
-    def build_one(spec: str, path: Path) -> Any:
+    def build_one(spec: str, path: Path) -> BuildReport:
         return build(
             spec,
             output=path,
@@ -597,7 +724,7 @@ def kit(
     )
 
 
-def inventory(*, cache_dir: str | Path | None = None, verify: bool = False) -> Any:
+def inventory(*, cache_dir: str | Path | None = None, verify: bool = False) -> Inventory:
     """What the cache holds (repos, commits, refs, blob names and sizes), for ``build --have`` elsewhere."""
     from .inventory import take_inventory
 

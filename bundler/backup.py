@@ -16,6 +16,7 @@ Nothing here imports huggingface_hub or touches the network: it works with ``HF_
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -32,7 +33,8 @@ from .cache.records import read_record
 from .cache.scan import scan_cache
 from .errors import CacheError, HfBundleError, IntegrityError
 from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
-from .lockfile import RepoFile
+from .records import JsonRecord
+from .repofile import RepoFile
 from .units import human_size
 
 if TYPE_CHECKING:
@@ -47,6 +49,8 @@ __all__ = [
     "plan_backup",
 ]
 
+logger = logging.getLogger(__name__)
+
 BaseLike = BundleSource | Manifest | Path | str
 _MAX_ATTEMPTS = 3
 _CORRUPT_HINT = (
@@ -59,7 +63,7 @@ _CORRUPT_HINT = (
 
 
 @dataclass(frozen=True)
-class BackupEstimate:
+class BackupEstimate(JsonRecord):
     """What packing would cost, known without hashing. Copy-layout files nothing names count as to pack (their
     identity is computed while backing up), so ``blobs_to_pack``/``bytes_to_pack`` are upper bounds then."""
 
@@ -72,12 +76,11 @@ class BackupEstimate:
     trees: int
     bytes_to_hash: int  # the pre-pass: regular files, unnamed copy-layout files, duplicate copies
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class BackupPlan:
+class BackupPlan(
+    JsonRecord, skip=("base_blobs", "base_git", "patterns", "repo_type", "revision"), rename={"base_id": "base"}
+):
     """What a backup of ``cache_dir`` would hold. Built by :func:`plan_backup` without hashing or writing."""
 
     cache_dir: Path
@@ -105,17 +108,11 @@ class BackupPlan:
         """Bytes of every snapshot entry (content shared by several entries counts each time)."""
         return sum(rev.size for _, rev in self.revisions)
 
-    def to_json(self) -> dict[str, Any]:
+    def json_extra(self) -> dict[str, Any]:
         return {
-            "cache_dir": str(self.cache_dir),
             "selection": {"patterns": list(self.patterns), "repo_type": self.repo_type, "revision": self.revision},
-            "base": self.base_id,
-            "repos": [r.to_json() for r in self.repos],
             "files": self.files,
             "total_size": self.total_size,
-            "estimate": self.estimate.to_json(),
-            "leftovers": [x.to_json() for x in self.leftovers],
-            "notes": list(self.notes),
         }
 
     def render(self) -> list[str]:
@@ -242,7 +239,7 @@ def _estimate(repos: Sequence[CachedRepo], base: Mapping[str, int], base_git: Ma
 
 
 @dataclass(frozen=True)
-class CorruptFile:
+class CorruptFile(JsonRecord):
     """A snapshot file whose content does not match its name. ``action``: ``skipped`` (left out, recorded in
     the manifest), ``packed from an intact copy`` or ``the base holds the content`` (the file is still backed
     up, with the content its name says)."""
@@ -256,9 +253,6 @@ class CorruptFile:
     actual: str
     action: str = "skipped"
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
     def line(self) -> str:
         return (
             f"{self.repo_type} {self.repo_id}@{self.commit[:8]}: {self.path} ({self.source}): "
@@ -267,7 +261,7 @@ class CorruptFile:
 
 
 @dataclass(frozen=True)
-class BackupReport:
+class BackupReport(JsonRecord, rename={"base_id": "base"}, rounding={"elapsed": 3}):
     """What :func:`backup` wrote. ``bytes_packed`` is the content stored (uncompressed), ``bytes_out`` the file."""
 
     output: str
@@ -294,29 +288,8 @@ class BackupReport:
     def ratio(self) -> float:
         return self.bytes_out / self.bytes_packed if self.bytes_packed else 1.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "output": self.output,
-            "paths": list(self.paths),
-            "bundle_id": self.bundle_id,
-            "base": self.base_id,
-            "repos": self.repos,
-            "revisions": self.revisions,
-            "files": self.files,
-            "blobs_packed": self.blobs_packed,
-            "bytes_packed": self.bytes_packed,
-            "bytes_out": self.bytes_out,
-            "ratio": round(self.ratio, 4),
-            "blobs_in_base": self.blobs_in_base,
-            "bytes_in_base": self.bytes_in_base,
-            "bytes_hashed": self.bytes_hashed,
-            "corrupt": [c.to_json() for c in self.corrupt],
-            "skipped": [s.to_json() for s in self.skipped],
-            "leftovers": [x.to_json() for x in self.leftovers],
-            "notes": list(self.notes),
-            "attempts": self.attempts,
-            "elapsed": round(self.elapsed, 3),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ratio": round(self.ratio, 4)}
 
     def render(self) -> list[str]:
         rate = self.bytes_packed / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
@@ -459,6 +432,7 @@ class _Backup:
             except _CorruptWhilePacking as e:
                 if not (self.skip_corrupt and self.retryable) or e.claim is None or attempts >= _MAX_ATTEMPTS:
                     raise e.error from None
+                logger.debug("attempt %d: %s changed or is corrupt; packing again without it", attempts, e.claim[0])
                 self.bad[e.claim] = e.error.actual or "?"
                 self.prehash_lfs = True  # find every other corrupt one before the next attempt
         packed = {p.sha256 for p in packs}
@@ -527,7 +501,7 @@ class _Backup:
             raise CacheError(
                 f"cannot read {path}: {e.strerror or e}",
                 hint="check the cache's permissions, and that nothing deletes files while backing up",
-            ) from None
+            ) from e
         return hasher.digests()
 
     # -- 2. decide what goes in, build the manifest --
@@ -591,6 +565,7 @@ class _Backup:
                     repo.repo_type, repo.repo_id, rev.commit, f.path, str(f.source), f"{kind} {f.etag}", actual
                 )
                 if got is None:
+                    logger.debug("leave out %s: its content is %s, not its name %s", label, actual, f.etag)
                     corrupt.append(record)
                     skipped.append(
                         SkippedFile(
@@ -609,6 +584,8 @@ class _Backup:
             sha, size, inode = got
             git = None if is_sha256(f.etag) else f.etag
             files.setdefault(key, []).append(_repo_file(f, sha, size, git))
+            if sha in base:
+                logger.debug("skip %s (%s): the base backup holds it", sha[:12], label)
             if inode is not None and sha not in base:
                 claim = (f.etag, inode) if is_sha256(f.etag) else None
                 packs.setdefault(sha, _Pack(sha, size, self.sources[inode], git, claim, label))
@@ -678,12 +655,12 @@ class _Backup:
                     with open(p.source, "rb") as stream:
                         writer.add_blob(p.sha256, p.size, stream, expected_git_sha1=p.git_sha1, label=p.label)
                 except IntegrityError as e:
-                    raise _CorruptWhilePacking(p.claim, self._packing_error(p, e)) from None
+                    raise _CorruptWhilePacking(p.claim, self._packing_error(p, e)) from e
                 except OSError as e:
                     raise CacheError(
                         f"cannot read {p.source} ({p.label}): {e.strerror or e}",
                         hint="check the cache's permissions, and that nothing deletes files while backing up",
-                    ) from None
+                    ) from e
                 if p.claim is not None:
                     self.verified.add(p.claim)
                 if self.on_files is not None:

@@ -19,11 +19,19 @@ from .bundle.manifest import TREE_FILES, TREE_HUB, BlobEntry, Manifest, RepoEntr
 from .errors import IntegrityError
 from .fetch import FetchedFile, fetch
 from .hashing import digest_file
-from .lockfile import Lock, RepoFile
+from .lockfile import Lock
+from .records import JsonRecord
+from .repofile import RepoFile
 
 
 @dataclass(frozen=True)
-class BuildReport:
+class BuildReport(
+    JsonRecord,
+    skip=("lock",),
+    rename={"expected": "blobs_expected"},
+    rounding={"seconds": 3},
+    convert={"repos": lambda repos: [{"repo_type": t, "repo_id": r, "commit": c} for t, r, c in repos]},
+):
     """What ``build`` wrote."""
 
     output: str
@@ -39,21 +47,8 @@ class BuildReport:
     expected: int = 0  # blobs left out of a delta (the target holds them)
     bytes_expected: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "signed_by": self.signed_by,
-            "output": self.output,
-            "bundle_id": self.bundle_id,
-            "delta": self.expected > 0,
-            "blobs_expected": self.expected,
-            "bytes_expected": self.bytes_expected,
-            "repos": [{"repo_type": t, "repo_id": r, "commit": c} for t, r, c in self.repos],
-            "files": self.files,
-            "blobs": self.blobs,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "seconds": round(self.seconds, 3),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"delta": self.expected > 0}
 
 
 def verify_regular_files(fetched: list[FetchedFile]) -> list[FetchedFile]:
@@ -195,7 +190,7 @@ def build(
                 try:
                     writer.add_blob(sha, item.file.size, stream, label=label)
                 except IntegrityError as e:
-                    raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from None
+                    raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from e
             if on_files is not None:
                 on_files(n, len(sources))
         written = writer.finish()

@@ -7,6 +7,7 @@ A user error prints one line plus a hint and no traceback (``--debug`` or ``HFBU
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import traceback
@@ -88,7 +89,9 @@ def parse_size(value: str | None) -> int | None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hfbundle")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--debug", is_flag=True, help="Explain each decision (reuse, download, write, refuse) and show errors' causes."
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Make Hugging Face / diffusers models work offline, for sure.
@@ -101,6 +104,32 @@ def cli(ctx: click.Context, debug: bool) -> None:
     SPEC is a recipe name (see `hfbundle resolve --list`), a recipe .toml file, or a repo id org/name[@revision].
     """
     ctx.obj = {"debug": debug or os.environ.get("HFBUNDLE_DEBUG") == "1"}
+    _debug_logging(ctx.obj["debug"])
+
+
+class _EchoHandler(logging.Handler):
+    """``logging`` records as ``debug: …`` lines on stderr (through click, so tests' runners capture them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # a log line must never break a command
+            self.handleError(record)
+
+
+_HANDLER = _EchoHandler()
+_HANDLER.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+
+
+def _debug_logging(on: bool) -> None:
+    """``--debug``: the library's ``logger.debug`` decisions to stderr; off again otherwise (tests reuse it)."""
+    log = logging.getLogger("bundler")
+    if on:
+        log.addHandler(_HANDLER)
+        log.setLevel(logging.DEBUG)
+    else:
+        log.removeHandler(_HANDLER)
+        log.setLevel(logging.NOTSET)
 
 
 @cli.command()

@@ -39,10 +39,10 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from . import rules
-from .cache.layout import RepoLayout, default_cache_dir, tree_etag
+from .cache.layout import RepoLayout, default_cache_dir
 from .cache.leftovers import AbandonedRepo, remove_abandoned
 from .cache.listings import MovedListing, settle_cache
 from .cache.model import read_tree, snapshot_commits, walk_entries
@@ -50,34 +50,59 @@ from .cache.names import is_commit, linked_blob, read_ref
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError, ResolveError, UnsafePathError
 from .hashing import InodeHasher, is_sha256
-from .lockfile import RepoFile
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
+from .records import JsonRecord
+from .repofile import RepoFile
+from .verify import ERROR, INFO, WARNING, Severity
 
-__all__ = ["ERROR", "INFO", "WARNING", "DoctorReport", "Problem", "RepoDiagnosis", "RunStatus", "doctor"]
+__all__ = [
+    "ERROR",
+    "INFO",
+    "WARNING",
+    "DoctorReport",
+    "Problem",
+    "ProblemKind",
+    "RepoDiagnosis",
+    "RunStatus",
+    "Severity",
+    "Source",
+    "doctor",
+]
 
-ERROR = "error"
-WARNING = "warning"
-INFO = "info"
-
+# What a problem is about.
+ProblemKind = Literal[
+    "bad_ref",
+    "corrupt",
+    "incomplete_tree",
+    "mismatch",
+    "missing",
+    "no_ref",
+    "no_snapshot",
+    "not_installed",
+    "partial_tree",
+    "pin",
+    "record",
+]
 # Where the expected file set came from, best first.
-SOURCE_LOCK = "lock"  # the install record's lock entry, for this recipe
-SOURCE_RECORD = "record"  # the recipe's rules on the upstream list an install record keeps
-SOURCE_TREES = "trees"  # the recipe's rules on trees/<commit>.json
-SOURCE_SNAPSHOT = "snapshot"  # the recipe's rules on the snapshot's own files (absent files are guessed)
-SOURCE_FILES = "files"  # the recipe's explicit files list (a traced recipe)
-SOURCE_NONE = "none"
+Source = Literal["lock", "record", "trees", "snapshot", "files", "none"]
+SOURCE_LOCK: Final = "lock"  # the install record's lock entry, for this recipe
+SOURCE_RECORD: Final = "record"  # the recipe's rules on the upstream list an install record keeps
+SOURCE_TREES: Final = "trees"  # the recipe's rules on trees/<commit>.json
+SOURCE_SNAPSHOT: Final = "snapshot"  # the recipe's rules on the snapshot's own files (absent files are guessed)
+SOURCE_FILES: Final = "files"  # the recipe's explicit files list (a traced recipe)
+SOURCE_NONE: Final = "none"
 
 MAX_JSON_BYTES = 16 * 1024 * 1024
 _SAMPLE = 3
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(JsonRecord, skip_none=("fix", "repo", "name", "commit"), skip_empty=("paths",)):
     """One finding. ``fix`` is an action or a shell command; ``needs_bundle`` means only new content fixes it."""
 
-    kind: str  # not_installed, no_ref, bad_ref, no_snapshot, missing, corrupt, mismatch, incomplete_tree, record
-    severity: str
+    kind: ProblemKind
+    severity: Severity
     message: str
     fix: str | None = None
     repo: str | None = None
@@ -86,19 +111,9 @@ class Problem:
     paths: tuple[str, ...] = ()
     needs_bundle: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "message": self.message}
-        for key in ("fix", "repo", "name", "commit"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.paths:
-            out["paths"] = list(self.paths)
-        out["needs_bundle"] = self.needs_bundle
-        return out
-
 
 @dataclass(frozen=True)
-class RepoDiagnosis:
+class RepoDiagnosis(JsonRecord, skip_empty=("needed_by",)):
     """One repo of the recipe: which commit loads, which files it needs, and what is wrong with them."""
 
     name: str
@@ -109,7 +124,7 @@ class RepoDiagnosis:
     optional: bool
     role: str | None = None  # the role the files were picked with (detected when the recipe says auto)
     commit: str | None = None
-    source: str = SOURCE_NONE
+    source: Source = SOURCE_NONE
     bundle_id: str | None = None
     expected: tuple[str, ...] = ()
     present: tuple[str, ...] = ()
@@ -124,32 +139,12 @@ class RepoDiagnosis:
     def ok(self) -> bool:
         return not any(p.severity == ERROR for p in self.problems)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "revision": self.revision,
-            "purpose": self.purpose,
-            "optional": self.optional,
-            "role": self.role,
-            "commit": self.commit,
-            "source": self.source,
-            "bundle_id": self.bundle_id,
-            "ok": self.ok,
-            "expected": list(self.expected),
-            "present": list(self.present),
-            "missing": list(self.missing),
-            "corrupt": list(self.corrupt),
-            "unverified": list(self.unverified),
-            "extra": list(self.extra),
-            "problems": [p.to_json() for p in self.problems],
-            **({"needed_by": {p: list(r) for p, r in self.needed_by.items()}} if self.needed_by else {}),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok}
 
 
 @dataclass(frozen=True)
-class RunStatus:
+class RunStatus(JsonRecord):
     """One traced run (mode) of a recipe: how many files it read, and which of them cannot load offline."""
 
     name: str
@@ -160,8 +155,8 @@ class RunStatus:
     def ok(self) -> bool:
         return not self.unusable
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "files": self.files, "unusable": list(self.unusable)}
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok}
 
 
 def _unusable(r: RepoDiagnosis) -> set[str]:
@@ -172,7 +167,7 @@ def _unusable(r: RepoDiagnosis) -> set[str]:
 
 
 @dataclass(frozen=True)
-class DoctorReport:
+class DoctorReport(JsonRecord, rounding={"elapsed": 3}, skip=("run_names",)):
     """Whether ``recipe`` loads offline from ``cache_dir``; every problem with its fix; the commands that fix all."""
 
     spec: str
@@ -218,22 +213,11 @@ class DoctorReport:
             f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "spec": self.spec,
-            "recipe": self.recipe,
-            "cache_dir": self.cache_dir,
-            "ok": self.ok,
-            "summary": self.summary(),
-            "repos": [r.to_json() for r in self.repos],
-            "fixes": list(self.fixes),
-            "fixed": [m.to_json() for m in self.fixed],
-            "removed": [a.to_json() for a in self.removed],
-            "rehash": self.rehash,
-            "bytes_hashed": self.bytes_hashed,
-            "elapsed": round(self.elapsed, 3),
-            **({"runs": [r.to_json() for r in self.runs()]} if self.run_names else {}),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"ok": self.ok, "summary": self.summary()}
+        if self.run_names:
+            extra["runs"] = [r.to_json() for r in self.runs()]
+        return extra
 
     def render(self) -> list[str]:
         """Human lines (the CLI prints them)."""
@@ -429,7 +413,7 @@ class _RepoDoctor:
 
     # -- reporting --
 
-    def problem(self, kind: str, message: str, *, severity: str = ERROR, **kw: Any) -> None:
+    def problem(self, kind: ProblemKind, message: str, *, severity: Severity = ERROR, **kw: Any) -> None:
         if severity == ERROR and self.spec.optional and kind in ("not_installed", "missing"):
             severity = WARNING
             message += " (optional: the run goes without it)"
@@ -616,7 +600,7 @@ class _RepoDoctor:
         def read_json(path: str) -> Any:
             return _read_snapshot_json(snap, path)
 
-        role = s.role
+        role: str = s.role
         try:
             if role == AUTO:
                 role = (
@@ -660,7 +644,7 @@ class _RepoDoctor:
         present: list[str] = []
         missing: list[str] = []
         dangling: list[str] = []
-        corrupt: list[tuple[str, str, str]] = []  # path, kind, detail
+        corrupt: list[tuple[str, ProblemKind, str]] = []  # path, kind, detail
         unverified: list[str] = []
         for path in sorted(expected):
             full = snap / path
@@ -675,7 +659,7 @@ class _RepoDoctor:
             if verdict is None:
                 unverified.append(path)
             elif verdict[0] != "ok":
-                corrupt.append((path, *verdict))
+                corrupt.append((path, verdict[0], verdict[1]))
         self.fields.update(
             present=tuple(present),
             missing=tuple(missing + dangling),
@@ -707,7 +691,7 @@ class _RepoDoctor:
                 needs_bundle=True,
             )
 
-    def check_content(self, full: Path, want: _Known | None) -> tuple[str, str] | None:
+    def check_content(self, full: Path, want: _Known | None) -> tuple[Literal["ok", "corrupt", "mismatch"], str] | None:
         """("ok", "") / ("corrupt" | "mismatch", detail), or None when nothing is known to check against."""
         blob: str | None = None
         if full.is_symlink():
@@ -846,8 +830,8 @@ def _read_snapshot_json(snap: Path, path: str) -> Any:
         raise _Absent(path) from None
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ResolveError(f"{path} in the snapshot is not valid JSON", hint="the file is damaged") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ResolveError(f"{path} in the snapshot is not valid JSON", hint="the file is damaged") from err
 
 
 def _read_tree(path: Path) -> dict[str, _Known] | None:
@@ -859,7 +843,7 @@ def _read_tree(path: Path) -> dict[str, _Known] | None:
         return None
     if read is None or read.entries is None:
         return None
-    return {name: _Known(size=e["size"], etag=tree_etag(e)) for name, e in read.entries.items()}
+    return {name: _Known(size=e.size, etag=e.etag) for name, e in read.entries.items()}
 
 
 def _sample(paths: list[str]) -> str:

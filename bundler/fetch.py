@@ -6,6 +6,7 @@ checks sizes only, so the builder verifies every byte afterwards (see :mod:`bund
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,10 @@ from pathlib import Path
 
 from .cache.layout import RepoLayout, default_cache_dir
 from .errors import HfBundleError, ResolveError
-from .lockfile import Lock, LockedRepo, RepoFile
+from .lockfile import Lock, LockedRepo
+from .repofile import RepoFile
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ def fetch(
     """
     cache = cache_dir if cache_dir is not None else default_cache_dir()
     cached = [_cached(cache, repo, f) for repo in lock.repos for f in repo.files]
+    logger.debug(
+        "cache %s: %d of %d locked files already there", cache, sum(c is not None for c in cached), len(cached)
+    )
     if all(c is not None for c in cached):
         fetched = [c for c in cached if c is not None]
         if on_file is not None:
@@ -63,6 +70,7 @@ def fetch(
     def one(job: tuple[LockedRepo, RepoFile]) -> FetchedFile:
         repo, f = job
         where = f"{repo.repo_id}@{repo.commit[:8]}: {f.path}"
+        logger.debug("download %s (hf_hub_download reuses what the cache holds)", where)
         try:
             path = hf_hub_download(
                 repo.repo_id,
@@ -73,23 +81,23 @@ def fetch(
                 token=token,
                 endpoint=endpoint,
             )
-        except GatedRepoError:
+        except GatedRepoError as err:
             raise ResolveError(
                 f"{repo.repo_id} is gated: access was refused while downloading {f.path}",
                 hint="accept the repo's terms on the Hub, then set HF_TOKEN or run `hf auth login`",
-            ) from None
+            ) from err
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
             raise ResolveError(
                 f"{where} is no longer on the Hub ({type(e).__name__})",
                 hint="re-run `hfbundle resolve` to refresh the lock",
-            ) from None
-        except LocalEntryNotFoundError:
+            ) from e
+        except LocalEntryNotFoundError as err:
             raise ResolveError(
                 f"{where} is not in the cache and the Hub cannot be reached",
                 hint="build on a machine that reaches the Hub (check HF_ENDPOINT, proxies, HF_HUB_OFFLINE)",
-            ) from None
+            ) from err
         except OSError as e:
-            raise HfBundleError(f"could not download {where}: {e}", hint="check disk space and the network") from None
+            raise HfBundleError(f"could not download {where}: {e}", hint="check disk space and the network") from e
         fetched = FetchedFile(repo, f, Path(os.path.realpath(path)))
         if on_file is not None:
             on_file(fetched)
@@ -105,7 +113,8 @@ def _cached(cache_dir: Path, repo: LockedRepo, f: RepoFile) -> FetchedFile | Non
         path = RepoLayout(cache_dir, repo.repo_type, repo.repo_id).snapshot_file(repo.commit, f.path)
         real = Path(os.path.realpath(path))
         if real.is_file() and real.stat().st_size == f.size:
+            logger.debug("reuse %s from the cache: %s", f.path, real)
             return FetchedFile(repo, f, real)
-    except (OSError, HfBundleError):
-        pass
+    except (OSError, HfBundleError) as err:
+        logger.debug("not reused from the cache: %s: %s", f.path, err)
     return None

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from .errors import BundleFormatError, UnsafePathError
 from .hashing import digest_file, is_sha1, is_sha256
-from .lockfile import _expect_keys
 from .paths import check_commit, check_ref, check_repo_id, check_repo_type
+from .records import JsonRecord, expect_keys
 
 INVENTORY_FORMAT = "hfbundle-inventory"
 INVENTORY_VERSION = 1
@@ -33,36 +33,34 @@ RepoType = Literal["model", "dataset", "space"]
 
 
 @dataclass(frozen=True)
-class HeldBlob:
+class HeldBlob(JsonRecord):
     """A content the cache holds under ``blobs/<name>``: ``name`` is its sha256 (LFS) or git blob sha1."""
 
     name: str
     size: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size}
-
 
 @dataclass(frozen=True)
-class HeldRepo:
+class HeldRepo(
+    JsonRecord,
+    convert={
+        "refs": lambda refs: dict(sorted(refs.items())),
+        "commits": sorted,
+        "blobs": lambda blobs: [b.to_json() for b in sorted(blobs, key=lambda b: b.name)],
+    },
+):
     repo_type: str
     repo_id: str
     refs: Mapping[str, str]
     commits: tuple[str, ...]
     blobs: tuple[HeldBlob, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "refs": dict(sorted(self.refs.items())),
-            "commits": sorted(self.commits),
-            "blobs": [b.to_json() for b in sorted(self.blobs, key=lambda b: b.name)],
-        }
-
 
 @dataclass(frozen=True)
-class Inventory:
+class Inventory(
+    JsonRecord,
+    convert={"repos": lambda repos: [r.to_json() for r in sorted(repos, key=lambda r: (r.repo_type, r.repo_id))]},
+):
     """The repos of one cache. ``verified``: every listed blob was re-hashed against its name."""
 
     repos: tuple[HeldRepo, ...]
@@ -80,13 +78,8 @@ class Inventory:
     def total_size(self) -> int:
         return sum(self.names().values())
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": INVENTORY_FORMAT,
-            "inventory_version": INVENTORY_VERSION,
-            "verified": self.verified,
-            "repos": [r.to_json() for r in sorted(self.repos, key=lambda r: (r.repo_type, r.repo_id))],
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"format": INVENTORY_FORMAT, "inventory_version": INVENTORY_VERSION}
 
     def dumps(self) -> bytes:
         return (json.dumps(self.to_json(), sort_keys=True, indent=1) + "\n").encode()
@@ -110,7 +103,7 @@ class Inventory:
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise BundleFormatError(f"inventory is not valid JSON: {str(e)[:200]}", hint=_HINT) from None
+            raise BundleFormatError(f"inventory is not valid JSON: {str(e)[:200]}", hint=_HINT) from e
         return cls.from_json(data)
 
     @classmethod
@@ -123,7 +116,7 @@ class Inventory:
                 f"inventory version {version!r} is not supported (this hfbundle reads {INVENTORY_VERSION})",
                 hint="use the same hfbundle version on both machines",
             )
-        _expect_keys(data, {"format", "inventory_version", "repos"}, {"verified"}, "inventory")
+        expect_keys(data, {"format", "inventory_version", "repos"}, {"verified"}, "inventory")
         verified = data.get("verified", False)
         if not isinstance(verified, bool):
             raise BundleFormatError("inventory 'verified' must be true or false", hint=_HINT)
@@ -154,7 +147,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _parse_repo(r: Any) -> HeldRepo:
-    _expect_keys(r, {"repo_type", "repo_id", "refs", "commits", "blobs"}, set(), "inventory repo")
+    expect_keys(r, {"repo_type", "repo_id", "refs", "commits", "blobs"}, set(), "inventory repo")
     try:
         repo_type = check_repo_type(_text(r["repo_type"]))
         repo_id = check_repo_id(_text(r["repo_id"]))
@@ -167,10 +160,10 @@ def _parse_repo(r: Any) -> HeldRepo:
         if not set(refs.values()) <= set(commits):
             raise BundleFormatError(f"inventory repo {repo_id}: a ref points at a commit it does not list")
     except UnsafePathError as e:
-        raise BundleFormatError(f"inventory: {e.message}", hint=_HINT) from None
+        raise BundleFormatError(f"inventory: {e.message}", hint=_HINT) from e
     blobs: dict[str, HeldBlob] = {}
     for b in r["blobs"]:
-        _expect_keys(b, {"name", "size"}, set(), "inventory blob")
+        expect_keys(b, {"name", "size"}, set(), "inventory blob")
         name, size = b["name"], b["size"]
         if not isinstance(name, str) or not (is_sha256(name) or is_sha1(name)):
             raise BundleFormatError(f"inventory repo {repo_id}: blob name {str(name)[:80]!r} is not a hash", hint=_HINT)
@@ -232,5 +225,5 @@ def read_inventory(path: str | Path) -> Inventory:
         with open(path, "rb") as f:
             raw = f.read(MAX_INVENTORY_BYTES + 1)
     except OSError as e:
-        raise UsageError(f"cannot read inventory {path}: {e.strerror}", hint=_HINT) from None
+        raise UsageError(f"cannot read inventory {path}: {e.strerror}", hint=_HINT) from e
     return Inventory.loads(raw)

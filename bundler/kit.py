@@ -39,6 +39,7 @@ from typing import Any
 from . import __version__
 from .errors import HfBundleError, UsageError
 from .loaderenv import OfflineSettings, offline_settings, roles_stacks
+from .records import JsonRecord
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +61,16 @@ _PLATFORM_MARKERS: tuple[tuple[str, dict[str, str]], ...] = (
 
 
 @dataclass(frozen=True)
-class KitBundle:
+class KitBundle(JsonRecord):
     path: str  # relative to the kit
     size: int
     bundle_id: str
     kind: str
     delta: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "size": self.size,
-            "bundle_id": self.bundle_id,
-            "kind": self.kind,
-            "delta": self.delta,
-        }
-
 
 @dataclass(frozen=True)
-class KitReport:
+class KitReport(JsonRecord, rounding={"seconds": 3}):
     """What ``kit`` wrote: sizes per part, the targets its wheels cover, and how long it took."""
 
     output: str
@@ -91,20 +83,6 @@ class KitReport:
     runner_bytes: int  # torch and friends, included in wheel_bytes
     total_bytes: int
     seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "output": self.output,
-            "bundles": [b.to_json() for b in self.bundles],
-            "wheels": list(self.wheels),
-            "targets": list(self.targets),
-            "runner": self.runner,
-            "bundle_bytes": self.bundle_bytes,
-            "wheel_bytes": self.wheel_bytes,
-            "runner_bytes": self.runner_bytes,
-            "total_bytes": self.total_bytes,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 @dataclass(frozen=True)

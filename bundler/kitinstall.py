@@ -92,7 +92,7 @@ def check_kit(kit: Path) -> int:
     try:
         raw = sums.read_bytes()[: MAX_SUMS_BYTES + 1]
     except OSError as e:
-        raise KitError(f"{SUMS} is missing ({e.strerror})", "copy the whole kit folder again") from None
+        raise KitError(f"{SUMS} is missing ({e.strerror})", "copy the whole kit folder again") from e
     if len(raw) > MAX_SUMS_BYTES:
         raise KitError(f"{SUMS} is over {MAX_SUMS_BYTES} bytes", "this is not a kit made by hfbundle")
     listed: dict[str, str] = {}

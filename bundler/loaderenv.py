@@ -24,6 +24,7 @@ from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from .recipe import Recipe
+from .records import JsonRecord
 
 Stack = Literal["diffusers", "transformers", "optimum-intel"]
 CacheVariable = Literal["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"]
@@ -136,7 +137,7 @@ def recipe_stacks(recipe: Recipe) -> tuple[Stack, ...]:
 
 
 @dataclass(frozen=True)
-class EnvFinding:
+class EnvFinding(JsonRecord, convert={"sets": dict}):
     """One thing the environment gets wrong for a stack, and the variables that fix it."""
 
     kind: Literal["cache-variable", "hub-offline", "temp-folder"]
@@ -144,12 +145,9 @@ class EnvFinding:
     message: str
     sets: tuple[tuple[str, str], ...]  # (variable, value) to export
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "stack": self.stack, "message": self.message, "sets": dict(self.sets)}
-
 
 @dataclass(frozen=True)
-class EnvReport:
+class EnvReport(JsonRecord):
     """The environment checked for a recipe's stacks against the cache it was installed into."""
 
     recipe: str
@@ -171,15 +169,8 @@ class EnvReport:
             return [f"$env:{k} = '{v}'" for k, v in seen.items()]
         return [f"export {k}={shlex.quote(v)}" for k, v in seen.items()]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "recipe": self.recipe,
-            "cache": self.cache,
-            "stacks": list(self.stacks),
-            "ok": self.ok,
-            "findings": [f.to_json() for f in self.findings],
-            "exports": self.exports(),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok, "exports": self.exports()}
 
     def render(self) -> list[str]:
         if not self.findings:

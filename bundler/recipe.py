@@ -38,10 +38,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from .errors import RecipeError, UnsafePathError, UsageError
 from .paths import REPO_TYPES, check_relpath, check_repo_id
+from .records import JsonRecord
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -53,8 +54,9 @@ else:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib
 
 RECIPE_PATH_ENV = "HFBUNDLE_RECIPE_PATH"
-AUTO = "auto"
-ROLES = (
+AUTO: Final = "auto"
+# How a repo's files are picked (bundler.rules); "auto" detects it from the repo.
+Role = Literal[
     "diffusers-pipeline",
     "diffusers-model",
     "transformers-model",
@@ -62,10 +64,16 @@ ROLES = (
     "files",
     "whole-repo",
     "openvino-pipeline",
-)
-WEIGHTS = ("auto", "safetensors", "bin")
-DTYPES = ("float32", "float16", "bfloat16")
+]
+RoleOrAuto = Role | Literal["auto"]
+Weights = Literal["auto", "safetensors", "bin"]
+DType = Literal["float32", "float16", "bfloat16"]
+ROLES: tuple[Role, ...] = get_args(Role)
+WEIGHTS: tuple[Weights, ...] = get_args(Weights)
+DTYPES: tuple[DType, ...] = get_args(DType)
 PIPELINE_ROLES = ("diffusers-pipeline", "openvino-pipeline")
+
+_C = TypeVar("_C", bound=str)
 
 # Which keys make sense for which role (others are refused so a recipe never silently ignores a setting).
 _VARIANT_ROLES = (AUTO, "diffusers-pipeline", "diffusers-model", "transformers-model")
@@ -78,40 +86,34 @@ _REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 
 
 @dataclass(frozen=True)
-class ListedFile:
+class ListedFile(JsonRecord):
     """One file of an explicit ``files`` list, with the runs (modes) that needed it (``hfbundle trace``)."""
 
     path: str
     runs: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "runs": list(self.runs)}
-
 
 @dataclass(frozen=True)
-class TraceRun:
+class TraceRun(JsonRecord):
     """One traced run (a mode of the app): its name, the command (secrets redacted) and when it ran."""
 
     name: str
     command: tuple[str, ...] = ()
     date: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "command": list(self.command), "date": self.date}
-
 
 @dataclass(frozen=True)
-class RepoSpec:
+class RepoSpec(JsonRecord):
     """One repo of a recipe: where it lives and which of its files the app loads (``role``, or the explicit
     ``files`` list a trace records, pinned to ``commit``)."""
 
     name: str
     repo: str
-    role: str = AUTO
+    role: RoleOrAuto = AUTO
     repo_type: str = "model"
     revision: str = "main"
     variant: str | None = None
-    weights: str = "auto"
+    weights: Weights = "auto"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     weight_name: str | None = None
@@ -120,13 +122,6 @@ class RepoSpec:
     optional: bool = False
     commit: str | None = None  # the commit `revision` must resolve to (a traced recipe pins it)
     files: tuple[ListedFile, ...] = ()  # exactly these files (the role's rules are not applied)
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["include"] = list(self.include)
-        out["exclude"] = list(self.exclude)
-        out["files"] = [f.to_json() for f in self.files]
-        return out
 
     def runs_of(self, path: str) -> tuple[str, ...]:
         """The runs that needed ``path`` (empty when the list does not say, or ``path`` is not listed)."""
@@ -137,7 +132,7 @@ class RepoSpec:
 
 
 @dataclass(frozen=True)
-class RunnerDefaults:
+class RunnerDefaults(JsonRecord, skip_none=True):
     """How the runner uses the repos: which one is the pipeline, what to swap in, default settings."""
 
     pipeline: str | None = None
@@ -153,12 +148,9 @@ class RunnerDefaults:
     negative_prompt: str | None = None
     dtype: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(JsonRecord, skip_none=("source",), skip_empty=("runs",)):
     """A named, versioned set of repos plus runner defaults. ``source`` tells where it was read from."""
 
     name: str
@@ -180,16 +172,6 @@ class Recipe:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "description": self.description}
         if self.source is not None:
             out["source"] = self.source
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        out = {
-            **self.meta(),
-            "repos": [r.to_json() for r in self.repos],
-            "runner": self.runner.to_json(),
-        }
-        if self.runs:
-            out["runs"] = [r.to_json() for r in self.runs]
         return out
 
 
@@ -255,7 +237,7 @@ class _Table:
             raise RecipeError(f"{self.where}: {key} must be a list of glob patterns (strings)")
         return tuple(value)
 
-    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
+    def choice(self, key: str, choices: Sequence[_C], default: _C) -> _C:
         value = self.get_str(key)
         if value is None:
             return default
@@ -265,7 +247,7 @@ class _Table:
                 f"{self.where}: {key} = {value!r} is not one of {', '.join(choices)}",
                 hint=typo or f"use one of {', '.join(choices)}",
             )
-        return value
+        return next(c for c in choices if c == value)  # the allowed value itself, typed as the closed set
 
 
 def _type_name(value: Any) -> str:
@@ -368,7 +350,7 @@ def _parse_files(raw: Any, where: str) -> tuple[ListedFile, ...]:
         try:
             path = check_relpath(path)
         except UnsafePathError as e:
-            raise RecipeError(f"{where}: files entry {path!r}: {e.message}") from None
+            raise RecipeError(f"{where}: files entry {path!r}: {e.message}") from e
         if path in out:
             raise RecipeError(f"{where}: {path} is listed twice in files", hint="list each file once")
         out[path] = ListedFile(path=path, runs=runs)
@@ -387,8 +369,9 @@ def _parse_repo(raw: Any, where: str) -> RepoSpec:
     try:
         check_repo_id(repo)
     except UnsafePathError as e:
-        raise RecipeError(f"{where}: {e.message}", hint=e.hint) from None
-    role = t.choice("role", (*ROLES, AUTO), AUTO)
+        raise RecipeError(f"{where}: {e.message}", hint=e.hint) from e
+    roles: tuple[RoleOrAuto, ...] = (*ROLES, AUTO)
+    role = t.choice("role", roles, AUTO)
     revision = t.get_str("revision") or "main"
     if not _REVISION.match(revision) or ".." in revision:
         raise RecipeError(f"{where}: revision {revision!r} is not a branch, tag or commit name")
@@ -516,7 +499,7 @@ def loads_recipe(text: str, *, source: str | None = None) -> Recipe:
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(
             f"{source or 'recipe'}: invalid TOML: {e}", hint="fix the syntax at the line and column shown"
-        ) from None
+        ) from e
     return parse_recipe(data, source=source)
 
 
@@ -525,9 +508,7 @@ def load_recipe(path: str | os.PathLike[str] | Traversable) -> Recipe:
     try:
         text = path.read_text(encoding="utf-8") if isinstance(path, Traversable) else Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise RecipeError(
-            f"cannot read recipe {path}: {e}", hint="check the path and that it is a UTF-8 file"
-        ) from None
+        raise RecipeError(f"cannot read recipe {path}: {e}", hint="check the path and that it is a UTF-8 file") from e
     return loads_recipe(text, source=str(path))
 
 
@@ -630,7 +611,7 @@ def _repo_recipe(spec: str) -> Recipe:
         raise UsageError(
             f"{spec!r} is neither a recipe, a recipe file nor a repo id: {e.message}",
             hint="a repo id is org/name or org/name@revision; list recipes with `hfbundle resolve --list`",
-        ) from None
+        ) from e
     revision = m["rev"] or "main"
     if not _REVISION.match(revision) or ".." in revision:
         raise UsageError(f"invalid revision {revision!r} in {spec!r}", hint="use a branch, tag or commit id")
@@ -669,6 +650,6 @@ def refine(
             try:
                 _check_role_keys(r, f"{recipe.name}: repo {r.name!r}")
             except RecipeError as e:
-                raise UsageError(e.message, hint=e.hint) from None
+                raise UsageError(e.message, hint=e.hint) from e
         repos.append(r)
     return dataclasses.replace(recipe, repos=tuple(repos))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 from . import rules
 from .errors import HfBundleError, ResolveError
 from .hashing import is_sha1, is_sha256
-from .lockfile import Lock, LockedRepo, RepoFile
+from .lockfile import Lock, LockedRepo
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec
+from .repofile import RepoFile
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -87,6 +91,7 @@ class _Context:
 
     def read_json(self, path: str) -> Any:
         assert self.commit is not None
+        logger.debug("%s: reading %s from the Hub (role detection)", self.label, path)
         with _hub_errors(self, path=path):
             local = self.api.hf_hub_download(
                 self.spec.repo,
@@ -101,12 +106,13 @@ class _Context:
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise ResolveError(
                 f"{self.label}: {path} is not valid JSON ({e})", hint="the repo is damaged at this revision"
-            ) from None
+            ) from e
 
 
 def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
     """Pin one repo to a commit, list its files, and pick what its role needs."""
     ctx = _Context(api=api, spec=spec, scratch=scratch)
+    logger.debug("%s: asking %s for the commit of %s", spec.repo, ctx.endpoint, spec.commit or spec.revision)
     with _hub_errors(ctx):
         # A pinned commit (a traced recipe) is bundled as it was traced, even if the branch moved since; the
         # bundle's refs/<revision> then points at it, as it did in the traced app's cache.
@@ -119,6 +125,7 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
         )
     ctx.commit = commit
     files = _list_files(ctx)
+    logger.debug("%s: %d files listed at %s", ctx.label, len(files), commit)
     if getattr(info, "gated", False) and files:
         # Gated repos show their file list to everyone; only contents need access. Probe one file now, so a
         # missing token fails here with a clear message rather than halfway through a download.
@@ -134,7 +141,7 @@ def resolve_repo(api: HfApi, spec: RepoSpec, *, scratch: Path) -> LockedRepo:
     except ResolveError as e:
         if e.message.startswith(ctx.label):
             raise
-        raise ResolveError(f"{ctx.label} ({spec.name}, {_role_of(spec)}): {e.message}", hint=e.hint) from None
+        raise ResolveError(f"{ctx.label} ({spec.name}, {_role_of(spec)}): {e.message}", hint=e.hint) from e
 
     if not picked:
         raise ResolveError(
@@ -175,7 +182,7 @@ def _list_files(ctx: _Context) -> list[RepoFile]:
         try:
             path = check_relpath(entry.path)
         except HfBundleError as e:
-            raise ResolveError(f"{ctx.label}: the Hub lists an unsafe file name: {e.message}") from None
+            raise ResolveError(f"{ctx.label}: the Hub lists an unsafe file name: {e.message}") from e
         lfs = entry.lfs.sha256 if entry.lfs is not None else None
         xet = entry.xet_hash
         if not is_sha1(entry.blob_id) or (lfs is not None and not is_sha256(lfs)):
@@ -203,31 +210,31 @@ def _hub_errors(ctx: _Context, *, path: str | None = None) -> Iterator[None]:
     spec = ctx.spec
     try:
         yield
-    except GatedRepoError:
+    except GatedRepoError as err:
         raise ResolveError(
             f"{spec.repo} is gated: access needs an accepted licence and a token",
             hint=f"accept the conditions at {ctx.endpoint}/{spec.repo}, then set HF_TOKEN or run `hf auth login` "
             "(a token that has no access is refused the same way)",
-        ) from None
-    except RepositoryNotFoundError:
+        ) from err
+    except RepositoryNotFoundError as err:
         kind = "" if spec.repo_type == "model" else f"{spec.repo_type} "
         raise ResolveError(
             f"{kind}repo {spec.repo} not found on {ctx.endpoint} (or it is private)",
             hint="check the name (org/name, case matters) and repo_type; for a private repo set HF_TOKEN "
             "or run `hf auth login`",
-        ) from None
-    except RevisionNotFoundError:
-        raise ResolveError(f"revision {spec.revision!r} not found in {spec.repo}", hint=_revision_hint(ctx)) from None
-    except EntryNotFoundError:
+        ) from err
+    except RevisionNotFoundError as err:
+        raise ResolveError(f"revision {spec.revision!r} not found in {spec.repo}", hint=_revision_hint(ctx)) from err
+    except EntryNotFoundError as err:
         raise ResolveError(
             f"{ctx.label}: {path or 'a file'} is listed but cannot be downloaded",
             hint="the Hub may be updating this repo; retry, or pin a commit",
-        ) from None
-    except OfflineModeIsEnabled:
+        ) from err
+    except OfflineModeIsEnabled as err:
         raise ResolveError(
             "resolving needs the Hub, but HF_HUB_OFFLINE is set",
             hint="unset HF_HUB_OFFLINE on a machine with network access, or build from an existing lock",
-        ) from None
+        ) from err
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         if status == 401:  # only a token the Hub rejects outright gets here (anonymous 401s are "not found")
@@ -235,13 +242,13 @@ def _hub_errors(ctx: _Context, *, path: str | None = None) -> Iterator[None]:
                 f"the Hub at {ctx.endpoint} refused the token (HTTP 401, invalid credentials) for {spec.repo}",
                 hint="the token (HF_TOKEN, `hf auth login` or --token) is invalid or expired: create a new one "
                 "in your Hub settings, or unset it for public repos",
-            ) from None
+            ) from e
         raise ResolveError(
             f"{ctx.label}: the Hub answered HTTP {status}: {str(e).splitlines()[0][:200]}",
             hint="retry later; check HF_ENDPOINT and your token",
-        ) from None
+        ) from e
     except (OSError, ValueError) as e:
-        raise ResolveError(f"{ctx.label}: {type(e).__name__}: {e}", hint="check the network and HF_ENDPOINT") from None
+        raise ResolveError(f"{ctx.label}: {type(e).__name__}: {e}", hint="check the network and HF_ENDPOINT") from e
     except Exception as e:
         # Transport errors (connection refused, timeouts) come from the HTTP library huggingface_hub uses; its
         # exception classes are not part of huggingface_hub's API, so they are recognised by module.
@@ -249,7 +256,7 @@ def _hub_errors(ctx: _Context, *, path: str | None = None) -> Iterator[None]:
             raise ResolveError(
                 f"cannot reach the Hub at {ctx.endpoint} for {spec.repo}: {e}",
                 hint="check the network connection and HF_ENDPOINT; resolving needs the Hub",
-            ) from None
+            ) from e
         raise
 
 

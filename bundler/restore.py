@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .bundle.manifest import Manifest, SkippedFile
 from .cache.blobwrite import copy_hashed
@@ -34,6 +34,7 @@ from .cache.names import is_xet_hash, temp_name
 from .errors import IntegrityError, UsageError
 from .hashing import sha256_file
 from .install import LAYOUT_SYMLINK, InstallPlan, InstallReport, ProgressCallback, execute, plan_install
+from .records import JsonRecord
 from .units import human_size
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ _CHAIN_HINT = (
 
 
 @dataclass(frozen=True)
-class ChainLink:
+class ChainLink(JsonRecord):
     """One backup of a restore chain. ``blobs``/``size``: the content this file carries itself."""
 
     path: str
@@ -61,12 +62,9 @@ class ChainLink:
     blobs: int
     size: int
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class RestorePlan:
+class RestorePlan(JsonRecord):
     """What :func:`restore` would do: the chain (newest first: the one installed, then its bases), the
     installer's plan, and the shared-store links to recreate."""
 
@@ -75,15 +73,6 @@ class RestorePlan:
     install: InstallPlan
     shared_links: int
     notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": str(self.cache_dir),
-            "chain": [c.to_json() for c in self.chain],
-            "install": self.install.to_json(),
-            "shared_links": self.shared_links,
-            "notes": list(self.notes),
-        }
 
     def render(self) -> list[str]:
         lines = [f"would restore {len(self.chain)} backup(s) into {self.cache_dir}:"]
@@ -96,7 +85,7 @@ class RestorePlan:
 
 
 @dataclass(frozen=True)
-class RestoreReport:
+class RestoreReport(JsonRecord, rounding={"elapsed": 3}):
     """What :func:`restore` did: the chain, the installer's report, the shared-store links made, and the files
     the backup had left out (so they are not restored)."""
 
@@ -107,17 +96,6 @@ class RestoreReport:
     skipped: tuple[SkippedFile, ...]
     notes: tuple[str, ...]
     elapsed: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": self.cache_dir,
-            "chain": [c.to_json() for c in self.chain],
-            "install": self.install.to_json(),
-            "shared_linked": self.shared_linked,
-            "skipped": [s.to_json() for s in self.skipped],
-            "notes": list(self.notes),
-            "elapsed": round(self.elapsed, 3),
-        }
 
     def render(self) -> list[str]:
         lines = [f"restored {len(self.chain)} backup(s) into {self.cache_dir} in {self.elapsed:.1f} s"]

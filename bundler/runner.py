@@ -39,6 +39,7 @@ from typing import Any
 from . import __version__
 from .cache.layout import default_cache_dir
 from .errors import HfBundleError, RunError, UsageError
+from .records import JsonRecord
 
 __all__ = ["OFFLINE_ENV", "RunPlan", "RunReport", "physical_cores", "plan_run", "run"]
 
@@ -62,7 +63,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
-class LoadSpec:
+class LoadSpec(JsonRecord):
     """One repo to load, pinned by the preflight: what the loader is called with."""
 
     name: str
@@ -80,7 +81,7 @@ class LoadSpec:
 
 
 @dataclass(frozen=True)
-class RunPlan:
+class RunPlan(JsonRecord):
     """Everything a generation needs, resolved from the recipe, the arguments and the cache (JSON-able, so a
     child process can run it without reading the recipe again)."""
 
@@ -109,9 +110,6 @@ class RunPlan:
     preflight_seconds: float = 0.0
     notes: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunPlan:
         def load(key: str) -> LoadSpec | None:
@@ -122,8 +120,23 @@ class RunPlan:
         return cls(**rest, pipeline=LoadSpec(**data["pipeline"]), vae=load("vae"), lora=load("lora"))
 
 
+_REPORT_FLOATS = (
+    "guidance",
+    "load_seconds",
+    "seconds_per_step",
+    "total_seconds",
+    "preflight_seconds",
+    "import_seconds",
+    "generate_seconds",
+)
+
+
 @dataclass(frozen=True)
-class RunReport:
+class RunReport(
+    JsonRecord,
+    rounding=dict.fromkeys(_REPORT_FLOATS, 4),
+    convert={"step_seconds": lambda steps: [round(s, 4) for s in steps]},
+):
     """What a run produced and how long each phase took (seconds)."""
 
     output: str
@@ -149,15 +162,6 @@ class RunReport:
     offline: bool = True  # huggingface_hub's HF_HUB_OFFLINE as the loaders saw it
     isolated: bool = False  # ran in a child process
     notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
-            if isinstance(value, float):
-                out[key] = round(value, 4)
-        out["step_seconds"] = [round(s, 4) for s in self.step_seconds]
-        out["notes"] = list(self.notes)
-        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunReport:

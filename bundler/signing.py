@@ -78,8 +78,8 @@ class SignatureError(HfBundleError):
 def _crypto() -> Any:
     try:
         from cryptography.hazmat.primitives.asymmetric import ec
-    except ImportError:
-        raise UsageError("signing and signature checks need the `cryptography` package", hint=INSTALL_HINT) from None
+    except ImportError as err:
+        raise UsageError("signing and signature checks need the `cryptography` package", hint=INSTALL_HINT) from err
     return ec
 
 
@@ -154,14 +154,14 @@ def load_private_key(path: Path) -> EllipticCurvePrivateKey:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise UsageError(f"cannot read key {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read key {path}: {e.strerror or e}") from e
     try:
         key = serialization.load_pem_private_key(raw, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError) as err:
         raise UsageError(
             f"{path} is not an unencrypted PEM private key",
             hint="create one with `hfbundle keygen -o NAME` (or openssl ecparam -name prime256v1 -genkey)",
-        ) from None
+        ) from err
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise UsageError(f"{path} is not an EC key", hint="OMS key signing uses EC keys: `hfbundle keygen`")
     _check_curve(key.public_key(), str(path))
@@ -175,12 +175,12 @@ def load_public_key(path: Path) -> PublicKey:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise UsageError(f"cannot read public key {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read public key {path}: {e.strerror or e}") from e
     try:
         key = serialization.load_pem_public_key(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError) as err:
         hint = "give the .pub file `hfbundle keygen` wrote, not the private key"
-        raise UsageError(f"{path} is not a PEM public key", hint=hint) from None
+        raise UsageError(f"{path} is not a PEM public key", hint=hint) from err
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise UsageError(f"{path} is not an EC public key")
     _check_curve(key, str(path))
@@ -309,8 +309,8 @@ def verify_oms(oms: Any, keys: Sequence[PublicKey]) -> VerifiedStatement:
     try:
         payload = base64.b64decode(envelope.get("payload", ""), validate=True)
         raw_sigs = [base64.b64decode(s.get("sig", ""), validate=True) for s in sigs]
-    except (ValueError, TypeError):
-        raise _malformed("payload or signature is not base64") from None
+    except (ValueError, TypeError) as err:
+        raise _malformed("payload or signature is not base64") from err
     hint = oms_hint(oms)
     candidates = [k for k in keys if hint is None or k.fingerprint == hint]
     if not candidates:
@@ -344,8 +344,8 @@ def verify_oms(oms: Any, keys: Sequence[PublicKey]) -> VerifiedStatement:
 def _parse_statement(payload: bytes, fingerprint: str) -> VerifiedStatement:
     try:
         statement = json.loads(payload)
-    except ValueError:
-        raise _malformed("the signed payload is not JSON") from None
+    except ValueError as err:
+        raise _malformed("the signed payload is not JSON") from err
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise _malformed("the payload is not an in-toto v1 statement")
     if statement.get("predicateType") != PREDICATE_TYPE:
@@ -392,5 +392,5 @@ def read_oms(raw: bytes) -> Any:
         raise _malformed("over 16 MiB")
     try:
         return json.loads(raw)
-    except ValueError:
-        raise _malformed("not JSON (truncated?)") from None
+    except ValueError as err:
+        raise _malformed("not JSON (truncated?)") from err

@@ -16,7 +16,6 @@ into an existing traced recipe; a run that exits non-zero writes nothing unless 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -34,6 +33,7 @@ from .cache.layout import atomic_write_bytes
 from .errors import HfBundleError, RecipeError, UnsafePathError, UsageError
 from .paths import check_relpath, check_repo_id
 from .recipe import loads_recipe
+from .records import JsonRecord
 from .traceproxy import Observation, RecordingProxy
 
 if sys.version_info >= (3, 11):
@@ -58,7 +58,7 @@ class TraceError(HfBundleError):
 
 
 @dataclass(frozen=True)
-class TracedRepo:
+class TracedRepo(JsonRecord):
     """One repo a run fetched from: the revision asked, the commit it resolved to, the files (with sizes)."""
 
     repo_type: str
@@ -68,12 +68,9 @@ class TracedRepo:
     files: tuple[str, ...]
     size: int = 0  # bytes of the files whose size the Hub told (X-Linked-Size / Content-Length)
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"files": list(self.files)}
-
 
 @dataclass(frozen=True)
-class TraceReport:
+class TraceReport(JsonRecord):
     """What a traced run did and what was written."""
 
     output: str
@@ -91,20 +88,8 @@ class TraceReport:
     def files(self) -> int:
         return sum(len(r.files) for r in self.repos)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "output": self.output,
-            "run": self.run,
-            "exit_code": self.exit_code,
-            "written": self.written,
-            "appended": self.appended,
-            "upstream": self.upstream,
-            "repos": [r.to_json() for r in self.repos],
-            "files": self.files,
-            "requests": self.requests,
-            "absent": self.absent,
-            "notes": list(self.notes),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"files": self.files}
 
     def render(self) -> list[str]:
         lines = [
@@ -238,10 +223,10 @@ def child_environment(base: Mapping[str, str], endpoint: str, scratch: Path) -> 
 def _run(command: Sequence[str], env: Mapping[str, str]) -> int:
     try:
         proc = subprocess.Popen(list(command), env=dict(env))
-    except FileNotFoundError:
-        raise UsageError(f"command not found: {command[0]}", hint="check the command after --") from None
-    except PermissionError:
-        raise UsageError(f"cannot execute {command[0]}: permission denied") from None
+    except FileNotFoundError as err:
+        raise UsageError(f"command not found: {command[0]}", hint="check the command after --") from err
+    except PermissionError as err:
+        raise UsageError(f"cannot execute {command[0]}: permission denied") from err
     while True:
         try:
             code = proc.wait()
@@ -338,7 +323,7 @@ def _read_existing(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read {path}: {e}", hint="check the path given with -o") from None
+        raise UsageError(f"cannot read {path}: {e}", hint="check the path given with -o") from e
     loads_recipe(text, source=str(path))  # every key checked
     data = tomllib.loads(text)
     for i, repo in enumerate(data.get("repos", [])):

@@ -32,6 +32,7 @@ from .cache.layout import RepoLayout, atomic_write_bytes, iter_repo_folders
 from .cache.records import RECORD_DIR
 from .errors import UsageError
 from .hashing import sha256_file
+from .records import JsonRecord, record_json
 from .signing import (
     DEFAULT_IGNORES,
     PublicKey,
@@ -71,7 +72,7 @@ Scope = Literal["manifest", "snapshot"]
 
 
 @dataclass(frozen=True)
-class SignatureEntry:
+class SignatureEntry(JsonRecord, skip=("repo_type", "repo_id", "commit")):
     """One OMS signature: over the manifest, or over one snapshot (``repo_type``, ``repo_id``, ``commit``)."""
 
     scope: Scope
@@ -84,11 +85,10 @@ class SignatureEntry:
     def fingerprint(self) -> str | None:
         return oms_hint(self.oms)
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"scope": self.scope, "oms": dict(self.oms)}
-        if self.scope == "snapshot":
-            data.update(repo_type=self.repo_type, repo_id=self.repo_id, commit=self.commit)
-        return data
+    def json_extra(self) -> dict[str, Any]:
+        if self.scope != "snapshot":
+            return {}
+        return {"repo_type": self.repo_type, "repo_id": self.repo_id, "commit": self.commit}
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,12 @@ class BundleSignatures:
                     entries.append(SignatureEntry("snapshot", e["oms"], e["repo_type"], e["repo_id"], e["commit"]))
                 else:
                     entries.append(SignatureEntry("manifest", e["oms"]))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError) as err:
             raise SignatureError(
                 "the bundle's signatures are damaged (truncated or edited)",
                 reason="bad signature",
                 hint="get the bundle again from its signer, or sign it again (`hfbundle sign`)",
-            ) from None
+            ) from err
         return cls(tuple(entries))
 
     @property
@@ -166,7 +166,7 @@ def _manifest_statement(bundle_id: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class TrustReport:
+class TrustReport(JsonRecord):
     """Whether a bundle is signed, by which keys, and (with trusted keys) which trusted key vouches for it."""
 
     signed: bool
@@ -175,15 +175,8 @@ class TrustReport:
     signer: str | None = None
     damaged: bool = False  # a signatures frame is there but does not parse (reported; refused with trusted keys)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "signed": self.signed,
-            "fingerprints": list(self.fingerprints),
-            "checked": self.checked,
-            "signer": self.signer,
-            "damaged": self.damaged,
-            "summary": self.render(),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"summary": self.render()}
 
     def render(self) -> str:
         if self.signer:
@@ -285,19 +278,11 @@ def trusted_key_paths(given: Sequence[Path]) -> list[Path]:
 
 
 @dataclass(frozen=True)
-class SignReport:
+class SignReport(JsonRecord):
     bundle_id: str
     paths: tuple[Path, ...]
     fingerprint: str
     signatures: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "bundle_id": self.bundle_id,
-            "paths": [str(p) for p in self.paths],
-            "fingerprint": self.fingerprint,
-            "signatures": self.signatures,
-        }
 
     def render(self) -> list[str]:
         return [
@@ -373,26 +358,19 @@ def record_signatures(cache_dir: Path, source: BundleSource, raw: bytes | None) 
 
 
 @dataclass(frozen=True)
-class SignedSnapshot:
+class SignedSnapshot(JsonRecord):
     repo_type: str
     repo_id: str
     commit: str
     signer: str | None
     problems: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commit": self.commit,
-            "signer": self.signer,
-            "ok": not self.problems,
-            "problems": list(self.problems),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": not self.problems}
 
 
 @dataclass(frozen=True)
-class SignedSnapshotReport:
+class SignedSnapshotReport(JsonRecord):
     """``verify --trusted-key``: for each installed snapshot, is it still exactly what a trusted key signed?"""
 
     snapshots: tuple[SignedSnapshot, ...]
@@ -401,8 +379,8 @@ class SignedSnapshotReport:
     def ok(self) -> bool:
         return bool(self.snapshots) and all(not s.problems for s in self.snapshots)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "snapshots": [s.to_json() for s in self.snapshots]}
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok}
 
     def render(self) -> list[str]:
         if not self.snapshots:
@@ -491,7 +469,11 @@ def _compare_folder(root: Path, statement: VerifiedStatement) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TrustedVerifyReport:
+class TrustedVerifyReport(
+    JsonRecord,
+    skip=("integrity",),
+    rename={"bundle": "signature", "bundle_error": "signature_error", "snapshots": "signed_snapshots"},
+):
     """``hfbundle verify`` with signatures: the integrity report (unchanged) and, separately, the trust
     checks: the bundle's signature (``verify BUNDLE``) and the installed snapshots' (``--trusted-key``)."""
 
@@ -504,13 +486,12 @@ class TrustedVerifyReport:
     def ok(self) -> bool:
         return bool(self.integrity.ok and self.bundle_error is None and (self.snapshots is None or self.snapshots.ok))
 
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok}
+
     def to_json(self) -> dict[str, Any]:
-        data = dict(self.integrity.to_json())
-        data["ok"] = self.ok
-        data["signature"] = self.bundle.to_json() if self.bundle is not None else None
-        data["signature_error"] = self.bundle_error
-        data["signed_snapshots"] = self.snapshots.to_json() if self.snapshots is not None else None
-        return data
+        # the integrity report's keys at the top level, then the signature checks (its own "ok" replaced)
+        return {**self.integrity.to_json(), **record_json(self)}
 
     def render(self) -> list[str]:
         lines = list(self.integrity.render())

@@ -23,10 +23,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from .bundle.manifest import TREE_NONE, Manifest
-from .cache.layout import RepoLayout, iter_repo_folders, tree_etag
+from .cache.layout import RepoLayout, iter_repo_folders
 from .cache.model import read_tree, snapshot_commits, walk_entries
 from .cache.names import (
     inside,
@@ -42,12 +42,45 @@ from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
 from .hashing import InodeHasher, is_sha1, is_sha256
 from .paths import REPO_TYPES
+from .records import JsonRecord
+from .repofile import TreeEntry
 
-__all__ = ["ERROR", "INFO", "WARNING", "Issue", "VerifyReport", "verify_cache", "verify_installed"]
+__all__ = [
+    "ERROR",
+    "INFO",
+    "WARNING",
+    "Issue",
+    "IssueKind",
+    "Severity",
+    "VerifyReport",
+    "verify_cache",
+    "verify_installed",
+]
 
-ERROR = "error"
-WARNING = "warning"
-INFO = "info"
+Severity = Literal["error", "warning", "info"]
+ERROR: Final = "error"
+WARNING: Final = "warning"
+INFO: Final = "info"
+# What a finding is about (docs/CACHE.md explains each).
+IssueKind = Literal[
+    "abandoned",
+    "bad_ref",
+    "bad_tree",
+    "corrupt",
+    "dangling",
+    "extra",
+    "incomplete_tree",
+    "leftover",
+    "mismatch",
+    "missing",
+    "moved_ref",
+    "orphan",
+    "partial_tree",
+    "record",
+    "shadowed",
+    "unknown",
+    "unsafe",
+]
 
 
 _HINT_CORRUPT = (
@@ -58,11 +91,11 @@ _HINT_LEFTOVER = "left by an interrupted download or install: safe to delete onc
 
 
 @dataclass(frozen=True)
-class Issue:
+class Issue(JsonRecord, skip_none=True):
     """One finding. ``path`` is relative to the repo folder (``blobs/…``, ``snapshots/<commit>/…``, ``refs/…``)."""
 
-    kind: str
-    severity: str
+    kind: IssueKind
+    severity: Severity
     message: str
     repo_type: str | None = None
     repo: str | None = None
@@ -72,12 +105,9 @@ class Issue:
     actual: str | None = None
     hint: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(JsonRecord, rounding={"elapsed": 3}):
     cache_dir: str
     issues: tuple[Issue, ...]
     repos: tuple[str, ...]
@@ -104,20 +134,8 @@ class VerifyReport:
             out[i.kind] = out.get(i.kind, 0) + 1
         return dict(sorted(out.items()))
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": self.cache_dir,
-            "ok": self.ok,
-            "repos": list(self.repos),
-            "counts": self.counts,
-            "blobs_checked": self.blobs_checked,
-            "files_checked": self.files_checked,
-            "refs_checked": self.refs_checked,
-            "trees_checked": self.trees_checked,
-            "bytes_hashed": self.bytes_hashed,
-            "elapsed": round(self.elapsed, 3),
-            "issues": [i.to_json() for i in self.issues],
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"ok": self.ok, "counts": self.counts}
 
     def render(self) -> list[str]:
         """Human lines (the CLI prints them)."""
@@ -199,7 +217,7 @@ class _RepoCheck:
         self.referenced: set[str] = set()
         self.plain_files: set[str] = set()  # blob names that are regular files in a real blobs/ folder
 
-    def issue(self, kind: str, severity: str, message: str, **kw: Any) -> None:
+    def issue(self, kind: IssueKind, severity: Severity, message: str, **kw: Any) -> None:
         self.run.issues.append(Issue(kind, severity, message, self.repo_type, self.repo_id, **kw))
 
     def check(self) -> None:
@@ -332,7 +350,7 @@ class _RepoCheck:
         record = self.read_record(commit)
         # What each file should be: the install record first (hfbundle verified it as it wrote it), then the
         # listing. A copy-layout file carries no hash in its name: without either it cannot be checked.
-        expected: dict[str, dict[str, Any]] = dict(tree or {})
+        expected: dict[str, TreeEntry] = dict(tree or {})
         if record is not None:
             expected.update({p: f.tree_entry() for p, f in record.files.items()})
         present: set[str] = set()
@@ -390,7 +408,7 @@ class _RepoCheck:
             self.issue("record", WARNING, e.message, commit=commit, hint=e.hint)
             return None
 
-    def read_tree(self, commit: str) -> dict[str, dict[str, Any]] | None:
+    def read_tree(self, commit: str) -> dict[str, TreeEntry] | None:
         path = self.folder / "trees" / f"{commit}.json"
         try:
             read = read_tree(path)
@@ -411,7 +429,7 @@ class _RepoCheck:
             )
         return parsed
 
-    def check_link(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> bool:
+    def check_link(self, commit: str, rel_path: str, full: Path, entry: TreeEntry | None) -> bool:
         rel = f"snapshots/{commit}/{rel_path}"
         target = os.readlink(full)
         blob = linked_blob(full, self.folder / "blobs")
@@ -421,16 +439,16 @@ class _RepoCheck:
             # no realpath needed (the snapshot's folders are real ones: walk_entries does not enter links).
             self.referenced.add(blob)
             if entry is not None:
-                etag = tree_etag(entry)
+                etag = entry.etag
                 size = os.path.getsize(hop)
-                if blob != etag or size != entry["size"]:
+                if blob != etag or size != entry.size:
                     self.issue(
                         "mismatch",
                         ERROR,
                         f"{rel} disagrees with trees/{commit}.json",
                         commit=commit,
                         path=rel,
-                        expected=f"{etag} ({entry['size']} bytes)",
+                        expected=f"{etag} ({entry.size} bytes)",
                         actual=f"{blob} ({size} bytes)",
                         hint="re-install the bundle (or re-download the file) to repair the entry",
                     )
@@ -461,16 +479,16 @@ class _RepoCheck:
         if blob is not None:
             self.referenced.add(blob)
         if entry is not None:
-            etag = tree_etag(entry)
+            etag = entry.etag
             size = os.path.getsize(full)
-            if (blob is not None and blob != etag) or size != entry["size"]:
+            if (blob is not None and blob != etag) or size != entry.size:
                 self.issue(
                     "mismatch",
                     ERROR,
                     f"{rel} disagrees with trees/{commit}.json or its install record",
                     commit=commit,
                     path=rel,
-                    expected=f"{etag} ({entry['size']} bytes)",
+                    expected=f"{etag} ({entry.size} bytes)",
                     actual=f"{blob or real} ({size} bytes)",
                     hint="re-install the bundle (or re-download the file) to repair the entry",
                 )
@@ -478,16 +496,16 @@ class _RepoCheck:
                 self.check_content(commit, rel, full, entry)
         return True
 
-    def check_copy(self, commit: str, rel_path: str, full: Path, entry: dict[str, Any] | None) -> None:
+    def check_copy(self, commit: str, rel_path: str, full: Path, entry: TreeEntry | None) -> None:
         """A real file (copy layout): verifiable only against an install record or the trees listing."""
         if entry is not None:
             self.check_content(commit, f"snapshots/{commit}/{rel_path}", full, entry)
 
-    def check_content(self, commit: str, rel: str, full: Path, entry: dict[str, Any]) -> None:
+    def check_content(self, commit: str, rel: str, full: Path, entry: TreeEntry) -> None:
         d = self.run.hasher.digest(full)
-        expected = tree_etag(entry)
-        actual = d.sha256 if entry.get("lfs_sha256") else d.git_sha1
-        if d.size != entry["size"] or actual != expected:
+        expected = entry.etag
+        actual = d.sha256 if entry.lfs_sha256 else d.git_sha1
+        if d.size != entry.size or actual != expected:
             self.issue(
                 "corrupt",
                 ERROR,
@@ -702,7 +720,7 @@ def _check_installed_tree(chk: _RepoCheck, lay: RepoLayout, commit: str, files: 
         )
     for f in files:
         e = tree.get(f.path)
-        if e is not None and (e["size"] != f.size or tree_etag(e) != f.etag):
+        if e is not None and (e.size != f.size or e.etag != f.etag):
             chk.issue(
                 "mismatch",
                 ERROR,
@@ -710,6 +728,6 @@ def _check_installed_tree(chk: _RepoCheck, lay: RepoLayout, commit: str, files: 
                 commit=commit,
                 path=f"trees/{commit}.json",
                 expected=f.etag,
-                actual=tree_etag(e),
+                actual=e.etag,
                 hint="re-run hfbundle install to rewrite the listing",
             )

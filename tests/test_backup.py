@@ -28,6 +28,7 @@ from bundler.cache.layout import RepoLayout, ensure_cachedir_tag, tree_json
 from bundler.cache.scan import guess_lfs, scan_cache
 from bundler.errors import CacheError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
+from bundler.repofile import TreeEntry
 from bundler.restore import plan_restore, restore
 from tests.testing.hf_client import run_hf_client
 
@@ -120,7 +121,7 @@ def make_repo(
             target.symlink_to(os.path.relpath(blob, target.parent))
         if trees:
             lay.tree(commit).parent.mkdir(exist_ok=True)
-            lay.tree(commit).write_bytes(tree_json(listing))
+            lay.tree(commit).write_bytes(tree_json({p: TreeEntry(**e) for p, e in listing.items()}))
     for ref, commit in refs.items():
         lay.ref(ref).parent.mkdir(parents=True, exist_ok=True)
         lay.ref(ref).write_text(commit)

@@ -175,7 +175,7 @@ def test_signed_build_installs_only_with_its_key_and_model_signing_accepts_the_s
     assert not (tmp_path / "refused").exists()
     cache = tmp_path / "hub-cache"
     installed = install(signed, cache_dir=cache, trusted_keys=[site.public_key])
-    assert installed.signature["signer"] == site.fingerprint
+    assert installed.signature is not None and installed.signature["signer"] == site.fingerprint
     assert verify(cache_dir=cache, trusted_keys=[site.public_key]).ok
     for repo in lock.repos:
         layout = RepoLayout(cache, repo.repo_type, repo.repo_id)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bundler.cli import main, parse_size
+from bundler.testing.hub import HubServer
+from tests.conftest import CLOSED_ENDPOINT
+from tests.testing.hf_client import client_env
 
 COMMANDS = (
     "resolve",
@@ -115,3 +119,37 @@ def test_progress_bar_counts_files_beside_bytes(capsys: pytest.CaptureFixture[st
     quiet(1, 2)
     quiet.close()
     assert capsys.readouterr().err == ""
+
+
+def _hfbundle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bundler", *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_debug_shows_the_hubs_error_and_each_decision_and_nothing_without_it(hub: HubServer, tmp_path: Path) -> None:
+    online = client_env(cache=tmp_path / "online", endpoint=hub.endpoint)
+    # A user error: one line without --debug; the Hub's own error (the cause) with it.
+    plain = _hfbundle("resolve", "hfbundle-test/no-such-repo", env=online)
+    debug = _hfbundle("--debug", "resolve", "hfbundle-test/no-such-repo", env=online)
+    assert plain.returncode == debug.returncode == 1
+    assert plain.stderr.startswith("error: ") and "Traceback" not in plain.stderr and "debug:" not in plain.stderr
+    assert "RepositoryNotFoundError" not in plain.stderr
+    assert "huggingface_hub.errors.RepositoryNotFoundError" in debug.stderr
+    assert "The above exception was the direct cause of the following exception" in debug.stderr
+    assert "debug: bundler.resolve: hfbundle-test/no-such-repo: asking" in debug.stderr
+
+    # The I/O decisions: download on the build, write then reuse on the installs.
+    bundle = tmp_path / "tiny-demo.tar.zst"
+    built = _hfbundle("--debug", "build", "tiny-demo", "-o", str(bundle), env=online)
+    assert built.returncode == 0, built.stderr
+    assert "debug: bundler.fetch: download hfbundle-test/tiny-sd@" in built.stderr
+    offline = client_env(cache=tmp_path / "offline", endpoint=CLOSED_ENDPOINT, offline=True)
+    first = _hfbundle("--debug", "install", str(bundle), env=offline)
+    assert first.returncode == 0, first.stderr
+    assert ": write from the bundle" in first.stderr and "debug: bundler.install.run: write ref main" in first.stderr
+    again = _hfbundle("--debug", "install", str(bundle), env=offline)
+    assert again.returncode == 0, again.stderr
+    assert "debug: bundler.install.run: reuse " in again.stderr and "write from the bundle" not in again.stderr
+    quiet = _hfbundle("install", str(bundle), env=offline)
+    assert quiet.returncode == 0 and "debug:" not in quiet.stderr and "debug:" not in quiet.stdout

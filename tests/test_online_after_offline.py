@@ -26,6 +26,7 @@ import pytest
 from bundler.api import backup, build, install, restore
 from bundler.cache.layout import tree_json
 from bundler.hashing import lfs_blob_id
+from bundler.repofile import TreeEntry
 from bundler.testing.hub import HubServer
 from tests.testing.hf_client import client_env
 
@@ -96,14 +97,14 @@ def _revisions(cache: Path) -> set[str]:
 def _write_partial_listing(cache: Path) -> None:
     repo = cache / "models--hfbundle-test--tiny-sd"
     (commit,) = os.listdir(repo / "snapshots")
-    entries: dict[str, Any] = {}
+    entries: dict[str, TreeEntry] = {}
     for path in sorted(_snapshot_files(cache)):
         blob = os.path.basename(os.readlink(repo / "snapshots" / commit / path))
         size = os.path.getsize(repo / "blobs" / blob)
         if len(blob) == 64:
-            entries[path] = {"size": size, "blob_id": lfs_blob_id(blob, size), "lfs_sha256": blob, "lfs_size": size}
+            entries[path] = TreeEntry(size, lfs_blob_id(blob, size), lfs_sha256=blob, lfs_size=size)
         else:
-            entries[path] = {"size": size, "blob_id": blob}
+            entries[path] = TreeEntry(size, blob)
     (repo / "trees").mkdir(exist_ok=True)
     (repo / "trees" / f"{commit}.json").write_bytes(tree_json(entries))
 

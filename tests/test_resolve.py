@@ -16,7 +16,7 @@ import pytest
 
 from bundler.errors import ResolveError
 from bundler.lockfile import Lock
-from bundler.recipe import Recipe, RepoSpec, RunnerDefaults, load_spec
+from bundler.recipe import Recipe, RepoSpec, Role, RunnerDefaults, Weights, load_spec
 from bundler.resolve import resolve
 from bundler.testing.hub import HubServer, publish
 from tests.testing.hf_client import run_hf_client
@@ -538,8 +538,9 @@ emit(results)
 """
 
 
-def _weights(kwargs: dict[str, Any]) -> str:
-    return {None: "auto", True: "safetensors", False: "bin"}[kwargs.get("use_safetensors")]
+def _weights(kwargs: dict[str, Any]) -> Weights:
+    table: dict[bool | None, Weights] = {None: "auto", True: "safetensors", False: "bin"}
+    return table[kwargs.get("use_safetensors")]
 
 
 @pytest.fixture(scope="module")
@@ -572,7 +573,7 @@ def test_oracle_same_files_as_the_loaders(
     kwargs: dict[str, Any],
 ) -> None:
     hub, _ = factory_hub
-    role = {
+    role: dict[str, Role] = {
         "pipeline": "diffusers-pipeline",
         "from_pretrained": "diffusers-pipeline",
         "model": "diffusers-model",

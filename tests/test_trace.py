@@ -482,7 +482,7 @@ def test_two_modes_traced_bundled_and_run_offline(hub: HubServer, tmp_path: Path
         assert proc.returncode == 0 and "app ok" in proc.stdout, proc.stderr[-3000:]
     # hfbundle run takes the traced recipe too: its pipeline is the repo with model_index.json
     png = tmp_path / "cube.png"
-    report = run(
+    ran = run(
         str(out), prompt="a cube", output=png, steps=1, width=64, height=64, threads=1, cache_dir=cache, isolate=True
     )
-    assert png.stat().st_size > 0 and report.repos["tiny-sd"].startswith(SD)
+    assert png.stat().st_size > 0 and ran.repos["tiny-sd"].startswith(SD)

@@ -243,6 +243,7 @@ def test_trusted_keys_from_env_and_folder(tmp_path: Path, keys: dict[str, Path],
         api.install(good, cache_dir=tmp_path / "c1")
     shutil.copy(keys["pub"], folder / "site.pub")
     report = api.install(good, cache_dir=tmp_path / "c1")
+    assert report.signature is not None
     assert report.signature["signer"] == load_public_key(keys["pub"]).fingerprint
 
 

@@ -121,8 +121,8 @@ def parse_tar_header(block: bytes, where: str) -> tuple[str, int]:
         raise BundleFormatError(f"{where}: malformed member name")
     try:
         name = raw_name.decode("ascii")
-    except UnicodeDecodeError:
-        raise BundleFormatError(f"{where}: member name {raw_name[:100]!r} is not ASCII") from None
+    except UnicodeDecodeError as err:
+        raise BundleFormatError(f"{where}: member name {raw_name[:100]!r} is not ASCII") from err
     size = _parse_number(block[124:136], f"{where}: size")
     if not name or block != tar_header(name, size):
         raise BundleFormatError(

@@ -127,7 +127,7 @@ def decode_frame(
         try:
             data = _decompressor().decompress(raw, allow_extra_data=False)
         except zstandard.ZstdError as e:
-            raise damaged(f"{where} does not decompress ({e})") from None
+            raise damaged(f"{where} does not decompress ({e})") from e
         if len(data) != ref.raw_length:
             raise damaged(f"{where} decompressed to {len(data)} bytes, expected {ref.raw_length}")
         return Frame(ref, data)
@@ -149,7 +149,7 @@ def decode_frame(
         out.release()
         buffers.give(buf)
         if isinstance(e, zstandard.ZstdError):
-            raise damaged(f"{where} does not decompress ({e})") from None
+            raise damaged(f"{where} does not decompress ({e})") from e
         raise
     return Frame(ref, out, buf)
 
@@ -199,7 +199,7 @@ class StreamFrames:
             try:
                 part = self._stream.read(goal - len(out))
             except OSError as e:
-                raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from None
+                raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from e
             if not part:
                 if exact:
                     raise truncated(f"it ends inside {what}")
@@ -230,7 +230,7 @@ class StreamFrames:
                 header = parse_zstd_header(frame, where)
             except BundleFormatError as e:
                 if start == 0:  # the very first frame: some other zstd file
-                    raise BundleFormatError(f"not an hfbundle bundle ({e.message})") from None
+                    raise BundleFormatError(f"not an hfbundle bundle ({e.message})") from e
                 raise
             while True:
                 self._append(frame, 3, where)

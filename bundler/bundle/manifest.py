@@ -12,36 +12,38 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 from ..errors import BundleFormatError
 from ..hashing import is_sha256
-from ..lockfile import Lock, RepoFile, _expect_keys, _str, check_listing
+from ..lockfile import Lock
 from ..paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
+from ..records import JsonRecord, expect_keys, json_str
+from ..repofile import RepoFile, check_listing
 
 FORMAT_NAME = "hfbundle"
 FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)  # 2 added the snapshot's ``listing`` and tree mode "hub"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-KINDS = ("bundle", "backup")
-TREE_HUB = "hub"  # ``listing`` is the Hub's complete listing: write it once the snapshot holds every file it names
-TREE_FILES = "files"  # format 1: complete only when the lock's ``upstream`` names exactly the bundled files
-TREE_NONE = "none"  # write no trees file
+BundleKind = Literal["bundle", "backup"]  # built from a lock (build) or from a cache (backup)
+KINDS: tuple[BundleKind, ...] = get_args(BundleKind)
+# Where trees/<commit>.json may come from; else the sha256 of a saved listing the bundle carries (a backup).
+TreeMode = Literal["hub", "files", "none"]
+TREE_HUB: Final = "hub"  # ``listing``: the Hub's complete listing, written once the snapshot holds every file it names
+TREE_FILES: Final = "files"  # format 1: complete only when the lock's ``upstream`` names exactly the bundled files
+TREE_NONE: Final = "none"  # write no trees file
 
 
 @dataclass(frozen=True)
-class BlobEntry:
+class BlobEntry(JsonRecord):
     """One unique content stored in the bundle, named by its sha256."""
 
     sha256: str
     size: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "size": self.size}
-
 
 @dataclass(frozen=True)
-class SnapshotEntry:
+class SnapshotEntry(JsonRecord, skip_none=("listing",)):
     """The files of one repo at one commit.
 
     ``tree`` says where ``trees/<commit>.json`` may come from (``docs/CACHE.md``, "Trees"): :data:`TREE_HUB`
@@ -54,23 +56,12 @@ class SnapshotEntry:
     commit: str
     files: tuple[RepoFile, ...]
     no_exist: tuple[str, ...] = ()
-    tree: str = TREE_FILES
+    tree: TreeMode | str = TREE_FILES  # or a listing's sha256
     listing: tuple[RepoFile, ...] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "commit": self.commit,
-            "files": [f.to_json() for f in self.files],
-            "no_exist": list(self.no_exist),
-            "tree": self.tree,
-        }
-        if self.listing is not None:
-            out["listing"] = [f.to_json() for f in self.listing]
-        return out
 
 
 @dataclass(frozen=True)
-class RepoEntry:
+class RepoEntry(JsonRecord, convert={"refs": lambda refs: dict(sorted(refs.items()))}):
     """One repo: its snapshots and the refs (branch, tag, ``refs/pr/N``) that point at them."""
 
     repo_type: str
@@ -78,17 +69,9 @@ class RepoEntry:
     refs: Mapping[str, str]
     snapshots: tuple[SnapshotEntry, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "refs": dict(sorted(self.refs.items())),
-            "snapshots": [s.to_json() for s in self.snapshots],
-        }
-
 
 @dataclass(frozen=True)
-class SkippedFile:
+class SkippedFile(JsonRecord):
     """A file a backup left out (corrupt blob with ``--skip-corrupt``, dangling link…)."""
 
     repo_type: str
@@ -97,24 +80,19 @@ class SkippedFile:
     path: str
     reason: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commit": self.commit,
-            "path": self.path,
-            "reason": self.reason,
-        }
+
+def _sorted_blobs(blobs: tuple[BlobEntry, ...]) -> list[dict[str, Any]]:
+    return [b.to_json() for b in sorted(blobs, key=lambda b: b.sha256)]
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_blobs, "expects": _sorted_blobs}):
     """Everything a bundle holds. ``blobs`` are the contents stored in *this* file; with ``base`` set
     (incremental backup) files may also point at blobs of the base chain."""
 
     repos: tuple[RepoEntry, ...]
     blobs: tuple[BlobEntry, ...]
-    kind: str = "bundle"
+    kind: BundleKind = "bundle"
     creator: str = "hfbundle"
     lock: Lock | None = None
     recipe: Mapping[str, Any] | None = None
@@ -144,20 +122,8 @@ class Manifest:
         """Bytes of unique content stored in this bundle."""
         return sum(b.size for b in self.blobs)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT_NAME,
-            "format_version": self.format_version,
-            "kind": self.kind,
-            "creator": self.creator,
-            "base": self.base,
-            "recipe": dict(self.recipe) if self.recipe is not None else None,
-            "lock": self.lock.to_json() if self.lock is not None else None,
-            "repos": [r.to_json() for r in self.repos],
-            "blobs": [b.to_json() for b in sorted(self.blobs, key=lambda b: b.sha256)],
-            "skipped": [s.to_json() for s in self.skipped],
-            "extra": dict(self.extra),
-        } | ({"expects": [b.to_json() for b in sorted(self.expects, key=lambda b: b.sha256)]} if self.expects else {})
+    def json_extra(self) -> dict[str, Any]:
+        return {"format": FORMAT_NAME}
 
     def dumps(self) -> bytes:
         """Canonical bytes: sorted keys, fixed separators, so equal manifests hash equal."""
@@ -184,14 +150,14 @@ class Manifest:
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise BundleFormatError(
                 f"manifest is not valid JSON: {str(e)[:200]}", hint="the bundle is damaged; rebuild or re-copy it"
-            ) from None
+            ) from e
         try:  # a "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor dumps()) can hold
             json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
+        except UnicodeEncodeError as err:
             raise BundleFormatError(
                 "manifest holds an invalid Unicode escape (a lone surrogate)",
                 hint="the bundle was not written by hfbundle; do not use it",
-            ) from None
+            ) from err
         return cls.from_json(data)
 
     @classmethod
@@ -205,7 +171,7 @@ class Manifest:
                 f"{' and '.join(map(str, READABLE_FORMAT_VERSIONS))})",
                 hint="install a newer hfbundle on this machine, or rebuild the bundle with this version",
             )
-        _expect_keys(
+        expect_keys(
             data,
             {"format", "format_version", "repos", "blobs"},
             {"kind", "creator", "base", "recipe", "lock", "skipped", "extra", "expects"},
@@ -237,7 +203,7 @@ class Manifest:
             repos=repos,
             blobs=tuple(blobs.values()),
             kind=kind,
-            creator=_str(data.get("creator", "hfbundle"), "creator"),
+            creator=json_str(data.get("creator", "hfbundle"), "creator"),
             lock=Lock.from_json(lock_data) if lock_data is not None else None,
             recipe=recipe,
             base=base,
@@ -262,7 +228,7 @@ def _parse_blobs(raw: Any, what: str = "blobs") -> dict[str, BlobEntry]:
         raise BundleFormatError(f"manifest '{what}' must be a list")
     blobs: dict[str, BlobEntry] = {}
     for b in raw:
-        _expect_keys(b, {"sha256", "size"}, set(), "blob")
+        expect_keys(b, {"sha256", "size"}, set(), "blob")
         sha, size = b["sha256"], b["size"]
         if not (isinstance(sha, str) and is_sha256(sha)):
             raise BundleFormatError(f"blob sha256 {sha!r} is not 64 lowercase hex digits")
@@ -280,9 +246,9 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
     repos: list[RepoEntry] = []
     seen: set[tuple[str, str]] = set()
     for r in raw:
-        _expect_keys(r, {"repo_type", "repo_id", "refs", "snapshots"}, set(), "repo")
-        repo_type = check_repo_type(_str(r["repo_type"], "repo_type"))
-        repo_id = check_repo_id(_str(r["repo_id"], "repo_id"))
+        expect_keys(r, {"repo_type", "repo_id", "refs", "snapshots"}, set(), "repo")
+        repo_type = check_repo_type(json_str(r["repo_type"], "repo_type"))
+        repo_id = check_repo_id(json_str(r["repo_id"], "repo_id"))
         if (repo_type, repo_id.lower()) in seen:
             raise BundleFormatError(f"repo {repo_type}:{repo_id} is listed twice in the manifest")
         seen.add((repo_type, repo_id.lower()))
@@ -295,7 +261,7 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
         refs: dict[str, str] = {}
         for ref, commit in r["refs"].items():
             check_ref(ref)
-            check_commit(_str(commit, "ref target"))
+            check_commit(json_str(commit, "ref target"))
             if commit not in commits:
                 raise BundleFormatError(f"repo {repo_id}: ref {ref!r} points at {commit}, not in the bundle")
             refs[ref] = commit
@@ -304,8 +270,8 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
 
 
 def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
-    _expect_keys(s, {"commit", "files"}, {"no_exist", "tree", "listing"}, "snapshot")
-    commit = check_commit(_str(s["commit"], "commit"))
+    expect_keys(s, {"commit", "files"}, {"no_exist", "tree", "listing"}, "snapshot")
+    commit = check_commit(json_str(s["commit"], "commit"))
     if not isinstance(s["files"], list) or not isinstance(s.get("no_exist", []), list):
         raise BundleFormatError(f"repo {repo_id}@{commit}: 'files' and 'no_exist' must be lists")
     files = tuple(RepoFile.from_json(f) for f in s["files"])
@@ -323,8 +289,8 @@ def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in paths:
                 raise BundleFormatError(f"repo {repo_id}@{commit}: {f.path!r} is below the file {parts[0]!r}")
-    no_exist = tuple(check_relpath(_str(p, "no_exist path")) for p in s.get("no_exist", []))
-    tree = _str(s.get("tree", TREE_FILES), "tree")
+    no_exist = tuple(check_relpath(json_str(p, "no_exist path")) for p in s.get("no_exist", []))
+    tree = json_str(s.get("tree", TREE_FILES), "tree")
     if tree not in (TREE_HUB, TREE_FILES, TREE_NONE) and not is_sha256(tree):
         raise BundleFormatError(f"repo {repo_id}@{commit}: 'tree' must be 'hub', 'files', 'none' or a blob sha256")
     raw_listing = s.get("listing")
@@ -340,13 +306,13 @@ def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
 
 
 def _parse_skipped(s: Any) -> SkippedFile:
-    _expect_keys(s, {"repo_type", "repo_id", "commit", "path", "reason"}, set(), "skipped entry")
+    expect_keys(s, {"repo_type", "repo_id", "commit", "path", "reason"}, set(), "skipped entry")
     return SkippedFile(
-        check_repo_type(_str(s["repo_type"], "repo_type")),
-        check_repo_id(_str(s["repo_id"], "repo_id")),
-        _str(s["commit"], "commit"),
-        _str(s["path"], "path"),
-        _str(s["reason"], "reason"),
+        check_repo_type(json_str(s["repo_type"], "repo_type")),
+        check_repo_id(json_str(s["repo_id"], "repo_id")),
+        json_str(s["commit"], "commit"),
+        json_str(s["path"], "path"),
+        json_str(s["reason"], "reason"),
     )
 
 

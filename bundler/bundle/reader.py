@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, cast
 
 from ..errors import BundleFormatError, IntegrityError, UsageError
+from ..records import JsonRecord
 from .container import (
     INDEX_FRAME_MAGIC,
     KIND_BLOB,
@@ -65,7 +66,7 @@ from .frames import (
     prefetch,
     truncated,
 )
-from .manifest import MAX_MANIFEST_BYTES, BlobEntry, Manifest
+from .manifest import MAX_MANIFEST_BYTES, BlobEntry, BundleKind, Manifest
 from .volumes import RECOPY_HINT, FileSet, RandomAccess, SeekableFile, check_volumes, find_volumes
 from .writer import BlobWritten, BundleWriter, MemberWritten, WriteReport, auto_threads, choose_level
 
@@ -90,7 +91,7 @@ MAX_END_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
-class RepoSummary:
+class RepoSummary(JsonRecord):
     repo_type: str
     repo_id: str
     commits: tuple[str, ...]
@@ -98,38 +99,25 @@ class RepoSummary:
     files: int
     size: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commits": list(self.commits),
-            "refs": dict(self.refs),
-            "files": self.files,
-            "size": self.size,
-        }
-
 
 @dataclass(frozen=True)
-class ExpectedBlob:
+class ExpectedBlob(JsonRecord, rename={"where": "file"}):
     """A content a delta bundle does not carry: the target cache must hold it (``where``: one file using it)."""
 
     sha256: str
     size: int
     where: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "size": self.size, "file": self.where}
-
 
 @dataclass(frozen=True)
-class BundleInfo:
+class BundleInfo(JsonRecord):
     """What a bundle holds, read from its manifest and index only. ``compressed_size`` (the bundle's bytes,
     all volumes) is None for a pipe, which has no index until its end."""
 
     format_version: int
     index_version: int | None
     bundle_id: str
-    kind: str
+    kind: BundleKind
     creator: str
     base: str | None
     recipe: str | None
@@ -142,25 +130,8 @@ class BundleInfo:
     signature: Mapping[str, Any] | None = None  # bundler.trust.TrustReport.to_json(), added by api.inspect
     expects: tuple[ExpectedBlob, ...] = ()  # a delta bundle's contents the target cache must hold
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "signature": dict(self.signature) if self.signature is not None else None,
-            "delta": bool(self.expects),
-            "expects": [e.to_json() for e in self.expects],
-            "format_version": self.format_version,
-            "index_version": self.index_version,
-            "bundle_id": self.bundle_id,
-            "kind": self.kind,
-            "creator": self.creator,
-            "base": self.base,
-            "recipe": self.recipe,
-            "repos": [r.to_json() for r in self.repos],
-            "blob_count": self.blob_count,
-            "file_count": self.file_count,
-            "total_size": self.total_size,
-            "compressed_size": self.compressed_size,
-            "volumes": list(self.volumes),
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"delta": bool(self.expects)}
 
 
 # -- the reader -------------------------------------------------------------------------------------------

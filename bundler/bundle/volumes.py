@@ -246,10 +246,10 @@ class FileSet:
         for p in self._paths:
             try:
                 sizes.append(p.stat().st_size)
-            except FileNotFoundError:
-                raise BundleFormatError(f"bundle volume {p} does not exist", hint=_VOLUME_HINT) from None
+            except FileNotFoundError as err:
+                raise BundleFormatError(f"bundle volume {p} does not exist", hint=_VOLUME_HINT) from err
             except OSError as e:
-                raise BundleFormatError(f"cannot read {p}: {e.strerror}") from None
+                raise BundleFormatError(f"cannot read {p}: {e.strerror}") from e
         self._sizes = tuple(sizes)
         self._starts = [sum(sizes[:i]) for i in range(len(sizes))]
         self._fds: dict[int, int] = {}
@@ -292,7 +292,7 @@ class FileSet:
                     parts.append(part)
                     offset, length, want = offset + len(part), length - len(part), want - len(part)
         except OSError as e:
-            raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from None
+            raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from e
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def pread_into(self, offset: int, out: memoryview) -> int:
@@ -313,7 +313,7 @@ class FileSet:
                         raise BundleFormatError(f"{self._paths[i]} changed size while it was read")
                     offset, done, want = offset + n, done + n, want - n
         except OSError as e:
-            raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from None
+            raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from e
         return done
 
     def close(self) -> None:
@@ -352,7 +352,7 @@ class SeekableFile:
                     parts.append(part)
                     length -= len(part)
             except OSError as e:
-                raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from None
+                raise BundleFormatError(f"cannot read the bundle: {e.strerror or e}") from e
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def pread_into(self, offset: int, out: memoryview) -> int:

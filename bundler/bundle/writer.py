@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import queue
@@ -36,6 +35,7 @@ import zstandard
 
 from ..errors import BundleFormatError, HfBundleError, IntegrityError, UsageError
 from ..hashing import is_sha1, is_sha256
+from ..records import JsonRecord
 from .container import (
     KIND_BLOB,
     KIND_END,
@@ -155,7 +155,7 @@ class BlobWritten:
 
 
 @dataclass(frozen=True)
-class MemberWritten:
+class MemberWritten(JsonRecord):
     name: str
     size: int
     compressed_size: int
@@ -164,7 +164,7 @@ class MemberWritten:
 
 
 @dataclass(frozen=True)
-class WriteReport:
+class WriteReport(JsonRecord, rounding={"elapsed": 3}):
     """What :meth:`BundleWriter.finish` wrote. ``paths`` is empty when writing to a stream."""
 
     bundle_id: str
@@ -180,18 +180,8 @@ class WriteReport:
     def ratio(self) -> float:
         return self.bytes_out / self.bytes_in if self.bytes_in else 1.0
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "bundle_id": self.bundle_id,
-            "paths": [str(p) for p in self.paths],
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "ratio": round(self.ratio, 4),
-            "elapsed": round(self.elapsed, 3),
-            "threads": self.threads,
-            "frame_size": self.frame_size,
-            "members": [dataclasses.asdict(m) for m in self.members],
-        }
+    def json_extra(self) -> dict[str, object]:
+        return {"ratio": round(self.ratio, 4)}
 
 
 @dataclass
@@ -340,7 +330,7 @@ class BundleWriter:
         try:
             manifest = Manifest.loads(manifest_bytes)
         except BundleFormatError as e:
-            raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from None
+            raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from e
         if manifest.dumps() != manifest_bytes:
             raise UsageError("manifest bytes are not canonical", hint="pass Manifest.dumps()")
         self._manifest = manifest

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import UnsafePathError
 from ..hashing import is_sha1, is_sha256
 from ..paths import check_commit, check_ref, check_relpath, check_repo_id, check_repo_type
+from ..repofile import TreeEntry
 from .names import TEMP_PREFIX, read_ref, temp_name
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "relative_link_target",
     "repo_folder_name",
     "symlinks_supported",
-    "tree_etag",
     "tree_json",
     "write_ref",
 ]
@@ -177,13 +177,13 @@ def write_ref(layout: RepoLayout, ref: str, commit: str) -> bool:
     return True
 
 
-def tree_json(files: Mapping[str, Mapping[str, Any]]) -> bytes:
+def tree_json(files: Mapping[str, TreeEntry]) -> bytes:
     """Bytes of a ``trees/<commit>.json`` listing, formatted as huggingface_hub's ``write_tree_cache``."""
-    data = {"format_version": TREE_FORMAT_VERSION, "files": {p: dict(files[p]) for p in sorted(files)}}
+    data = {"format_version": TREE_FORMAT_VERSION, "files": {p: files[p].to_json() for p in sorted(files)}}
     return json.dumps(data, indent=1).encode()
 
 
-def parse_tree(raw: bytes) -> dict[str, dict[str, Any]] | None:
+def parse_tree(raw: bytes) -> dict[str, TreeEntry] | None:
     """A ``trees/<commit>.json`` as huggingface_hub's ``read_tree_cache`` accepts it (format 1), with every entry
     checked (safe path, sizes, hashes); ``None`` if anything is off."""
     if len(raw) > MAX_TREE_BYTES:
@@ -197,7 +197,7 @@ def parse_tree(raw: bytes) -> dict[str, dict[str, Any]] | None:
     files = data.get("files")
     if not isinstance(files, dict):
         return None
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, TreeEntry] = {}
     for path, info in files.items():
         entry = _tree_entry(path, info)
         if entry is None:
@@ -206,7 +206,7 @@ def parse_tree(raw: bytes) -> dict[str, dict[str, Any]] | None:
     return out
 
 
-def _tree_entry(path: Any, info: Any) -> dict[str, Any] | None:
+def _tree_entry(path: Any, info: Any) -> TreeEntry | None:
     try:
         check_relpath(path)
     except UnsafePathError:
@@ -215,24 +215,18 @@ def _tree_entry(path: Any, info: Any) -> dict[str, Any] | None:
         return None
     if info["size"] < 0 or not (isinstance(info.get("blob_id"), str) and is_sha1(info["blob_id"])):
         return None
-    out: dict[str, Any] = {"size": info["size"], "blob_id": info["blob_id"]}
     lfs = info.get("lfs_sha256")
+    lfs_size = None
     if lfs is not None:
         if not (isinstance(lfs, str) and is_sha256(lfs)):
             return None
-        out["lfs_sha256"] = lfs
-        out["lfs_size"] = info.get("lfs_size", info["size"])
+        lfs_size = info.get("lfs_size", info["size"])
     xet = info.get("xet_hash")
-    if xet is not None:
-        if not (isinstance(xet, str) and len(xet) == 64 and all(ch in "0123456789abcdef" for ch in xet)):
-            return None
-        out["xet_hash"] = xet
-    return out
-
-
-def tree_etag(entry: Mapping[str, Any]) -> str:
-    """The blob name (etag) a trees entry describes."""
-    return str(entry.get("lfs_sha256") or entry["blob_id"])
+    if xet is not None and not (
+        isinstance(xet, str) and len(xet) == 64 and all(ch in "0123456789abcdef" for ch in xet)
+    ):
+        return None
+    return TreeEntry(info["size"], info["blob_id"], lfs, lfs_size, xet)
 
 
 def ensure_cachedir_tag(cache_dir: Path) -> None:

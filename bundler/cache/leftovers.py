@@ -22,8 +22,8 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from ..records import JsonRecord
 from .layout import iter_repo_folders
 from .model import SHARED_MARKER, Leftover, size_of
 from .names import is_blob_name, is_ours, is_shared_store_file, is_temp, is_xet_hash, listdir
@@ -34,7 +34,7 @@ QUIET_SECONDS = 60.0  # a folder written to this recently may belong to an insta
 
 
 @dataclass(frozen=True)
-class AbandonedRepo:
+class AbandonedRepo(JsonRecord, skip=("folder",)):
     """A repo folder with blobs only (no ``snapshots/``, no ``refs/``): what a killed install leaves."""
 
     repo_type: str
@@ -42,9 +42,6 @@ class AbandonedRepo:
     folder: Path
     blobs: int
     size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"repo_type": self.repo_type, "repo_id": self.repo_id, "blobs": self.blobs, "size": self.size}
 
     def describe(self) -> str:
         return (

@@ -24,13 +24,14 @@ import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, Manifest, RepoEntry, SnapshotEntry
 from ..errors import HfBundleError
-from ..lockfile import RepoFile
 from ..paths import check_relpath
-from .layout import RepoLayout, iter_repo_folders, tree_etag
+from ..records import JsonRecord
+from ..repofile import RepoFile, TreeEntry
+from .layout import RepoLayout, iter_repo_folders
 from .model import present_files, read_tree
 from .names import is_commit, linked_blob, listdir
 from .records import RECORD_DIR, read_record
@@ -40,10 +41,10 @@ logger = logging.getLogger(__name__)
 ASIDE_DIR = (RECORD_DIR, "trees")  # <repo>/.hfbundle/trees/: beside the install records
 
 Trap = Literal["offline", "online"]
-TreeEntries = Mapping[str, Mapping[str, Any]]
+TreeEntries = Mapping[str, TreeEntry]
 
 
-def hub_listing(manifest: Manifest, repo: RepoEntry, snap: SnapshotEntry) -> dict[str, dict[str, Any]] | None:
+def hub_listing(manifest: Manifest, repo: RepoEntry, snap: SnapshotEntry) -> dict[str, TreeEntry] | None:
     """The Hub's complete listing of ``snap``'s commit as trees entries, when the manifest knows it.
 
     Format 2 bundles carry it (tree mode ``hub``). A format 1 bundle (mode ``files``) knows it only when its lock
@@ -111,10 +112,10 @@ def unconfirmed(
         except OSError:
             out.append(path)
             continue
-        if size != entry["size"]:
+        if size != entry.size:
             out.append(path)
             continue
-        etag = tree_etag(entry)
+        etag = entry.etag
         blob = linked_blob(full, lay.blobs)
         if blob is not None:
             if blob != etag:
@@ -123,7 +124,7 @@ def unconfirmed(
         f = known.get(path)
         if f is not None and f.etag == etag and f.size == size:
             continue
-        if others is not None and dict(others.get(path) or {}) == dict(entry):
+        if others is not None and others.get(path) == entry:
             continue
         out.append(path)
     return sorted(out)
@@ -142,7 +143,7 @@ def aside_path(lay: RepoLayout, commit: str) -> Path:
 
 
 @dataclass(frozen=True)
-class MovedListing:
+class MovedListing(JsonRecord):
     """A listing moved out of ``trees/`` because it broke the rule."""
 
     repo_type: str
@@ -150,15 +151,6 @@ class MovedListing:
     commit: str
     trap: Trap
     moved_to: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commit": self.commit,
-            "trap": self.trap,
-            "moved_to": self.moved_to,
-        }
 
     def describe(self) -> str:
         why = (

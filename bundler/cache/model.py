@@ -28,8 +28,10 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
+from ..records import JsonRecord
+from ..repofile import TreeEntry
 from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, read_capped
 from .names import RefText, inside, is_blob_name, is_commit, is_temp, listdir, read_ref
 
@@ -39,12 +41,14 @@ __all__ = [
     "LAYOUT_MIXED",
     "LAYOUT_SYMLINK",
     "SHARED_MARKER",
+    "CacheLayout",
     "CachedFile",
     "CachedRepo",
     "CachedRevision",
     "CachedTree",
     "Entry",
     "Leftover",
+    "NamedBy",
     "RefText",
     "TreeRead",
     "index_blobs",
@@ -59,18 +63,19 @@ __all__ = [
 ]
 
 
-LAYOUT_SYMLINK = "symlink"
-LAYOUT_COPY = "copy"
-LAYOUT_MIXED = "mixed"
-LAYOUT_EMPTY = "empty"
+CacheLayout = Literal["symlink", "copy", "mixed", "empty"]  # how a repo folder found in a cache holds its files
+LAYOUT_SYMLINK: Final = "symlink"
+LAYOUT_COPY: Final = "copy"
+LAYOUT_MIXED: Final = "mixed"
+LAYOUT_EMPTY: Final = "empty"
+NamedBy = Literal["blob", "tree", "none"]  # what gives a snapshot file its content's name (CachedFile.etag)
+
+
 SHARED_MARKER = ".huggingface-shared-blobs"  # <cache>/blobs/ is huggingface_hub's shared Xet store
 
 
-# -- records of a cache (what scan_cache returns) ----------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class CachedFile:
+class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
     """One snapshot entry and where its content lives.
 
     ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
@@ -85,20 +90,10 @@ class CachedFile:
     inode: tuple[int, int]
     etag: str | None
     lfs: bool
-    named_by: str
+    named_by: NamedBy
     linked: bool
     blob_id: str | None = None
     xet_hash: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "size": self.size,
-            "etag": self.etag,
-            "lfs": self.lfs,
-            "named_by": self.named_by,
-            "linked": self.linked,
-        }
 
 
 @dataclass(frozen=True)
@@ -111,7 +106,7 @@ class CachedTree:
 
 
 @dataclass(frozen=True)
-class CachedRevision:
+class CachedRevision(JsonRecord, convert={"files": len, "tree": lambda t: None if t is None else t.sha256}):
     """One snapshot: its commit, the refs pointing at it, its files, ``.no_exist`` markers and listing."""
 
     commit: str
@@ -124,25 +119,18 @@ class CachedRevision:
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "refs": list(self.refs),
-            "files": len(self.files),
-            "size": self.size,
-            "no_exist": list(self.no_exist),
-            "tree": self.tree.sha256 if self.tree is not None else None,
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"size": self.size}
 
 
 @dataclass(frozen=True)
-class CachedRepo:
+class CachedRepo(JsonRecord, skip=("folder",), rename={"shared": "shared_xet_blobs"}, convert={"shared": len}):
     """One repo folder. ``shared`` maps each repo blob that is a link into the shared Xet store to its Xet hash."""
 
     repo_type: str
     repo_id: str
     folder: Path
-    layout: str
+    layout: CacheLayout
     revisions: tuple[CachedRevision, ...]
     shared: Mapping[str, str] = field(default_factory=dict)
 
@@ -154,18 +142,9 @@ class CachedRepo:
     def size(self) -> int:
         return sum(r.size for r in self.revisions)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "layout": self.layout,
-            "revisions": [r.to_json() for r in self.revisions],
-            "shared_xet_blobs": len(self.shared),
-        }
-
 
 @dataclass(frozen=True)
-class Leftover:
+class Leftover(JsonRecord, skip=("repo_type", "repo_id", "commit", "path")):
     """Something in the cache a backup does not pack, and why. ``where`` is relative to the cache folder;
     ``commit`` and ``path`` are set for a snapshot entry."""
 
@@ -177,17 +156,12 @@ class Leftover:
     commit: str | None = None
     path: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "where": self.where,
-            "reason": self.reason,
-            "size": self.size,
-            "repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None,
-        }
+    def json_extra(self) -> dict[str, Any]:
+        return {"repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None}
 
 
 @dataclass(frozen=True)
-class Entry:
+class Entry(JsonRecord):
     """One file or link below a folder: ``path`` relative and '/'-joined, ``full`` on disk. ``temp`` when its
     name is a writer's temp (:func:`~bundler.cache.names.is_temp`)."""
 
@@ -196,25 +170,22 @@ class Entry:
     link: bool
     temp: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "full": str(self.full), "link": self.link, "temp": self.temp}
-
 
 @dataclass(frozen=True)
-class TreeRead:
+class TreeRead(JsonRecord, skip=("raw", "entries")):
     """A ``trees/<commit>.json`` read from the cache: its bytes, and its entries when huggingface_hub would
     accept it (``entries`` None: invalid, the client ignores it)."""
 
     path: Path
     raw: bytes
-    entries: dict[str, dict[str, Any]] | None
+    entries: dict[str, TreeEntry] | None
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "size": len(self.raw), "valid": self.entries is not None}
+    def json_extra(self) -> dict[str, Any]:
+        return {"size": len(self.raw), "valid": self.entries is not None}
 
 
 def snapshot_commits(repo_folder: Path) -> set[str]:

@@ -33,7 +33,9 @@ from .. import __version__
 from ..bundle.manifest import Manifest
 from ..errors import BundleFormatError, CacheError, InstallError, UnsafePathError
 from ..hashing import is_sha256
-from ..lockfile import LockedRepo, RepoFile
+from ..lockfile import LockedRepo
+from ..records import JsonRecord
+from ..repofile import RepoFile
 from .layout import RepoLayout, atomic_write_bytes, read_capped
 
 __all__ = ["RECORD_DIR", "RECORD_VERSION", "InstalledRecord", "read_record", "record_install", "record_path"]
@@ -44,7 +46,7 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class InstalledRecord:
+class InstalledRecord(JsonRecord, rename={"version": "record_version"}):
     """What one install put in one repo at one commit: the lock entry, the bundle and its recipe."""
 
     repo: LockedRepo
@@ -64,17 +66,6 @@ class InstalledRecord:
     def files(self) -> dict[str, RepoFile]:
         """The files the bundle installed for this repo, by path."""
         return {f.path: f for f in self.repo.files}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "record_version": self.version,
-            "bundle_id": self.bundle_id,
-            "installed_at": self.installed_at,
-            "creator": self.creator,
-            "recipe": dict(self.recipe),
-            "runner": dict(self.runner),
-            "repo": self.repo.to_json(),
-        }
 
     def dumps(self) -> bytes:
         return (json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n").encode()
@@ -147,7 +138,7 @@ def record_install(cache_dir: Path, manifest: Manifest) -> None:
             raise InstallError(
                 f"cannot write the install record {path}: {e.strerror or e}",
                 hint="the files are installed; `hfbundle doctor` works without the record, from the recipe's rules",
-            ) from None
+            ) from e
 
 
 def read_record(cache_dir: Path, repo_type: str, repo_id: str, commit: str) -> InstalledRecord | None:
@@ -160,9 +151,7 @@ def read_record(cache_dir: Path, repo_type: str, repo_id: str, commit: str) -> I
     try:
         raw = read_capped(path, MAX_RECORD_BYTES + 1)
     except OSError as e:
-        raise CacheError(
-            f"cannot read the install record {path}: {e.strerror or e}", hint="check permissions"
-        ) from None
+        raise CacheError(f"cannot read the install record {path}: {e.strerror or e}", hint="check permissions") from e
     if raw is None:
         return None
     try:
@@ -171,7 +160,7 @@ def read_record(cache_dir: Path, repo_type: str, repo_id: str, commit: str) -> I
         raise CacheError(
             f"the install record {path} is damaged: {str(e)[:200]}",
             hint=f"delete it (rm '{path}') or re-install the bundle; doctor then judges from the recipe's rules",
-        ) from None
+        ) from e
     if (record.repo.repo_type, record.repo.repo_id, record.repo.commit) != (repo_type, repo_id, commit):
         raise CacheError(
             f"the install record {path} describes {record.repo.repo_id}@{record.repo.commit[:8]}",

@@ -26,12 +26,13 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import CacheError, UnsafePathError, UsageError
 from ..hashing import is_sha256
 from ..paths import REPO_TYPES, check_ref, check_relpath, check_repo_id
-from .layout import iter_repo_folders, tree_etag
+from ..records import JsonRecord
+from ..repofile import TreeEntry
+from .layout import iter_repo_folders
 from .leftovers import root_leftovers
 from .model import (
     LAYOUT_COPY,
@@ -42,6 +43,7 @@ from .model import (
     CachedRepo,
     CachedRevision,
     CachedTree,
+    CacheLayout,
     Leftover,
     read_tree,
     size_of,
@@ -64,21 +66,13 @@ _REPO_PARTS = ("blobs", "snapshots", "refs", "trees", ".no_exist")
 
 
 @dataclass(frozen=True)
-class CacheScan:
+class CacheScan(JsonRecord):
     """What :func:`scan_cache` found: the selected repos, leftovers, and notes for the user."""
 
     cache_dir: Path
     repos: tuple[CachedRepo, ...]
     leftovers: tuple[Leftover, ...]
     notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": str(self.cache_dir),
-            "repos": [r.to_json() for r in self.repos],
-            "leftovers": [x.to_json() for x in self.leftovers],
-            "notes": list(self.notes),
-        }
 
 
 # -- scanning ------------------------------------------------------------------------------------------------
@@ -258,7 +252,7 @@ class _RepoScanner:
             )
         chosen_files = [f for r in out for f in r.files]
         linked = sum(f.linked for f in chosen_files)
-        layout = (
+        layout: CacheLayout = (
             LAYOUT_EMPTY
             if not chosen_files
             else LAYOUT_SYMLINK
@@ -327,9 +321,7 @@ class _RepoScanner:
                 self._left(path, "not a snapshot (a folder named by a 40-hex commit)")
         return commits
 
-    def _snapshot(
-        self, commit: str, tree: tuple[CachedTree, Mapping[str, Mapping[str, Any]]] | None
-    ) -> tuple[CachedFile, ...]:
+    def _snapshot(self, commit: str, tree: tuple[CachedTree, Mapping[str, TreeEntry]] | None) -> tuple[CachedFile, ...]:
         top = self.folder / "snapshots" / commit
         listing = tree[1] if tree is not None else {}
         files: list[CachedFile] = []
@@ -362,7 +354,7 @@ class _RepoScanner:
                     files.append(entry)
         return tuple(sorted(files, key=lambda f: f.path))
 
-    def _entry(self, commit: str, path: Path, rel: str, listed: Mapping[str, Any] | None) -> CachedFile | None:
+    def _entry(self, commit: str, path: Path, rel: str, listed: TreeEntry | None) -> CachedFile | None:
         try:
             st = os.lstat(path)
         except OSError:
@@ -393,8 +385,8 @@ class _RepoScanner:
             lfs = is_sha256(blob_name)
             blob_id = xet = None
             if listed is not None:
-                if tree_etag(listed) == blob_name and listed["size"] == size:
-                    blob_id, xet = listed["blob_id"], listed.get("xet_hash")
+                if listed.etag == blob_name and listed.size == size:
+                    blob_id, xet = listed.blob_id, listed.xet_hash
                 else:
                     self.notes.append(
                         f"{self.label}@{commit[:8]}: {rel}: trees/{commit}.json disagrees with the blob it links to "
@@ -404,8 +396,8 @@ class _RepoScanner:
                 xet = self.all_shared.get(blob_name)  # the store names the payload by its Xet hash
             return CachedFile(rel, size, real, inode, blob_name, lfs, "blob", True, blob_id, xet)
         if listed is not None:
-            lfs = listed.get("lfs_sha256") is not None
-            etag, blob_id, xet = tree_etag(listed), listed["blob_id"], listed.get("xet_hash")
+            lfs = listed.lfs_sha256 is not None
+            etag, blob_id, xet = listed.etag, listed.blob_id, listed.xet_hash
             return CachedFile(rel, size, real, inode, etag, lfs, "tree", linked, blob_id, xet)
         return CachedFile(rel, size, real, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
 
@@ -443,8 +435,8 @@ class _RepoScanner:
 
     # -- trees, markers, blobs --
 
-    def _trees(self, commits: set[str]) -> dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]]:
-        out: dict[str, tuple[CachedTree, Mapping[str, Mapping[str, Any]]]] = {}
+    def _trees(self, commits: set[str]) -> dict[str, tuple[CachedTree, Mapping[str, TreeEntry]]]:
+        out: dict[str, tuple[CachedTree, Mapping[str, TreeEntry]]] = {}
         top = self.folder / "trees"
         for name in listdir(top):
             path = top / name

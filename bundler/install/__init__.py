@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..bundle.source import BundleSource
-from ..cache.layout import MAX_TREE_BYTES, parse_tree, tree_etag
+from ..cache.layout import MAX_TREE_BYTES, parse_tree
 from ..cache.records import record_install
 from .plan import (
     LAYOUT_COPY,
@@ -75,7 +75,6 @@ __all__ = [
     "install",
     "parse_tree",
     "plan_install",
-    "tree_etag",
 ]
 
 

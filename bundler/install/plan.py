@@ -13,12 +13,13 @@ them (:mod:`bundler.install.run` fills the report).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, Manifest
 from ..cache import layout
@@ -27,6 +28,7 @@ from ..cache.listings import MovedListing
 from ..cache.model import index_blobs, real_root, usable_file
 from ..cache.names import inside, listdir
 from ..errors import BundleFormatError, InstallError, UnsafePathError
+from ..records import JsonRecord
 
 __all__ = [
     "DAMAGED_HINT",
@@ -49,8 +51,23 @@ __all__ = [
     "size_is",
 ]
 
-LAYOUT_SYMLINK = "symlink"
-LAYOUT_COPY = "copy"
+logger = logging.getLogger(__name__)
+
+# What each content action means, for ``--debug``.
+_ACTION_SAYS: dict[ContentAction, str] = {
+    "none": "reuse: every place already holds it (checked before anything is written)",
+    "link": "copy from an identical blob elsewhere in the cache (verified while copied)",
+    "stream": "write from the bundle",
+    "missing": "refuse: neither the bundle nor the cache holds it",
+}
+
+Layout = Literal["symlink", "copy"]  # how an install writes snapshots: links into blobs/, or real files
+LAYOUT_SYMLINK: Final = "symlink"
+LAYOUT_COPY: Final = "copy"
+PlacementState = Literal["absent", "present"]
+ContentAction = Literal["none", "stream", "link", "missing", "unavailable"]
+EntryState = Literal["add", "present", "check"]
+RefAction = Literal["write", "same", "keep"]
 DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online machine"
 
 
@@ -80,7 +97,7 @@ class Placement:
     repo_type: str
     repo_id: str
     etag: str
-    state: str
+    state: PlacementState
     commit: str | None = None
     path: str | None = None
 
@@ -97,7 +114,7 @@ class ContentStep:
     sha256: str
     size: int
     placements: tuple[Placement, ...]
-    action: str
+    action: ContentAction
     cache_copies: tuple[str, ...] = ()
     git_sha1: str | None = None  # the content's git blob id, when a regular file of the bundle names it
     where: str = ""  # "model org/name: path" of one file using it, for messages
@@ -115,7 +132,7 @@ class EntryStep:
     etag: str
     sha256: str
     size: int
-    state: str
+    state: EntryState
 
 
 @dataclass(frozen=True)
@@ -137,23 +154,20 @@ class RefStep:
     ref: str
     old: str | None
     new: str
-    action: str
+    action: RefAction
 
 
 @dataclass(frozen=True)
-class RefMove:
+class RefMove(JsonRecord):
     repo_type: str
     repo_id: str
     ref: str
     old: str | None
     new: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"repo_type": self.repo_type, "repo_id": self.repo_id, "ref": self.ref, "old": self.old, "new": self.new}
-
 
 @dataclass(frozen=True)
-class ReplacedBlob:
+class ReplacedBlob(JsonRecord):
     """Something the cache held under a content name whose content did not match that name."""
 
     repo_type: str
@@ -162,24 +176,30 @@ class ReplacedBlob:
     expected: str
     actual: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "path": self.path,
-            "expected": self.expected,
-            "actual": self.actual,
-        }
+
+def _count_actions(contents: tuple[ContentStep, ...]) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for c in contents:
+        count[c.action] = count.get(c.action, 0) + 1
+    return count
+
+
+def _ref_json(r: RefStep) -> dict[str, Any]:
+    return {"repo": f"{r.repo_type}:{r.repo_id}", "ref": r.ref, "old": r.old, "new": r.new, "action": r.action}
 
 
 @dataclass(frozen=True)
-class InstallPlan:
+class InstallPlan(
+    JsonRecord,
+    skip=("manifest", "trust_existing", "entries", "snapshots", "verbatim_trees"),
+    convert={"contents": _count_actions, "refs": lambda refs: [_ref_json(r) for r in refs]},
+):
     """What :func:`execute` will do. Built without hashing or writing anything."""
 
     cache_dir: Path
     manifest: Manifest
     bundle_id: str
-    layout: str
+    layout: Layout
     trust_existing: bool
     contents: tuple[ContentStep, ...]
     entries: tuple[EntryStep, ...]
@@ -195,23 +215,12 @@ class InstallPlan:
     def bytes_to_stream(self) -> int:
         return sum(c.size for c in self.contents if c.action == "stream")
 
-    def to_json(self) -> dict[str, Any]:
-        count: dict[str, int] = {}
-        for c in self.contents:
-            count[c.action] = count.get(c.action, 0) + 1
+    def json_extra(self) -> dict[str, Any]:
         return {
-            "cache_dir": str(self.cache_dir),
-            "bundle_id": self.bundle_id,
-            "layout": self.layout,
-            "contents": count,
             "bytes_to_stream": self.bytes_to_stream,
             "missing": [{"sha256": c.sha256, "size": c.size, "file": c.where} for c in self.missing],
             "new_snapshots": [f"{s.repo_type}:{s.repo_id}@{s.commit}" for s in self.snapshots if s.new],
             "entries_to_add": sum(e.state != "present" for e in self.entries),
-            "refs": [
-                {"repo": f"{r.repo_type}:{r.repo_id}", "ref": r.ref, "old": r.old, "new": r.new, "action": r.action}
-                for r in self.refs
-            ],
         }
 
     def render(self) -> list[str]:
@@ -232,28 +241,20 @@ class InstallPlan:
 
 
 @dataclass(frozen=True)
-class InstalledRepo:
+class InstalledRepo(JsonRecord, convert={"refs": lambda refs: dict(sorted(refs.items()))}):
     repo_type: str
     repo_id: str
     commits: tuple[str, ...]
     refs: Mapping[str, str]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo_type": self.repo_type,
-            "repo_id": self.repo_id,
-            "commits": list(self.commits),
-            "refs": dict(sorted(self.refs.items())),
-        }
-
 
 @dataclass(frozen=True)
-class InstallReport:
+class InstallReport(JsonRecord, rounding={"elapsed": 3}):
     """What an install did. ``blobs_*`` count placements: repo blobs (symlink layout) or snapshot files (copy)."""
 
     cache_dir: str
     bundle_id: str
-    layout: str
+    layout: Layout
     repos: tuple[InstalledRepo, ...]
     refs_moved: tuple[RefMove, ...]
     refs_kept: tuple[RefMove, ...]
@@ -284,30 +285,6 @@ class InstallReport:
             or self.refs_moved
             or self.trees_moved
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": self.cache_dir,
-            "bundle_id": self.bundle_id,
-            "layout": self.layout,
-            "repos": [r.to_json() for r in self.repos],
-            "refs_moved": [r.to_json() for r in self.refs_moved],
-            "refs_kept": [r.to_json() for r in self.refs_kept],
-            "blobs_written": self.blobs_written,
-            "blobs_linked": self.blobs_linked,
-            "blobs_present": self.blobs_present,
-            "blobs_replaced": [b.to_json() for b in self.blobs_replaced],
-            "bytes_written": self.bytes_written,
-            "bytes_deduplicated": self.bytes_deduplicated,
-            "bytes_hashed": self.bytes_hashed,
-            "entries_added": self.entries_added,
-            "trees_written": self.trees_written,
-            "no_exist_written": self.no_exist_written,
-            "trees_moved": [m.to_json() for m in self.trees_moved],
-            "elapsed": round(self.elapsed, 3),
-            "notes": list(self.notes),
-            "signature": dict(self.signature) if self.signature is not None else None,
-        }
 
     def render(self) -> list[str]:
         """Human lines (the CLI prints them)."""
@@ -385,7 +362,7 @@ def plan_install(
                 target = lay.snapshot_file(snap.commit, f.path)
                 if not new:  # below a snapshot folder that does not exist yet, nothing can be in the way
                     guard.check(target)
-                state = "add"
+                state: EntryState = "add"
                 if not new and os.path.lexists(target):
                     exact = layout_kind == LAYOUT_SYMLINK and _is_link_to(target, lay.blob(f.etag))
                     state = "present" if exact else "check"
@@ -407,12 +384,13 @@ def plan_install(
             guard.check(lay.ref(ref))
             old = lay.read_ref(ref)
             if old == commit:
-                action = "same"
+                ref_action: RefAction = "same"
             elif keep_refs and old is not None and old.strip() != commit:
-                action = "keep"
+                ref_action = "keep"
             else:
-                action = "write"
-            refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, action))
+                ref_action = "write"
+            logger.debug("ref %s:%s %s: %s (now %s)", repo.repo_type, repo.repo_id, ref, ref_action, old)
+            refs.append(RefStep(repo.repo_type, repo.repo_id, ref, old, commit, ref_action))
 
     if layout_kind == LAYOUT_SYMLINK:
         listed: dict[tuple[str, str], frozenset[str]] = {}  # one listing of blobs/ per repo, not a stat per blob
@@ -423,11 +401,11 @@ def plan_install(
                 guard.check(lay.blobs, is_dir=True)
                 in_blobs = listed[(repo_type, repo_id)] = frozenset(listdir(lay.blobs))
             blob = lay.blob(etag)
-            state = "absent"
+            blob_state: PlacementState = "absent"
             if etag in in_blobs:
                 guard.check(blob)
-                state = "present" if usable_file(blob, root) else "absent"
-            by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, state))
+                blob_state = "present" if usable_file(blob, root) else "absent"
+            by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, blob_state))
 
     # Tree blobs of backups are contents too: read from the bundle, never placed as blobs.
     tree_contents: dict[str, int] = {}
@@ -446,11 +424,12 @@ def plan_install(
         size = sizes[sha]
         copies: tuple[str, ...] = ()
         if all(p.state == "present" for p in placements):
-            action = "none"
+            action: ContentAction = "none"
         else:
             names = {sha} | ({git_ids[sha]} if sha in git_ids else set())
             copies = tuple(str(p) for name in sorted(names) for p in other_blobs.get(name, ()) if size_is(p, size))
             action = "link" if copies else "stream" if sha in carried else "missing"
+        logger.debug("content %s (%s): %s", sha[:12], where.get(sha, ""), _ACTION_SAYS[action])
         contents.append(ContentStep(sha, size, placements, action, copies, git_ids.get(sha), where.get(sha, "")))
     for sha, size in sorted(tree_contents.items()):
         action = "stream" if sha in carried else "unavailable"  # a listing may be left out, content cannot
@@ -496,8 +475,8 @@ class Guard:
                 st = os.lstat(cur)
             except FileNotFoundError:
                 return
-            except NotADirectoryError:
-                raise _blocked(cur.parent, "a file is where a folder must be") from None
+            except NotADirectoryError as err:
+                raise _blocked(cur.parent, "a file is where a folder must be") from err
             if stat.S_ISLNK(st.st_mode):
                 if last and not is_dir:
                     return  # a link in a file's place is replaced, never written through
@@ -529,7 +508,7 @@ def _blocked(path: Path, what: str) -> InstallError:
 # -- small helpers --------------------------------------------------------------------------------------------
 
 
-def _choose_layout(cache_dir: Path, copy: bool | None) -> str:
+def _choose_layout(cache_dir: Path, copy: bool | None) -> Layout:
     if copy:
         return LAYOUT_COPY
     # Probe inside the cache's .locks/ (scan_cache_dir skips it; a probe folder left in the cache root by a

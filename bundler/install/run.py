@@ -23,21 +23,21 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TypedDict
+from typing import BinaryIO, TypedDict
 
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, BlobEntry, RepoEntry, SnapshotEntry
 from ..bundle.source import BundleSource, RandomAccessSource
 from ..cache import layout, listings
 from ..cache.blobwrite import copy_hashed, write_hashed
 from ..cache.durable import sync_filesystem
-from ..cache.layout import MAX_TREE_BYTES, RepoLayout, parse_tree, tree_etag
+from ..cache.layout import MAX_TREE_BYTES, RepoLayout, parse_tree
 from ..cache.locks import RepoClaim, file_lock
 from ..cache.model import present_files, real_root, usable_file
 from ..cache.names import TEMP_PREFIX, is_our_temp_blob, listdir, temp_name
 from ..cache.records import InstalledRecord, read_record
 from ..errors import BundleFormatError, HfBundleError, InstallError, IntegrityError
 from ..hashing import CHUNK, Digests, StreamHasher, digest_file, is_sha1, is_sha256
-from ..lockfile import RepoFile
+from ..repofile import RepoFile, TreeEntry
 from .plan import (
     DAMAGED_HINT,
     LAYOUT_COPY,
@@ -303,6 +303,7 @@ class _Run:
                 path = self._placement_path(p)
                 ok, actual = self._check_file(path, c.sha256, c.size, p.etag)
                 if ok:
+                    logger.debug("reuse %s: already there, content checked", path)
                     self.n_present += 1
                     self.bytes_dedup += c.size
                     self.local.setdefault(c.sha256, path)
@@ -310,6 +311,7 @@ class _Run:
                         self.entry_ok[(p.repo_type, p.repo_id, p.commit, p.path)] = True
                 else:
                     rel = str(path.relative_to(self._layout(p.repo_type, p.repo_id).folder))
+                    logger.debug("replace %s: its content is %s, the bundle's is sha256 %s", path, actual, c.sha256)
                     self.replaced.append(ReplacedBlob(p.repo_type, p.repo_id, rel, f"sha256 {c.sha256}", actual))
                     need.append(p)
             if need:
@@ -339,8 +341,10 @@ class _Run:
                 for cand in c.cache_copies:
                     ok, _ = self._check_file(Path(cand), c.sha256, c.size, Path(cand).name)
                     if ok:
+                        logger.debug("copy sha256 %s from %s (an identical blob in the cache)", c.sha256[:12], cand)
                         self.local[c.sha256] = Path(cand)
                         break
+                    logger.debug("skip %s: its content does not match its name", cand)
                     self.notes.append(f"ignored {cand}: its content does not match its name")
 
     # -- 2. stream and place blobs --
@@ -709,7 +713,7 @@ class _Run:
         """Copy layout: put the verified content at ``dst`` (moving our staged temp on its last use)."""
         src = self.local[e.sha256]
         uses[e.sha256] -= 1
-        c = ContentStep(e.sha256, e.size, (), "", where=f"{e.repo_type} {e.repo_id}: {e.path}")
+        c = ContentStep(e.sha256, e.size, (), "none", where=f"{e.repo_type} {e.repo_id}: {e.path}")
         if src in self.staged and uses[e.sha256] == 0:
             os.replace(src, dst)
             self.staged.discard(src)
@@ -745,7 +749,7 @@ class _Run:
         parsed_old = parse_tree(old) if old is not None else None
         known = self._known_files(repo, snap)
         data: bytes | None = None
-        full: dict[str, dict[str, Any]] | None = None
+        full: dict[str, TreeEntry] | None = None
         if snap.tree in (TREE_HUB, TREE_FILES, TREE_NONE):
             full = listings.hub_listing(self.plan.manifest, repo, snap)
             if full is not None:
@@ -870,6 +874,7 @@ class _Run:
         for r in self.plan.refs:
             lay = self._layout(r.repo_type, r.repo_id)
             if r.action == "keep":
+                logger.debug("keep ref %s of %s at %s (--keep-refs; the bundle has %s)", r.ref, r.repo_id, r.old, r.new)
                 self.kept.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
                 continue
             if r.action == "same":
@@ -879,6 +884,7 @@ class _Run:
             old = _read_bytes(target)
             self.journal.mkdirs(target.parent)
             self.journal.overwritten.append((target, old, lay.folder))
+            logger.debug("write ref %s of %s: %s -> %s", r.ref, r.repo_id, r.old, r.new)
             if layout.write_ref(lay, r.ref, r.new):
                 self.moved.append(RefMove(r.repo_type, r.repo_id, r.ref, r.old, r.new))
 
@@ -887,10 +893,10 @@ class _Run:
     def _replace(self, tmp: Path, dst: Path) -> None:
         try:
             os.replace(tmp, dst)
-        except IsADirectoryError:
+        except IsADirectoryError as err:
             raise InstallError(
                 f"{dst} is a folder where a file belongs", hint="move that folder away and re-run the install"
-            ) from None
+            ) from err
 
     @contextlib.contextmanager
     def _locked(self, lay: RepoLayout, etag: str, skip: bool) -> Iterator[None]:
@@ -902,6 +908,7 @@ class _Run:
         if skip or not os.path.exists(path):
             yield
             return
+        logger.debug("lock %s: huggingface_hub's lock for this blob exists, waiting for it", path)
         with file_lock(path, mode=0o664):
             yield
 
@@ -1049,10 +1056,10 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _agrees(parsed: Mapping[str, Mapping[str, Any]], files: Sequence[RepoFile]) -> bool:
+def _agrees(parsed: Mapping[str, TreeEntry], files: Sequence[RepoFile]) -> bool:
     for f in files:
         e = parsed.get(f.path)
-        if e is not None and (e["size"] != f.size or tree_etag(e) != f.etag):
+        if e is not None and (e.size != f.size or e.etag != f.etag):
             return False
     return True
 

@@ -20,7 +20,8 @@ from typing import Any
 from ..bundle.manifest import MAX_MANIFEST_BYTES, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from ..errors import BundleFormatError
 from ..hashing import lfs_blob_id
-from ..lockfile import RepoFile
+from ..records import JsonRecord
+from ..repofile import RepoFile
 from .ref import DIGEST_RE
 
 OCI_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -53,7 +54,12 @@ _DOC_NAMES = ("readme", "license", "licence", "notice", "copying", "citation", "
 
 
 @dataclass(frozen=True)
-class Descriptor:
+class Descriptor(
+    JsonRecord,
+    rename={"media_type": "mediaType"},
+    skip_empty=("annotations",),
+    convert={"annotations": lambda a: dict(sorted(a.items()))},
+):
     """An OCI content descriptor."""
 
     media_type: str
@@ -64,12 +70,6 @@ class Descriptor:
     @property
     def sha256(self) -> str:
         return self.digest.removeprefix("sha256:")
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.annotations:
-            out["annotations"] = dict(sorted(self.annotations.items()))
-        return out
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,8 @@ def parse_artifact(raw: bytes, media_type: str) -> ParsedArtifact:
     """Check an OCI manifest's shape: an image manifest with sha256 descriptors of sane sizes."""
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise BundleFormatError("the registry's manifest is not JSON", hint="re-push the artifact") from None
+    except ValueError as err:
+        raise BundleFormatError("the registry's manifest is not JSON", hint="re-push the artifact") from err
     if not isinstance(data, dict):
         raise BundleFormatError("the registry's manifest is not a JSON object")
     kind = data.get("mediaType") or media_type
@@ -210,8 +210,8 @@ def blob_layers(manifest: Manifest, parsed: ParsedArtifact) -> list[Descriptor]:
 def config_json(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise BundleFormatError("the ModelPack config is not JSON") from None
+    except ValueError as err:
+        raise BundleFormatError("the ModelPack config is not JSON") from err
     if not isinstance(data, dict):
         raise BundleFormatError("the ModelPack config is not a JSON object")
     return data

@@ -83,7 +83,7 @@ def find_credentials(host: str, env: Mapping[str, str] | None = None) -> Credent
             raise RegistryError(
                 f"cannot read the registry credentials file {path}: {e.__class__.__name__}",
                 hint="fix or remove that file, or pass --username and --password-stdin",
-            ) from None
+            ) from e
         if not isinstance(data, dict):
             continue
         found = _from_config(data, host, path)
@@ -121,10 +121,10 @@ def _from_entry(entry: dict[str, object], path: Path) -> Credentials | None:
     if isinstance(auth, str) and auth:
         try:
             user, sep, password = base64.b64decode(auth, validate=True).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError) as err:
             raise RegistryError(
                 f"an 'auth' entry in {path} is not base64 user:password", hint="log in again (docker login)"
-            ) from None
+            ) from err
         if sep:
             return Credentials(user, password, str(path))
     name, secret = entry.get("username"), entry.get("password")

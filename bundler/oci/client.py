@@ -185,14 +185,17 @@ class RegistryClient:
         """Make the registry hold the blob: ``existing`` (HEAD found it), ``mounted`` (from another repository
         of the same registry) or ``uploaded`` (streamed from ``open_stream()``, in chunks when large)."""
         if self.has_blob(digest, size):
+            logger.debug("skip %s: %s/%s has it", digest[:19], self.host, self.name)
             self.stats.add("existing", digest)
             return "existing"
         for source in mount_from:
             if source != self.name and self._mount(digest, source):
+                logger.debug("mount %s from %s", digest[:19], source)
                 self.stats.add("mounted", digest)
                 return "mounted"
         for attempt in range(self.retries + 1):
             try:
+                logger.debug("upload %s (%d bytes)", digest[:19], size)
                 self._upload(digest, size, open_stream)
                 self.stats.add("uploaded", digest, size)
                 return "uploaded"
@@ -201,7 +204,7 @@ class RegistryClient:
                     raise RegistryError(
                         f"{self.host}/{self.name}: upload of {digest[:19]} kept failing ({e})",
                         hint="check the registry's logs and free space, then push again (finished blobs are kept)",
-                    ) from None
+                    ) from e
                 self._sleep(attempt)
         raise AssertionError("unreachable")
 

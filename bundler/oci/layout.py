@@ -97,10 +97,10 @@ class LayoutStore:
         path = self.blob_path(digest)
         try:
             f = path.open("rb")
-        except FileNotFoundError:
+        except FileNotFoundError as err:
             raise RegistryError(
                 f"{self.root}: blob {digest} is missing", status=404, hint="copy the layout again, completely"
-            ) from None
+            ) from err
         actual = os.fstat(f.fileno()).st_size
         if actual != size:
             f.close()
@@ -165,7 +165,7 @@ class LayoutStore:
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}
         except (OSError, ValueError) as e:
-            raise RegistryError(f"cannot read {path}: {e.__class__.__name__}", hint="copy the layout again") from None
+            raise RegistryError(f"cannot read {path}: {e.__class__.__name__}", hint="copy the layout again") from e
         if not isinstance(data, dict) or not isinstance(data.get("manifests", []), list):
             raise RegistryError(f"{path} is not an OCI image index", hint="copy the layout again")
         return data

@@ -20,11 +20,12 @@ from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from ..bundle.manifest import BlobEntry, Manifest
 from ..errors import BundleFormatError
 from ..install.plan import InstallReport, ProgressCallback
+from ..records import JsonRecord
 from .artifact import (
     CONFIG_TYPE,
     OCI_MANIFEST_TYPE,
@@ -99,7 +100,7 @@ def open_store(ref: Ref, options: TransferOptions, *, push: bool = False) -> Sto
 
 
 @dataclass(frozen=True)
-class PushReport:
+class PushReport(JsonRecord, rounding={"seconds": 3}):
     ref: str
     digest: str
     bundle_id: str
@@ -109,19 +110,6 @@ class PushReport:
     mounted: int
     bytes_uploaded: int
     seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ref": self.ref,
-            "digest": self.digest,
-            "bundle_id": self.bundle_id,
-            "layers": self.layers,
-            "uploaded": self.uploaded,
-            "existing": self.existing,
-            "mounted": self.mounted,
-            "bytes_uploaded": self.bytes_uploaded,
-            "seconds": round(self.seconds, 3),
-        }
 
     def render(self) -> list[str]:
         return [
@@ -214,7 +202,7 @@ def _push_layers(
 
 
 @dataclass(frozen=True)
-class PullReport:
+class PullReport(JsonRecord, rounding={"seconds": 3}):
     ref: str
     digest: str
     bundle_id: str
@@ -224,19 +212,6 @@ class PullReport:
     seconds: float
     output: str | None = None
     install: InstallReport | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ref": self.ref,
-            "digest": self.digest,
-            "bundle_id": self.bundle_id,
-            "layers": self.layers,
-            "fetched": list(self.fetched),
-            "bytes_fetched": self.bytes_fetched,
-            "seconds": round(self.seconds, 3),
-            "output": self.output,
-            "install": self.install.to_json() if self.install is not None else None,
-        }
 
     def render(self) -> list[str]:
         lines = [

@@ -44,7 +44,7 @@ from bundler.bundle.reader import BundleReader, BundleWriter, WriteReport, choos
 from bundler.bundle.source import BundleSource
 from bundler.errors import BundleFormatError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
-from bundler.lockfile import RepoFile
+from bundler.repofile import RepoFile
 
 COMMIT = "c0ffee" + "0" * 34
 SMALL_FRAME = 4096

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bundler.cache import model
 from bundler.cache.layout import RepoLayout, tree_json
+from bundler.repofile import TreeEntry
 
 C = "c" * 40
 SHA1 = "b" * 40
@@ -58,9 +59,9 @@ def test_read_tree(tmp_path: Path) -> None:
     lay = _repo(tmp_path)
     assert model.read_tree(lay.tree(C)) is None
     lay.tree(C).parent.mkdir()
-    lay.tree(C).write_bytes(tree_json({"config.json": {"size": 2, "blob_id": SHA1}}))
+    lay.tree(C).write_bytes(tree_json({"config.json": TreeEntry(2, SHA1)}))
     read = model.read_tree(lay.tree(C))
-    assert read is not None and read.entries == {"config.json": {"size": 2, "blob_id": SHA1}}
+    assert read is not None and read.entries == {"config.json": TreeEntry(2, SHA1)}
     assert len(read.sha256) == 64 and read.to_json()["valid"]
     lay.tree(C).write_text(json.dumps({"format_version": 2, "files": {}}))
     read = model.read_tree(lay.tree(C))

@@ -15,7 +15,8 @@ from bundler.cache.records import RECORD_DIR, InstalledRecord, read_record, reco
 from bundler.errors import CacheError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.install import install
-from bundler.lockfile import Lock, LockedRepo, RepoFile
+from bundler.lockfile import Lock, LockedRepo
+from bundler.repofile import RepoFile
 from bundler.verify import verify_cache
 
 REPO = "org/tiny"

@@ -11,7 +11,6 @@ import pytest
 from bundler.bundle.manifest import BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from bundler.errors import BundleFormatError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
-from bundler.lockfile import RepoFile
 from bundler.oci.artifact import (
     ARTIFACT_TYPE,
     BUNDLE_MANIFEST_TYPE,
@@ -24,6 +23,7 @@ from bundler.oci.artifact import (
     media_type_for,
     parse_artifact,
 )
+from bundler.repofile import RepoFile
 
 SCHEMA = Path("/work/shared/reference/modelpack/config-schema.json")
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40

@@ -19,10 +19,10 @@ from bundler.bundle.reader import BundleWriter, open_bundle
 from bundler.errors import IntegrityError, RegistryError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.install.plan import Progress
-from bundler.lockfile import RepoFile
 from bundler.oci.auth import Credentials
 from bundler.oci.ref import LayoutRef, parse_ref
 from bundler.oci.transfer import TransferOptions, pull, push
+from bundler.repofile import RepoFile
 from bundler.verify import verify_cache
 from tests.conftest import CLOSED_ENDPOINT
 from tests.testing import registry
