@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import oscompat
 from .bundle.manifest import Manifest, SkippedFile
 from .cache.layout import RepoLayout, file_lock
 from .cache.scan import LAYOUT_COPY, SHARED_MARKER
@@ -425,9 +426,7 @@ def _publish(blob: Path, payload: Path, etag: str, cache_dir: Path) -> None:
     """Put the verified content of ``blob`` at ``payload``: a hard link, else a copy checked against ``etag``."""
     tmp = payload.with_name(f".{payload.name}.{secrets.token_hex(4)}.tmp")
     try:
-        try:
-            os.link(blob, tmp)
-        except OSError:
+        if not oscompat.hard_link(blob, tmp):  # refused (exFAT, FAT32, another device): a checked copy
             shutil.copyfile(blob, tmp)
             if sha256_file(str(tmp)) != etag:
                 raise IntegrityError(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .. import oscompat
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, BlobEntry, RepoEntry, SnapshotEntry
 from ..bundle.source import BundleSource, RandomAccessSource
 from ..cache import layout as hfcache
@@ -189,7 +190,7 @@ class _Run:
             if self.bytes_written:
                 # One barrier before anything points at the new blobs (an fsync per blob cost ~1.1 s/GB here):
                 # after a power cut a snapshot entry or ref never names a blob whose data did not reach the disk.
-                _sync_filesystem(self.cache_dir)
+                _sync_filesystem(self.cache_dir, [*self.placed, *self.staged])
             self._snapshots()
             self._trees_and_markers()
             self._refs()
@@ -570,12 +571,8 @@ class _Run:
     def _link_or_copy(self, c: ContentStep, etag: str | None, src: Path, tmp: Path) -> bool:
         """Hard-link ``src`` at ``tmp`` (True), or copy it while hashing (False). Never a symlink."""
         real = Path(os.path.realpath(src))
-        try:
-            os.link(real, tmp)
+        if oscompat.hard_link(real, tmp):  # refused on exFAT/FAT32, across devices: copied below
             return True
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-                raise
         with open(real, "rb") as f:
             d = self._copy_stream(f, tmp, c.size, git=etag is not None and not is_sha256(etag))
         self._check_digest_simple(c, d, etag)
@@ -999,9 +996,10 @@ def _make_dirs(folder: Path, created: list[Path]) -> None:
         created.append(d)
 
 
-def _sync_filesystem(folder: Path) -> None:
-    """The durability barrier (its own name: the kill-point tests hook it)."""
-    sync_filesystem(folder)
+def _sync_filesystem(folder: Path, written: Sequence[Path] = ()) -> None:
+    """The durability barrier (its own name: the kill-point tests hook it). ``written``: the files to fsync
+    one by one where the system has no ``syncfs``."""
+    sync_filesystem(folder, written)
 
 
 def _digest_matches(d: Digests, etag: str) -> bool:
