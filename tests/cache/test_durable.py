@@ -61,7 +61,12 @@ def test_sync_filesystem_falls_back_to_fsync_of_written_files(monkeypatch: pytes
     synced: list[str] = []
     real_fsync = os.fsync
     monkeypatch.setattr(oscompat, "libc_function", lambda name: None)
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     durable.sync_filesystem(tmp_path, files)
     assert sorted(synced) == sorted(
         [str(tmp_path / "a"), str(tmp_path / "sub" / "b"), str(tmp_path), str(tmp_path / "sub")]
