@@ -158,7 +158,7 @@ class _Run:
         self.need: dict[str, list[Placement]] = {}  # sha -> placements still to materialize
         self.entry_ok: dict[tuple[str, str, str, str], bool] = {}
         self.replaced: list[ReplacedBlob] = []
-        self.notes: list[str] = []
+        self.notes: list[str] = list(plan.notes)
         self.journal = _Journal()
         self.created_dirs: list[Path] = []
         self.placed: list[Path] = []  # blobs/<etag> files this run put in place
