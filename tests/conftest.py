@@ -12,9 +12,40 @@ from pathlib import Path
 
 import pytest
 
+from tests.foreign import emulate
+
+if emulate.active():  # before bundler is imported: the lane takes the POSIX-only calls away (tests/foreign/)
+    _SITE = str(Path(__file__).parent / "foreign" / "site")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SITE, os.environ.get("PYTHONPATH")) if p)
+    emulate.apply()
+
 from bundler.testing.hub import HubServer, publish
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"  # nothing listens on the discard port: any request fails loudly
+
+
+_NOT_IN_LANE: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the foreign-platform lane, a test marked ``native_only(reason)`` is skipped with its reason, and
+    listed again at the end of the run (see :func:`pytest_terminal_summary`): never silently."""
+    if not emulate.active():
+        return
+    for item in items:
+        marker = item.get_closest_marker("native_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "no reason given"
+            _NOT_IN_LANE.append(f"{item.nodeid}: {reason}")
+            item.add_marker(pytest.mark.skip(reason=f"FOREIGN-PLATFORM LANE CANNOT RUN THIS: {reason}"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if emulate.active():
+        terminalreporter.section("foreign-platform lane (HFBUNDLE_FOREIGN_PLATFORM=1)", sep="!", red=True)
+        terminalreporter.line(f"POSIX-only calls removed; {len(_NOT_IN_LANE)} test(s) cannot run under it:")
+        for line in _NOT_IN_LANE:
+            terminalreporter.line(f"  NOT RUN: {line}")
 
 
 @pytest.fixture(scope="session", autouse=True)
