@@ -103,6 +103,7 @@ def test_a_windows_refusal_by_winerror_says_copy(tmp_path: Path, monkeypatch: py
     assert oscompat.hard_link(tmp_path / "a", tmp_path / "b") is False
 
 
+@pytest.mark.native_only("the lane refuses every hard link before the disk is asked")
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EIO])
 def test_a_full_or_broken_disk_is_not_a_refused_link(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
@@ -116,6 +117,7 @@ def test_a_full_or_broken_disk_is_not_a_refused_link(
     assert info.value.errno == code
 
 
+@pytest.mark.native_only("the lane refuses hard links")
 def test_hard_link_links_where_it_can(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"x")
     assert oscompat.hard_link(tmp_path / "a", tmp_path / "b") is True

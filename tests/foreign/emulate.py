@@ -7,7 +7,7 @@ starts (through ``tests/foreign/site/sitecustomize.py`` on ``PYTHONPATH``) lose 
   uses ``msvcrt``; ``filelock`` keeps its own OS lock here so a killed process still drops its lock);
 - ``os.pread``, ``os.preadv`` and ``os.fchmod`` are gone (Windows has none of them);
 - the ctypes ``syncfs`` / ``sync_file_range`` are not found (macOS and Windows have neither);
-- hfbundle and huggingface_hub cannot make symlinks or hard links (Windows without Developer Mode, exFAT,
+- hfbundle cannot make symlinks or hard links (Windows without Developer Mode, exFAT,
   FAT32): both fail with EPERM, so installs take the copy layout and copies instead of links. Tests' own
   fixtures may still make them (a hostile test needs a symlink to attack with);
 - the name check sees a case-folding filesystem (``HFBUNDLE_CASE_INSENSITIVE=1``).
@@ -33,11 +33,11 @@ def active() -> bool:
 
 
 def _refuses(importer: str) -> bool:
-    """Modules that see the foreign ``os``: hfbundle's runtime and huggingface_hub (not the tests' fixtures,
-    nor ``filelock``, which keeps the real calls its Windows twin replaces with ``msvcrt``)."""
-    return (importer.startswith("bundler") and not importer.startswith("bundler.testing")) or importer.startswith(
-        "huggingface_hub"
-    )
+    """Modules that see the foreign ``os``: hfbundle's runtime only. Not the tests' fixtures, nor ``filelock``
+    (which keeps the real calls its Windows twin replaces with ``msvcrt``), nor huggingface_hub: the caches the
+    tests build with the real client stay as a Linux machine made them (a cache carried over), and the client
+    still reads hfbundle's copy layout with its own calls."""
+    return importer.startswith("bundler") and not importer.startswith("bundler.testing")
 
 
 class _ForeignOs(types.ModuleType):
@@ -62,7 +62,7 @@ FOREIGN_OS = _ForeignOs("os")
 
 
 def apply() -> None:
-    """Make hfbundle (and huggingface_hub) imported from now on see the foreign ``os`` (idempotent)."""
+    """Make hfbundle imported from now on see the foreign ``os`` (idempotent)."""
     global _applied
     if _applied:
         return
@@ -83,4 +83,6 @@ def apply() -> None:
     from bundler import oscompat
 
     oscompat.libc_function = lambda name: None
-    assert not hasattr(vars(oscompat)["os"], "pread"), "bundler was imported before the foreign-platform lane was applied"
+    assert not hasattr(vars(oscompat)["os"], "pread"), (
+        "bundler was imported before the foreign-platform lane was applied"
+    )
