@@ -172,3 +172,21 @@ def test_fsync_dir_and_path_tolerate_what_is_gone(tmp_path: Path) -> None:
 def test_sync_filesystem_says_false_without_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(oscompat, "libc_function", lambda name: None)
     assert oscompat.sync_filesystem(tmp_path) is False
+
+
+def test_the_lane_reaches_subprocesses() -> None:
+    """In the foreign-platform lane a CLI subprocess sees the foreign os too; outside it, the native one."""
+    import subprocess
+    import sys
+
+    from tests.foreign import emulate
+
+    code = (
+        "import bundler.oscompat as o, os;"
+        "print(hasattr(vars(o)['os'], 'pread'), os.environ.get('HFBUNDLE_CASE_INSENSITIVE'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    if emulate.active():
+        assert out.split() == ["False", "1"]
+    else:
+        assert out.split()[0] == str(hasattr(os, "pread"))
