@@ -162,6 +162,7 @@ def resolve(
     if not specs:
         raise click.UsageError("give at least one SPEC (or --list)")
     lock = api.resolve(*specs, variant=variant, include=include, exclude=exclude)
+    _warn_names(out, lock)
     if output is not None:
         from .cache.layout import atomic_write_bytes
 
@@ -236,6 +237,7 @@ def build(
             have=have,
             on_files=progress.files,
         )
+    _warn_names(out, report.lock)
     if output == "-":  # stdout carries the bundle: the summary goes to stderr
         click.echo(f"bundle {report.bundle_id} ({human_size(report.bytes_out)})", err=True)
         return
@@ -834,6 +836,14 @@ def _install_progress(bar: ProgressBar) -> Callable[[Any], None]:
 
 def _render_recipes(report: Any) -> list[str]:
     return [f"{r['name']:32} {r.get('description', '')}" for r in report.to_json()["recipes"]]
+
+
+def _warn_names(out: Output, lock: Any) -> None:
+    """Names a Windows (or case-folding) cache cannot hold: the bundle author hears it at resolve and build."""
+    from .winnames import lock_problems
+
+    for problem in lock_problems(lock):
+        out.info(f"warning: {problem.describe()}; installing on Windows will refuse it")
 
 
 def _render_lock(lock: Any) -> list[str]:

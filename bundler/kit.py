@@ -387,6 +387,7 @@ exit 1
 
 _INSTALL_BAT = """@echo off
 rem Install this hfbundle kit on an offline machine: see README.txt. Arguments go to install.py.
+rem cmd: install.bat    PowerShell: .\\install.bat    (no --shell: install.py prints both shells' lines)
 setlocal
 set "HERE=%~dp0"
 if defined PYTHON goto usevar
@@ -397,13 +398,13 @@ if not errorlevel 1 goto usepython
 echo install.bat: no Python found: install Python 3.10 or newer, or set PYTHON=C:\\path\\to\\python.exe 1>&2
 exit /b 1
 :usevar
-"%PYTHON%" "%HERE%install.py" --shell cmd %*
+"%PYTHON%" "%HERE%install.py" %*
 exit /b %ERRORLEVEL%
 :usepy
-py -3 "%HERE%install.py" --shell cmd %*
+py -3 "%HERE%install.py" %*
 exit /b %ERRORLEVEL%
 :usepython
-python "%HERE%install.py" --shell cmd %*
+python "%HERE%install.py" %*
 exit /b %ERRORLEVEL%
 """
 
@@ -415,7 +416,8 @@ Made by hfbundle {version}. Wheels for: {targets}.
 On the offline machine (Python 3.10 or newer, nothing else needed):
 
   Linux / macOS:   sh install.sh                    (or: python3 install.py)
-  Windows:         install.bat                      (or: py -3 install.py)
+  Windows cmd:     install.bat                      (or: py -3 install.py)
+  PowerShell:      .\\install.bat                    (or: py -3 .\\install.py)
 
 Options (all go to install.py):
   --python PATH    install into that Python's environment (e.g. an app's own venv) instead of a new .venv
@@ -429,8 +431,14 @@ What it does:
   4. runs `hfbundle doctor` for: {doctor};
   5. prints the lines that keep Hugging Face libraries offline for your shell: {offline}.
 
-Running it again is safe. By hand: sha256sum -c SHA256SUMS; pip install --no-index --find-links wheels hfbundle;
-hfbundle install bundles/NAME.tar.zst; hfbundle verify bundles/NAME.tar.zst.
+Running it again is safe. By hand (Linux / macOS): sha256sum -c SHA256SUMS;
+pip install --no-index --find-links wheels hfbundle; hfbundle install bundles/NAME.tar.zst;
+hfbundle verify bundles/NAME.tar.zst.
+By hand (Windows, cmd or PowerShell): py -3 install.py --check-only;
+py -3 -m pip install --no-index --find-links wheels hfbundle; hfbundle install bundles\\NAME.tar.zst;
+hfbundle verify bundles\\NAME.tar.zst.
+On Windows a Hugging Face cache path longer than 259 characters needs long paths turned on (see hfbundle's
+docs/WINDOWS.md) or a short cache folder: set HF_HUB_CACHE=C:\\hf (cmd) / $env:HF_HUB_CACHE = 'C:\\hf' (PowerShell).
 """
 
 

@@ -69,7 +69,8 @@ def check_relpath(path: str) -> str:
         raise UnsafePathError(f"invalid path {path!r}: empty")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise UnsafePathError(f"invalid path {path[:80]!r}…: longer than {MAX_PATH_BYTES} bytes")
-    if path.startswith("/") or "\\" in path or re.match(r"^[A-Za-z]:", path):
+    # A drive letter in any component too: huggingface_hub reads each component under Windows rules (1.26+).
+    if path.startswith("/") or "\\" in path or re.search(r"(?:^|/)[A-Za-z]:", path):
         raise UnsafePathError(f"unsafe path {path!r}: absolute, with a drive letter or with backslashes")
     if not _PLAIN_RE.fullmatch(path) and any(
         unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS for c in path

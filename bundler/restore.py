@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import oscompat
 from .bundle.manifest import Manifest, SkippedFile
 from .cache.blobwrite import copy_hashed
 from .cache.layout import RepoLayout, place_symlink
@@ -396,9 +397,7 @@ def _publish(blob: Path, payload: Path, etag: str, cache_dir: Path) -> None:
     """Put the verified content of ``blob`` at ``payload``: a hard link, else a copy checked against ``etag``."""
     tmp = payload.with_name(temp_name(payload.name))
     try:
-        try:
-            os.link(blob, tmp)
-        except OSError:
+        if not oscompat.hard_link(blob, tmp):  # refused (exFAT, FAT32, another device): a checked copy
             size = blob.stat().st_size
             d = copy_hashed(blob, tmp, size, git=False)  # hashed as it is written: one read
             if d.sha256 != etag or d.size != size:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from . import oscompat
 from .errors import HfBundleError, UsageError
 from .hashing import is_sha256
 
@@ -130,7 +131,7 @@ def generate_key(output: Path) -> PublicKey:
     )
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask says
+        oscompat.fchmod(fd, private_path, 0o600)  # whatever the umask says
         os.write(fd, pem)
     finally:
         os.close(fd)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from .. import oscompat
 from ..errors import BundleFormatError, HfBundleError, UsageError
 from .container import FINGERPRINT_BYTES, BundleIndex, fingerprint
 
@@ -196,14 +197,6 @@ class RandomAccess(Protocol):
     def close(self) -> None: ...
 
 
-def _preadv(fd: int, out: memoryview, offset: int) -> int:
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [out], offset)
-    data = os.pread(fd, len(out), offset)  # platforms without preadv (Windows)
-    out[: len(data)] = data
-    return len(data)
-
-
 def find_volumes(path: Path) -> tuple[Path, ...]:
     """The files of the bundle at ``path``: the file itself, or every volume when ``path`` is one volume
     (``NAME.001``) or the name the volumes share (``NAME``). Gaps in the numbering are reported."""
@@ -275,7 +268,8 @@ class FileSet:
             return fd
 
     def pread(self, offset: int, length: int) -> bytes:
-        """Up to ``length`` bytes at ``offset`` (fewer only at the end). Thread-safe: positional reads."""
+        """Up to ``length`` bytes at ``offset`` (fewer only at the end). Thread-safe: positional reads
+        (:func:`bundler.oscompat.pread`, a locked seek and read where the system has no ``pread``)."""
         parts: list[bytes] = []
         try:
             for i, start in enumerate(self._starts):
@@ -286,7 +280,7 @@ class FileSet:
                     continue
                 want = min(length, end - offset)
                 while want > 0:  # os.pread may return less than asked
-                    part = os.pread(self._fd(i), want, offset - start)
+                    part = oscompat.pread(self._fd(i), want, offset - start)
                     if not part:
                         raise BundleFormatError(f"{self._paths[i]} changed size while it was read")
                     parts.append(part)
@@ -308,7 +302,7 @@ class FileSet:
                     continue
                 want = min(len(out) - done, end - offset)
                 while want > 0:
-                    n = _preadv(self._fd(i), out[done : done + want], offset - start)
+                    n = oscompat.pread_into(self._fd(i), out[done : done + want], offset - start)
                     if not n:
                         raise BundleFormatError(f"{self._paths[i]} changed size while it was read")
                     offset, done, want = offset + n, done + n, want - n

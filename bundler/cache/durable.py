@@ -7,7 +7,8 @@ names them (see :mod:`bundler.install`). Left alone, the kernel keeps all of it 
 soon as a few MiB are written (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which is what dpkg does), so the
 disk works while the install decompresses and hashes, and the barrier finds little left to wait for.
 
-Both are best effort where the system lacks them: :func:`sync_filesystem` falls back to ``sync``, and
+Both go through :mod:`bundler.oscompat`. Where the system lacks ``syncfs`` (macOS, Windows) the barrier
+fsyncs each file the install wrote and their folders (where the OS lets a folder be fsynced), and
 :class:`Writeback` does nothing off Linux.
 """
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+from .. import oscompat
 
 __all__ = ["WRITEBACK_STEP", "Writeback", "sync_filesystem"]
 
@@ -27,17 +30,8 @@ _SYNC_FILE_RANGE_WRITE = 2
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-@functools.cache
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    libc = _libc()
-    func = getattr(libc, "sync_file_range", None) if sys.platform.startswith("linux") else None
+    func: Any = oscompat.libc_function("sync_file_range") if sys.platform.startswith("linux") else None
     if func is None:
         return None
     func.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -66,12 +60,14 @@ class Writeback:
             self._start = self._end
 
 
-def sync_filesystem(folder: Path) -> None:
-    """Flush the filesystem holding ``folder`` to disk (``syncfs``; ``sync`` where it is missing)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        syncfs = getattr(_libc(), "syncfs", None)
-        if syncfs is None or syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
+def sync_filesystem(folder: Path, written: Iterable[Path] = ()) -> None:
+    """Make what was written under ``folder`` durable: one ``syncfs`` of its filesystem (Linux), else an
+    ``fsync`` of each ``written`` file and of the folders holding them (macOS, Windows, a failed ``syncfs``)."""
+    if oscompat.sync_filesystem(folder):
+        return
+    folders: set[Path] = set()
+    for path in written:
+        oscompat.fsync_path(path)
+        folders.add(path.parent)
+    for parent in sorted(folders):
+        oscompat.fsync_dir(parent)

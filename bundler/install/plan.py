@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from .. import oscompat, winnames
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, Manifest
 from ..cache import layout
 from ..cache.layout import RepoLayout
@@ -206,6 +207,7 @@ class InstallPlan(
     snapshots: tuple[SnapshotStep, ...]
     refs: tuple[RefStep, ...]
     verbatim_trees: bool = False  # restore --verbatim: saved listings come back byte for byte, traps included
+    notes: tuple[str, ...] = ()  # warnings found while planning (names only Windows refuses, no symlinks)
 
     @property
     def missing(self) -> tuple[ContentStep, ...]:
@@ -237,6 +239,7 @@ class InstallPlan(
         ]
         lines += [f"  ref {r.repo_id}:{r.ref}: {r.old or '(new)'} -> {r.new} ({r.action})" for r in self.refs]
         lines += [f"  missing: {c.sha256} ({c.size} bytes, {c.where})" for c in self.missing]
+        lines += [f"note: {n}" for n in self.notes]
         return lines
 
 
@@ -323,7 +326,10 @@ def plan_install(
     cache_dir = Path(os.path.abspath(Path(cache_dir).expanduser()))
     root = real_root(cache_dir)
     carried = set(available) if available is not None else {b.sha256 for b in manifest.blobs}
+    notes = winnames.check_install(manifest, cache_dir)  # refuses names this cache cannot hold, warns of others
     layout_kind = _choose_layout(cache_dir, copy)
+    if layout_kind == LAYOUT_COPY and copy is None:
+        notes += _no_symlinks_note(cache_dir)
     guard = Guard(cache_dir, root)
 
     entries: list[EntryStep] = []
@@ -446,6 +452,7 @@ def plan_install(
         snapshots=tuple(snapshots),
         refs=tuple(refs),
         verbatim_trees=verbatim_trees,
+        notes=notes,
     )
 
 
@@ -536,8 +543,25 @@ def _choose_layout(cache_dir: Path, copy: bool | None) -> Layout:
     return LAYOUT_SYMLINK if supported else LAYOUT_COPY
 
 
+def _no_symlinks_note(cache_dir: Path) -> tuple[str, ...]:
+    """huggingface_hub's note when it falls back to copies (and its variable to silence it)."""
+    if _env_disables_symlinks() or os.environ.get("HF_HUB_DISABLE_SYMLINKS_WARNING", "").upper() in _TRUE:
+        return ()
+    note = (
+        f"symlinks are not supported in {cache_dir}: installed with the copy layout (real files in snapshots/; "
+        "loaders read it the same, it only takes more space when revisions share files). "
+        "Set HF_HUB_DISABLE_SYMLINKS_WARNING=1 to hide this note."
+    )
+    if oscompat.WINDOWS:
+        note += " To support symlinks on Windows, turn on Developer Mode (Settings > System > For developers)."
+    return (note,)
+
+
 def _env_disables_symlinks() -> bool:
-    return os.environ.get("HF_HUB_DISABLE_SYMLINKS", "").upper() in ("1", "ON", "YES", "TRUE")
+    return os.environ.get("HF_HUB_DISABLE_SYMLINKS", "").upper() in _TRUE
+
+
+_TRUE = ("1", "ON", "YES", "TRUE")  # huggingface_hub's constants._is_true
 
 
 def _is_link_to(link: Path, target: Path) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypedDict
 
+from .. import oscompat
 from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, BlobEntry, RepoEntry, SnapshotEntry
 from ..bundle.source import BundleSource, RandomAccessSource
 from ..cache import layout, listings
@@ -156,7 +157,7 @@ class _Run:
         self.need: dict[str, list[Placement]] = {}  # sha -> placements still to materialize
         self.entry_ok: dict[tuple[str, str, str, str], bool] = {}
         self.replaced: list[ReplacedBlob] = []
-        self.notes: list[str] = []
+        self.notes: list[str] = list(plan.notes)
         self.journal = _Journal()
         self.created_dirs: list[Path] = []
         self.placed: list[Path] = []  # blobs/<etag> files this run put in place
@@ -188,7 +189,7 @@ class _Run:
             if self.bytes_written:
                 # One barrier before anything points at the new blobs (an fsync per blob cost ~1.1 s/GB here):
                 # after a power cut a snapshot entry or ref never names a blob whose data did not reach the disk.
-                _sync_filesystem(self.cache_dir)
+                _sync_filesystem(self.cache_dir, [*self.placed, *self.staged])
             self._snapshots()
             self._trees_and_markers()
             self._refs()
@@ -570,12 +571,8 @@ class _Run:
     def _link_or_copy(self, c: ContentStep, etag: str | None, src: Path, tmp: Path) -> bool:
         """Hard-link ``src`` at ``tmp`` (True), or copy it while hashing (False). Never a symlink."""
         real = Path(os.path.realpath(src))
-        try:
-            os.link(real, tmp)
+        if oscompat.hard_link(real, tmp):  # refused on exFAT/FAT32, across devices: copied below
             return True
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-                raise
         d = copy_hashed(real, tmp, c.size, git=etag is not None and not is_sha256(etag), **self._chunks(tmp))
         self._check_digest_simple(c, d, etag)
         self.bytes_written += d.size
@@ -1000,9 +997,10 @@ def _make_dirs(folder: Path, created: list[Path]) -> None:
         created.append(d)
 
 
-def _sync_filesystem(folder: Path) -> None:
-    """The durability barrier (its own name: the kill-point tests hook it)."""
-    sync_filesystem(folder)
+def _sync_filesystem(folder: Path, written: Sequence[Path] = ()) -> None:
+    """The durability barrier (its own name: the kill-point tests hook it). ``written``: the files to fsync
+    one by one where the system has no ``syncfs``."""
+    sync_filesystem(folder, written)
 
 
 def _digest_matches(d: Digests, etag: str) -> bool:

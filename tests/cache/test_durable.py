@@ -50,9 +50,24 @@ def test_writeback_on_a_real_file_keeps_its_bytes(tmp_path: Path) -> None:
     assert path.read_bytes() == data
 
 
-def test_sync_filesystem_falls_back_to_sync(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    synced: list[bool] = []
-    monkeypatch.setattr(durable, "_libc", lambda: None)
-    monkeypatch.setattr(os, "sync", lambda: synced.append(True))
-    durable.sync_filesystem(tmp_path)
-    assert synced == [True]
+def test_sync_filesystem_falls_back_to_fsync_of_written_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without syncfs (macOS, Windows) the barrier fsyncs each written file and the folders holding them."""
+    from bundler import oscompat
+
+    (tmp_path / "sub").mkdir()
+    files = [tmp_path / "a", tmp_path / "sub" / "b"]
+    for f in files:
+        f.write_bytes(b"x")
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(oscompat, "libc_function", lambda name: None)
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    durable.sync_filesystem(tmp_path, files)
+    assert sorted(synced) == sorted(
+        [str(tmp_path / "a"), str(tmp_path / "sub" / "b"), str(tmp_path), str(tmp_path / "sub")]
+    )
