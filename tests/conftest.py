@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bundler.testing.hub import HubServer, publish
+from tests.testing.hub import HubServer, publish
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"  # nothing listens on the discard port: any request fails loudly
 
@@ -26,7 +26,7 @@ def _one_torch_thread() -> None:
 @pytest.fixture(scope="session")
 def tiny_repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every standard tiny repo built once: ``{repo_id: folder}``."""
-    from bundler.testing.factory import build_all
+    from tests.testing.factory import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny-repos"))
 

@@ -13,7 +13,7 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from ..cache.layout import RepoLayout
 from ..cache.listings import MovedListing
 from ..errors import BundleFormatError, InstallError, UnsafePathError
 from ..hashing import is_sha1, is_sha256
+from ..progress import Progress, ProgressCallback
 
 __all__ = [
     "DAMAGED_HINT",
@@ -58,22 +59,7 @@ TEMP_BLOB_RE = re.compile(r"^\.hfbundle-([0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}
 DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online machine"
 
 
-ProgressCallback = Callable[["Progress"], None]
-
-
 # -- records -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Sent to ``on_progress``: ``phase`` is verify, stream, link, snapshots, trees or refs."""
-
-    phase: str
-    done_bytes: int
-    total_bytes: int
-    item: str | None = None
-    done_files: int = 0  # blobs verified (verify) or written/linked (stream, link) so far in this phase
-    total_files: int = 0
 
 
 @dataclass(frozen=True)

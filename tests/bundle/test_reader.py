@@ -45,13 +45,10 @@ from bundler.bundle.source import BundleSource
 from bundler.errors import BundleFormatError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.lockfile import RepoFile
+from tests.helpers import sha256 as sha
 
 COMMIT = "c0ffee" + "0" * 34
 SMALL_FRAME = 4096
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def make_manifest(files: dict[str, bytes]) -> Manifest:

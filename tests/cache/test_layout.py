@@ -14,18 +14,30 @@ from bundler.cache import layout as hfcache
 
 def test_file_lock_waits_for_a_filelock_holder(tmp_path: Path) -> None:
     path = tmp_path / "x.lock"
-    held, released = threading.Event(), threading.Event()
+    held, let_go, released, got = threading.Event(), threading.Event(), threading.Event(), threading.Event()
 
-    def hold_briefly() -> None:  # filelock's locks belong to the thread that took them
+    def hold_until_told() -> None:  # filelock's locks belong to the thread that took them
         with FileLock(str(path)):
             held.set()
-            time.sleep(0.3)
+            let_go.wait(10)
             released.set()
 
-    threading.Thread(target=hold_briefly).start()
+    holder = threading.Thread(target=hold_until_told)
+    holder.start()
     assert held.wait(10)
-    with hfcache.file_lock(path, mode=0o664, timeout=10):
-        assert released.is_set()  # we got it only once they let go
+
+    def wait_for_it() -> None:
+        with hfcache.file_lock(path, mode=0o664, timeout=10):
+            if released.is_set():  # we got it only once they let go
+                got.set()
+
+    waiter = threading.Thread(target=wait_for_it)
+    waiter.start()
+    assert not got.wait(0.3)  # still waiting while it is held
+    let_go.set()
+    waiter.join(15)
+    holder.join(15)
+    assert got.is_set()
 
 
 def test_file_lock_times_out_while_filelock_holds_it(tmp_path: Path) -> None:

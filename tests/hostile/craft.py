@@ -29,6 +29,7 @@ from typing import Any
 import zstandard
 
 from bundler.hashing import git_blob_sha1, lfs_blob_id
+from tests.helpers import sha256 as sha256
 
 TAR_BLOCK = 512
 TAR_RECORD = 10240
@@ -57,10 +58,6 @@ TYPEFLAGS = {
     "old-regular": b"\0",
     "unknown": b"Z",
 }
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # -- tar --------------------------------------------------------------------------------------------------
