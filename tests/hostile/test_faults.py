@@ -75,6 +75,7 @@ KILL_RUNS = {
 }
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("run", list(KILL_RUNS))
 def test_sigkill_at_every_step(run: str, kill_bundle: Path, template: Path, tmp_path: Path) -> None:
     """``tests/hostile/killer.py`` kills the install with SIGKILL before each filesystem-changing call and after
@@ -224,6 +225,7 @@ else:
 """
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("rounds", [3])
 def test_two_installs_of_the_same_bundle_at_once(rounds: int, tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "in", craft.written(KILL_SPEC, frame_size=1 << 16))
@@ -235,6 +237,7 @@ def test_two_installs_of_the_same_bundle_at_once(rounds: int, tmp_path: Path) ->
         expect_complete(cache, KILL_SPEC)
 
 
+@pytest.mark.stress
 def test_two_bundles_sharing_blobs_at_once(tmp_path: Path) -> None:
     """Two repos whose bundles share contents (hard-linked across repos), installed at the same time."""
     shared = craft.fake("shared", 600_000)
@@ -257,6 +260,7 @@ def test_two_bundles_sharing_blobs_at_once(tmp_path: Path) -> None:
         expect_complete(cache, two)
 
 
+@pytest.mark.stress
 def test_install_racing_a_real_download_of_the_same_repo(hub: HubServer, tmp_path: Path) -> None:
     """``snapshot_download`` of a repo through the loopback Hub while ``hfbundle install`` of a bundle of the same
     repo runs into the same cache: both finish, the cache verifies, every file is right, and the offline client
