@@ -10,13 +10,14 @@ The CLI is a thin layer over these; other tools (an app's own setup step, a note
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, overload
 
 from .cache.layout import default_cache_dir
 from .errors import UsageError
+from .progress import Counter, ProgressCallback
 from .records import JsonRecord
 
 if TYPE_CHECKING:  # the reports' modules import heavy libraries lazily; `hfbundle --help` stays instant
@@ -104,15 +105,15 @@ def build(
     split_size: int | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
     sign_key: str | Path | None = None,
     have: str | Path | None = None,
-    on_files: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     """Resolve (or read ``lock``), fetch, verify and pack a bundle at ``output`` (``"-"``: stdout).
     ``sign_key`` (EC private key PEM) signs it (OMS; see :func:`sign`).
 
-    ``have``: the target's inventory (``hfbundle inventory -o have.json``): build a delta bundle."""
+    ``have``: the target's inventory (``hfbundle inventory -o have.json``): build a delta bundle.
+    ``on_progress`` receives :class:`~bundler.progress.Progress` records (phase ``pack``)."""
     import sys
 
     from .build import build as build_bundle
@@ -133,6 +134,7 @@ def build(
 
         held = read_inventory(have).names()
     target: str | Path | BinaryIO = sys.stdout.buffer if output == "-" else output
+    counter = Counter(on_progress, "pack")
     return build_bundle(
         lock,
         target,
@@ -143,10 +145,10 @@ def build(
         level=level,
         threads=threads,
         split_size=split_size,
-        on_progress=on_progress,
+        on_progress=counter.bytes,
         sign_key=Path(sign_key) if sign_key is not None else None,
         have=held,
-        on_files=on_files,
+        on_files=counter.files,
     )
 
 
@@ -233,7 +235,7 @@ def install(
     trust_existing: bool = ...,
     dry_run: Literal[False] = ...,
     trusted_keys: Sequence[str | Path] = ...,
-    on_progress: Callable[[Any], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> InstallReport: ...
 @overload
 def install(
@@ -245,7 +247,7 @@ def install(
     trust_existing: bool = ...,
     dry_run: Literal[True],
     trusted_keys: Sequence[str | Path] = ...,
-    on_progress: Callable[[Any], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> InstallPlan: ...
 @overload
 def install(
@@ -257,7 +259,7 @@ def install(
     trust_existing: bool = ...,
     dry_run: bool,
     trusted_keys: Sequence[str | Path] = ...,
-    on_progress: Callable[[Any], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> InstallReport | InstallPlan: ...
 def install(
     bundle: str | Path | BinaryIO,
@@ -268,10 +270,10 @@ def install(
     trust_existing: bool = False,
     dry_run: bool = False,
     trusted_keys: Sequence[str | Path] = (),
-    on_progress: Callable[[Any], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> InstallReport | InstallPlan:
     """Install a bundle into a cache (default: huggingface_hub's). ``dry_run`` returns the plan;
-    ``on_progress`` receives :class:`bundler.install.plan.Progress` records (bytes and files).
+    ``on_progress`` receives :class:`~bundler.progress.Progress` records (bytes and files).
 
     ``trusted_keys`` (public key files or folders; default ``HFBUNDLE_TRUSTED_KEYS``): refuse, before writing
     anything, a bundle without a valid signature by one of them (:class:`~bundler.signing.SignatureError`)."""
@@ -319,7 +321,10 @@ def _with_environment_notes(report: InstallReport, manifest: Any, cache: Path) -
 
 
 def verify(
-    *targets: str, cache_dir: str | Path | None = None, trusted_keys: Sequence[str | Path] = ()
+    *targets: str,
+    cache_dir: str | Path | None = None,
+    trusted_keys: Sequence[str | Path] = (),
+    on_progress: ProgressCallback | None = None,
 ) -> VerifyReport | TrustedVerifyReport:
     """Verify a cache offline; with a bundle path as first target, check that bundle's install and show its
     signature. With ``trusted_keys`` (default ``HFBUNDLE_TRUSTED_KEYS``) also prove that each installed snapshot
@@ -330,12 +335,17 @@ def verify(
 
     cache = _cache(cache_dir)
     keys = _trusted(trusted_keys)
+    hashing = Counter(on_progress, "verify")
+
+    def hashed(size: int) -> None:
+        hashing.add(size, files=1)
+
     if targets and Path(targets[0]).is_file():
         if len(targets) > 1:
             raise UsageError("give one bundle, or repo ids, not both")
         source = _open_source(targets[0])
         try:
-            integrity = verify_installed(source.manifest, cache)
+            integrity = verify_installed(source.manifest, cache, on_hashed=hashed)
             trust, error = None, None
             try:
                 trust = check_bundle(source.manifest, source.signatures, keys)
@@ -348,7 +358,7 @@ def verify(
             return TrustedVerifyReport(integrity, trust, error, snaps)
         finally:
             source.close()
-    integrity = verify_cache(cache, list(targets) or None)
+    integrity = verify_cache(cache, list(targets) or None, on_hashed=hashed)
     if not keys:
         return integrity
     return TrustedVerifyReport(
@@ -369,8 +379,7 @@ def backup(
     level: int | None = ...,
     threads: int = ...,
     split_size: int | None = ...,
-    on_progress: Callable[[int, int], None] | None = ...,
-    on_files: Callable[[int, int], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> BackupReport: ...
 @overload
 def backup(
@@ -385,8 +394,7 @@ def backup(
     level: int | None = ...,
     threads: int = ...,
     split_size: int | None = ...,
-    on_progress: Callable[[int, int], None] | None = ...,
-    on_files: Callable[[int, int], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> BackupPlan: ...
 @overload
 def backup(
@@ -401,8 +409,7 @@ def backup(
     level: int | None = ...,
     threads: int = ...,
     split_size: int | None = ...,
-    on_progress: Callable[[int, int], None] | None = ...,
-    on_files: Callable[[int, int], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> BackupReport | BackupPlan: ...
 def backup(
     *patterns: str,
@@ -416,12 +423,12 @@ def backup(
     level: int | None = None,
     threads: int = 0,
     split_size: int | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    on_files: Callable[[int, int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> BackupReport | BackupPlan:
     """Pack what a cache holds (all repos, or those matching ``patterns``) into a backup bundle, offline.
 
-    ``dry_run`` returns the plan; ``base`` makes an incremental backup over a previous one.
+    ``dry_run`` returns the plan; ``base`` makes an incremental backup over a previous one. ``on_progress``
+    receives :class:`~bundler.progress.Progress` records (phase ``pack``).
     """
     from .backup import backup as run_backup
     from .backup import plan_backup
@@ -431,6 +438,7 @@ def backup(
         return plan
     if output is None:
         raise UsageError("no output given for the backup", hint="pass -o FILE (or - for stdout)")
+    counter = Counter(on_progress, "pack")
     return run_backup(
         plan,
         output,
@@ -438,8 +446,8 @@ def backup(
         level=level,
         threads=threads,
         split_size=split_size,
-        on_progress=on_progress,
-        on_files=on_files,
+        on_progress=counter.bytes,
+        on_files=counter.files,
     )
 
 
@@ -452,7 +460,7 @@ def restore(
     trust_existing: bool = ...,
     dry_run: Literal[False] = ...,
     verbatim: bool = ...,
-    on_progress: Callable[[Any], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> RestoreReport: ...
 @overload
 def restore(
@@ -463,7 +471,7 @@ def restore(
     trust_existing: bool = ...,
     dry_run: Literal[True],
     verbatim: bool = ...,
-    on_progress: Callable[[Any], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> RestorePlan: ...
 @overload
 def restore(
@@ -474,7 +482,7 @@ def restore(
     trust_existing: bool = ...,
     dry_run: bool,
     verbatim: bool = ...,
-    on_progress: Callable[[Any], None] | None = ...,
+    on_progress: ProgressCallback | None = ...,
 ) -> RestoreReport | RestorePlan: ...
 def restore(
     *bundles: str | Path,
@@ -484,7 +492,7 @@ def restore(
     trust_existing: bool = False,
     dry_run: bool = False,
     verbatim: bool = False,
-    on_progress: Callable[[Any], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RestoreReport | RestorePlan:
     """Restore a backup chain (full + increments, any order) into a cache through the installer.
     ``verbatim``: saved trees listings come back byte for byte even where they break the trees rule."""
@@ -545,7 +553,7 @@ def push(
     cache_dir: str | Path | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> PushReport:
     """Push a bundle file, or a SPEC's files straight from the cache, to ``ref`` as a ModelPack artifact.
 
@@ -559,6 +567,7 @@ def push(
 
     target = parse_ref(ref)
     options = _transfer_options(username, password, plain_http, retries)
+    upload = Counter(on_progress, "upload").bytes
     path = Path(source)
     if path.exists() or path.with_name(path.name + ".001").exists():
         reader = _open_source(path)
@@ -574,7 +583,7 @@ def push(
                 target,
                 options,
                 mount_from=mount_from,
-                on_progress=on_progress,
+                on_progress=upload,
             )
         finally:
             reader.close()
@@ -598,7 +607,7 @@ def push(
         target,
         options,
         mount_from=mount_from,
-        on_progress=on_progress,
+        on_progress=upload,
     )
 
 
@@ -615,7 +624,7 @@ def pull(
     copy: bool | None = None,
     keep_refs: bool = False,
     trust_existing: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> PullReport:
     """Pull an artifact ``push`` wrote: into a bundle file (``output``) and/or into the cache (``install``).
     Works offline from the Hub (``HF_HUB_OFFLINE=1``): only the registry is contacted::
@@ -635,20 +644,8 @@ def pull(
         copy=copy,
         keep_refs=keep_refs,
         trust_existing=trust_existing,
-        on_progress=_stream_progress(on_progress),
+        on_progress=on_progress,
     )
-
-
-def _stream_progress(on_progress: Callable[[int, int], None] | None) -> Any:
-    """The installer's progress records → ``(done, total)`` bytes of the streaming phase."""
-    if on_progress is None:
-        return None
-
-    def update(p: Any) -> None:
-        if p.phase == "stream":
-            on_progress(p.done_bytes, p.total_bytes)
-
-    return update
 
 
 def _transfer_options(username: str | None, password: str | None, plain_http: bool, retries: int) -> Any:

@@ -19,7 +19,7 @@ import click
 
 from . import __version__
 from .errors import HfBundleError
-from .output import Output, ProgressBar, human_size
+from .output import Output, human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,6 +33,15 @@ def json_option(f: F) -> F:
 
 def quiet_option(f: F) -> F:
     return click.option("-q", "--quiet", is_flag=True, help="No progress output.")(f)
+
+
+def copy_option(f: F) -> F:
+    """--copy/--no-copy for install, restore and pull: unset, the installer picks what the cache supports."""
+    return click.option(
+        "--copy/--no-copy",
+        default=None,
+        help="Real files in snapshots/ instead of symlinks, or not (default: what the cache supports).",
+    )(f)
 
 
 def cache_dir_option(f: F) -> F:
@@ -97,7 +106,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Make Hugging Face / diffusers models work offline, for sure.
 
     \b
-    On an online machine:   hfbundle build SimianLuo/LCM_Dreamshaper_v7 -o lcm.tar.zst
+    On an online machine:   hfbundle build lcm-dreamshaper-v7-taesd -o lcm.tar.zst
     On the offline machine: hfbundle install lcm.tar.zst && hfbundle verify
     Then:                   hfbundle run lcm-dreamshaper-v7-taesd --prompt "a cat" -o cat.png
 
@@ -235,7 +244,6 @@ def build(
             on_progress=progress,
             sign_key=sign_key,
             have=have,
-            on_files=progress.files,
         )
     _warn_names(out, report.lock)
     if output == "-":  # stdout carries the bundle: the summary goes to stderr
@@ -383,7 +391,7 @@ def sign(bundle: Path, key: Path, output: Path | None, json_mode: bool) -> None:
 @cli.command()
 @click.argument("bundle")
 @cache_dir_option
-@click.option("--copy", is_flag=True, default=None, help="Real files in snapshots/ instead of symlinks.")
+@copy_option
 @click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
 @click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
@@ -421,7 +429,7 @@ def install(
             trust_existing=trust_existing,
             dry_run=dry_run,
             trusted_keys=trusted_keys,
-            on_progress=_install_progress(progress),
+            on_progress=progress,
         )
     out.result(report, _render_generic)
 
@@ -430,8 +438,11 @@ def install(
 @click.argument("targets", nargs=-1)
 @cache_dir_option
 @trusted_key_option
+@quiet_option
 @json_option
-def verify(targets: Sequence[str], cache_dir: Path | None, trusted_keys: Sequence[Path], json_mode: bool) -> None:
+def verify(
+    targets: Sequence[str], cache_dir: Path | None, trusted_keys: Sequence[Path], quiet: bool, json_mode: bool
+) -> None:
     """Check a cache offline: every blob re-hashed, links, refs and trees. Exit 1 on any problem.
 
     \b
@@ -442,8 +453,10 @@ def verify(targets: Sequence[str], cache_dir: Path | None, trusted_keys: Sequenc
     """
     from . import api
 
-    report = api.verify(*targets, cache_dir=cache_dir, trusted_keys=trusted_keys)
-    Output(json_mode=json_mode).result(report, _render_generic)
+    out = Output(json_mode=json_mode, quiet=quiet)
+    with out.progress("verifying") as progress:
+        report = api.verify(*targets, cache_dir=cache_dir, trusted_keys=trusted_keys, on_progress=progress)
+    out.result(report, _render_generic)
     if not report.ok:
         sys.exit(1)
 
@@ -506,7 +519,6 @@ def backup(
             threads=threads,
             split_size=parse_size(split_size),
             on_progress=progress,
-            on_files=progress.files,
         )
     if output == "-":
         click.echo(f"backup {getattr(report, 'bundle_id', '')}", err=True)
@@ -519,7 +531,7 @@ def backup(
 @cli.command()
 @click.argument("bundles", nargs=-1, required=True)
 @cache_dir_option
-@click.option("--copy/--no-copy", default=None, help="Real files in snapshots/ (default: what the cache supports).")
+@copy_option
 @click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
 @click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
@@ -558,7 +570,7 @@ def restore(
             trust_existing=trust_existing,
             dry_run=dry_run,
             verbatim=verbatim,
-            on_progress=_install_progress(progress),
+            on_progress=progress,
         )
     out.result(report, _render_generic)
 
@@ -728,9 +740,10 @@ def push(
 @click.option("--install", "do_install", is_flag=True, help="Install into the Hugging Face cache.")
 @registry_options
 @cache_dir_option
-@click.option("--copy", is_flag=True, default=None, help="Real files in snapshots/ instead of symlinks.")
+@copy_option
 @click.option("--keep-refs", is_flag=True, help="Leave refs that already exist alone.")
 @click.option("--trust-existing", is_flag=True, help="Do not re-hash blobs already in the cache.")
+@quiet_option
 @json_option
 def pull(
     ref: str,
@@ -744,6 +757,7 @@ def pull(
     copy: bool | None,
     keep_refs: bool,
     trust_existing: bool,
+    quiet: bool,
     json_mode: bool,
 ) -> None:
     """Pull an artifact `push` wrote: into a bundle file (-o) or straight into the cache (--install).
@@ -760,7 +774,7 @@ def pull(
     if output is None and not do_install:
         raise click.UsageError("give -o BUNDLE or --install")
     password = _read_password(username, password_stdin)
-    out = Output(json_mode=json_mode)
+    out = Output(json_mode=json_mode, quiet=quiet)
     with out.progress("pulling") as progress:
         report = api.pull(
             ref,
@@ -818,17 +832,6 @@ def trace(
             click.echo(line, err=True)  # stdout stays the command's own
     if report.exit_code != 0:
         sys.exit(report.exit_code)
-
-
-def _install_progress(bar: ProgressBar) -> Callable[[Any], None]:
-    """An install's Progress records (bytes and files of the streaming phase) shown on one bar."""
-
-    def update(p: Any) -> None:
-        if p.phase in ("stream", "link"):
-            bar(p.done_bytes, p.total_bytes)
-            bar.files(p.done_files, p.total_files)
-
-    return update
 
 
 # -- renderers ---------------------------------------------------------------------------------------------

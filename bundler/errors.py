@@ -32,10 +32,6 @@ class UsageError(HfBundleError):
     exit_code = 2
 
 
-class NotBuiltYet(UsageError):
-    """A command whose implementation has not landed yet."""
-
-
 class RecipeError(UsageError):
     """A recipe file is malformed, has unknown keys or bad values."""
 

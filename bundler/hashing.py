@@ -121,6 +121,12 @@ class InodeHasher:
 
     by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
     bytes_hashed: int = 0
+    on_hashed: Callable[[int], None] | None = None  # called with each file's size once it is hashed (progress)
+
+    def _hashed(self, size: int) -> None:
+        self.bytes_hashed += size
+        if self.on_hashed is not None:
+            self.on_hashed(size)
 
     def digest(self, path: Path, *, git: bool = True) -> Digests:
         """Digests of ``path``'s content; ``git=False``: the git blob sha1 may be missing (content named by its
@@ -131,7 +137,7 @@ class InodeHasher:
         if d is None or (git and not d.git_sha1):
             d = digest_file(str(path), git=git)
             self.by_inode[key] = d
-            self.bytes_hashed += d.size
+            self._hashed(d.size)
         return d
 
     def prefetch(self, jobs: Sequence[tuple[Path, bool]], threads: int = 0) -> None:
@@ -162,7 +168,7 @@ class InodeHasher:
                 for (key, _job), d in zip(batch, pool.map(one, [job for _key, job in batch]), strict=True):
                     if d is not None:
                         self.by_inode[key] = d
-                        self.bytes_hashed += d.size
+                        self._hashed(d.size)
 
 
 # One regex match, not a generator per character: called several times per file (issue 18).

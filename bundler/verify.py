@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -181,8 +181,15 @@ class _Run:
 # -- verify_cache ----------------------------------------------------------------------------------------------
 
 
-def verify_cache(cache_dir: Path, repos: Sequence[str] | None = None, *, repo_type: str | None = None) -> VerifyReport:
-    """Check every repo of the cache ``cache_dir`` (or only ``repos``, ids like ``org/name``), offline."""
+def verify_cache(
+    cache_dir: Path,
+    repos: Sequence[str] | None = None,
+    *,
+    repo_type: str | None = None,
+    on_hashed: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Check every repo of the cache ``cache_dir`` (or only ``repos``, ids like ``org/name``), offline.
+    ``on_hashed(size)`` is called as each file is hashed (progress)."""
     t0 = time.monotonic()
     cache_dir = Path(cache_dir).expanduser()
     if not cache_dir.is_dir():
@@ -190,6 +197,7 @@ def verify_cache(cache_dir: Path, repos: Sequence[str] | None = None, *, repo_ty
     if repo_type is not None and repo_type not in REPO_TYPES:
         raise CacheError(f"unknown repo type {repo_type!r}", hint=f"use one of {', '.join(REPO_TYPES)}")
     run = _Run(cache_dir)
+    run.hasher.on_hashed = on_hashed
     wanted = {r.lower() for r in repos} if repos else None
     seen: set[str] = set()
     for rtype, rid, folder in iter_repo_folders(cache_dir):
@@ -609,12 +617,16 @@ def _check_ref_bytes(chk: _RepoCheck, name: str, full: Path, commits: set[str], 
 # -- verify_installed ------------------------------------------------------------------------------------------
 
 
-def verify_installed(manifest: Manifest, cache_dir: Path, *, rehash: bool = True) -> VerifyReport:
+def verify_installed(
+    manifest: Manifest, cache_dir: Path, *, rehash: bool = True, on_hashed: Callable[[int], None] | None = None
+) -> VerifyReport:
     """Is everything ``manifest`` installs present and intact in ``cache_dir``? Contents are re-hashed
-    against the manifest's sha256 (``rehash=False``: sizes only); refs that point elsewhere are *info*."""
+    against the manifest's sha256 (``rehash=False``: sizes only); refs that point elsewhere are *info*.
+    ``on_hashed(size)`` is called as each file is hashed (progress)."""
     t0 = time.monotonic()
     cache_dir = Path(cache_dir).expanduser()
     run = _Run(cache_dir)
+    run.hasher.on_hashed = on_hashed
     for repo in manifest.repos:
         run.repos.append(f"{repo.repo_type}:{repo.repo_id}")
         lay = RepoLayout(cache_dir, repo.repo_type, repo.repo_id)

@@ -207,8 +207,8 @@ BARE_SCRIPT = textwrap.dedent(
 @contextmanager
 def demo_cache(work: Path) -> Iterator[Path]:
     """The tiny demo repos on a loopback Hub, built into a bundle with hfbundle and installed in a fresh cache."""
-    from bundler.testing.factory import standard_repos
-    from bundler.testing.hub import HubServer, publish
+    from tests.testing.factory import standard_repos
+    from tests.testing.hub import HubServer, publish
 
     repos = standard_repos()
     for repo_id in DEMO_REPOS:
@@ -609,7 +609,7 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
     """Build (warm cache) and install of a synthetic fp16 pipeline, against the by-hand tools in the same run:
     ``tar -ch | zstd -T0 -3`` (verifies nothing), the same followed by ``sha256sum`` (the by-hand pair), and for
     install ``zstd -dc | tar -x`` and untar + ``sha256sum``. Whole processes, interleaved; peak RSS measured."""
-    from bundler.testing.hub import HubServer, publish
+    from tests.testing.hub import HubServer, publish
 
     if shutil.which("zstd") is None:
         raise SystemExit("bench: the zstd command is needed for the baselines (apt-get install zstd)")
@@ -716,7 +716,7 @@ def bench_oci(args: argparse.Namespace) -> list[Scenario]:
     (distribution 2.8), against ``skopeo copy`` of the same artifact (to and from the registry) and against the
     local ``install`` of the bundle file, in one run, interleaved; peak RSS of each client process. Every push
     goes to an emptied registry, every install into an empty cache."""
-    from bundler.testing.hub import HubServer, publish
+    from tests.testing.hub import HubServer, publish
     from tests.testing.registry import Registry
 
     for tool in ("docker-registry", "skopeo"):
@@ -813,8 +813,8 @@ def bench_kit(args: argparse.Namespace) -> list[Scenario]:
     available): ``install.py`` (sums, venv, pip --no-index, install, verify, doctor) vs by hand (venv,
     ``pip install --no-index --find-links``, ``hfbundle install``, ``hfbundle verify``). Kit size on stderr."""
     from bundler import __version__
-    from bundler.testing.factory import standard_repos
-    from bundler.testing.hub import HubServer, publish
+    from tests.testing.factory import standard_repos
+    from tests.testing.hub import HubServer, publish
 
     netns = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False).returncode == 0
     cut = ["unshare", "-n"] if netns else []

@@ -19,7 +19,7 @@ if emulate.active():  # before bundler is imported: the lane takes the POSIX-onl
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SITE, os.environ.get("PYTHONPATH")) if p)
     emulate.apply()
 
-from bundler.testing.hub import HubServer, publish
+from tests.testing.hub import HubServer, publish
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"  # nothing listens on the discard port: any request fails loudly
 
@@ -74,7 +74,7 @@ def _one_torch_thread() -> None:
 @pytest.fixture(scope="session")
 def tiny_repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every standard tiny repo built once: ``{repo_id: folder}``."""
-    from bundler.testing.factory import build_all
+    from tests.testing.factory import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny-repos"))
 

@@ -30,6 +30,7 @@ from bundler.errors import CacheError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.repofile import TreeEntry
 from bundler.restore import plan_restore, restore
+from tests.helpers import cache_tree, sha256
 from tests.testing.hf_client import run_hf_client
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"
@@ -40,29 +41,8 @@ DATA = "hfbundle-test/tiny-data"
 C1, C2, C3, C9 = (hashlib.sha1(label.encode()).hexdigest() for label in ("c1", "c2", "c3", "c9"))
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def randbytes(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def cache_tree(root: Path) -> dict[str, tuple[str, str]]:
-    """Relative path → ("file", sha256 of the bytes) or ("link", readlink target). Lock files are left out:
-    ``.locks/`` and the shared store's ``<xet>.lock`` are created by whoever last took the lock."""
-    out: dict[str, tuple[str, str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if rel == ".locks" or rel.startswith(".locks/") or name.endswith(".lock"):
-                continue
-            if path.is_symlink():
-                out[rel] = ("link", os.readlink(path))
-            elif path.is_file():
-                out[rel] = ("file", sha256(path.read_bytes()))
-    return out
 
 
 def assert_same_tree(a: Path, b: Path) -> None:
@@ -174,7 +154,7 @@ def client_caches(tmp_path_factory: pytest.TempPathFactory, tiny_repos: dict[str
     """Caches filled by the real client: ``symlink`` and ``copy`` (HF_HUB_DISABLE_SYMLINKS=1). A private Hub store
     (the session's is shared): two commits of TAESD (``main`` and ``refs/pr/1``), a LoRA, a tiny SD pipeline and
     a dataset; a probe of a missing file leaves a ``.no_exist`` marker. Read-only for the tests."""
-    from bundler.testing.hub import HubServer, publish
+    from tests.testing.hub import HubServer, publish
 
     base = tmp_path_factory.mktemp("backup-client")
     root = base / "store"

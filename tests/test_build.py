@@ -18,10 +18,10 @@ from bundler.bundle.reader import open_bundle
 from bundler.errors import IntegrityError
 from bundler.fetch import fetch
 from bundler.lockfile import Lock
-from bundler.testing.hub import HubServer
 from bundler.verify import verify_cache
 from tests.conftest import CLOSED_ENDPOINT
 from tests.testing.hf_client import client_env
+from tests.testing.hub import HubServer
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bundler.cli import main, parse_size
-from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT
 from tests.testing.hf_client import client_env
+from tests.testing.hub import HubServer
 
 COMMANDS = (
     "resolve",
@@ -106,17 +106,15 @@ def test_parse_size_rejects(text: str) -> None:
 def test_progress_bar_counts_files_beside_bytes(capsys: pytest.CaptureFixture[str]) -> None:
     """Long runs of many small files show how many files are done, not only bytes (issue 18)."""
     from bundler.output import ProgressBar
+    from bundler.progress import Progress
 
     bar = ProgressBar("packing", enabled=True)
-    bar.files(3, 20_000)
-    bar(100, 1000)
-    bar.files(4, 20_000)
-    bar(200, 1000)
+    bar(Progress("pack", 100, 1000, None, 3, 20_000))
+    bar(Progress("pack", 200, 1000, None, 4, 20_000))
     bar.close()
     assert "packing 3/20,000 files" in capsys.readouterr().err
     quiet = ProgressBar("packing", enabled=False)
-    quiet.files(1, 2)
-    quiet(1, 2)
+    quiet(Progress("pack", 1, 2, None, 1, 2))
     quiet.close()
     assert capsys.readouterr().err == ""
 
@@ -153,3 +151,84 @@ def test_debug_shows_the_hubs_error_and_each_decision_and_nothing_without_it(hub
     assert "debug: bundler.install.run: reuse " in again.stderr and "write from the bundle" not in again.stderr
     quiet = _hfbundle("install", str(bundle), env=offline)
     assert quiet.returncode == 0 and "debug:" not in quiet.stderr and "debug:" not in quiet.stdout
+
+
+def test_progress_bar_starts_over_for_each_phase_and_counts_without_a_total(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An install re-hashes what is present ("checking"), then streams ("installing", a new bar); verify does
+    not know its total in advance: a running count."""
+    from bundler.output import ProgressBar
+    from bundler.progress import Counter, Progress
+
+    bar = ProgressBar("installing", enabled=True)
+    bar(Progress("verify", 500, 1000))
+    bar(Progress("stream", 10, 100, "x", 1, 3))
+    bar(Progress("link", 100, 100, "y", 3, 3))
+    bar.close()
+    err = capsys.readouterr().err
+    assert (
+        "installing (checking what is there)" in err and "installing 1/3 files" in err and "installing 3/3 files" in err
+    )
+    seen: list[Progress] = []
+    counter = Counter(seen.append, "verify")
+    counter.add(2_000_000, files=1)
+    counter.add(1_000_000, files=1)
+    assert seen[-1] == Progress("verify", 3_000_000, 0, None, 2, 0)
+    counting = ProgressBar("verifying", enabled=True)
+    for p in seen:
+        counting(p)
+    counting.close()
+    assert "2 files" in capsys.readouterr().err
+
+
+LONG_COMMANDS = ("build", "install", "restore", "backup", "verify", "push", "pull")
+
+
+@pytest.mark.parametrize("name", LONG_COMMANDS)
+def test_every_long_command_takes_quiet_and_quiet_draws_nothing(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bundler.output import Output
+    from bundler.progress import Progress
+
+    code, out, _ = call([name, "--help"], capsys)
+    assert code == 0 and "--quiet" in out
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with Output(quiet=True).progress(name) as bar:
+        bar(Progress("stream", 5, 10, None, 1, 2))
+    assert capsys.readouterr().err == ""
+    with Output().progress(name) as bar:
+        bar(Progress("stream", 5, 10, None, 1, 2))
+    assert "1/2 files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["install", "restore", "pull"])
+def test_copy_can_be_negated(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = call([name, "--help"], capsys)
+    assert code == 0 and "--copy / --no-copy" in out
+
+
+def test_help_examples_work_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """`hfbundle --help` builds one spec and runs another: what it runs must be in what it built (the runner
+    needs every repo of its recipe, e.g. TAESD besides the pipeline), and each command and option must exist."""
+    from bundler.recipe import load_spec
+
+    _, out, _ = call(["--help"], capsys)
+    lines = [line for line in out.splitlines() if line.startswith("  ") and ": " in line and "hfbundle " in line]
+    examples = [line.split(":", 1)[1].strip() for line in lines]
+    commands = [part.split() for ex in examples for part in ex.split("&&") if part.strip().startswith("hfbundle")]
+    built = {c[2]: c[c.index("-o") + 1] for c in commands if c[1] == "build"}
+    installed = [c[2] for c in commands if c[1] == "install"]
+    ran = [c[2] for c in commands if c[1] == "run"]
+    assert built and installed and ran, out
+    assert set(installed) <= set(built.values())
+    built_repos = {r.repo for spec in built for r in load_spec(spec).repos}
+    for spec in ran:
+        assert {r.repo for r in load_spec(spec).repos} <= built_repos, f"`run {spec}` needs what no example built"
+    for c in commands:  # every example parses: the command and its options exist
+        ctx_args = [a for a in c[1:] if a.startswith("-")]
+        code, usage, _ = call([c[1], "--help"], capsys)
+        assert code == 0
+        for option in ctx_args:
+            assert option in usage, f"{' '.join(c)}: {option} is not an option of {c[1]}"

@@ -21,6 +21,7 @@ from bundler.errors import BundleFormatError, InstallError
 from bundler.install import install, plan_install
 from bundler.inventory import take_inventory
 from bundler.verify import verify_cache
+from tests.helpers import sha256
 from tests.install.test_install import (
     BIG,
     C1,
@@ -28,7 +29,6 @@ from tests.install.test_install import (
     Snap,
     commit_id,
     randbytes,
-    sha256,
     standard_bundle,
     standard_repos,
     tree_state,
@@ -179,8 +179,8 @@ def test_inspect_shows_a_delta_and_what_it_expects(
 @pytest.mark.slow
 def test_delta_end_to_end_lora_and_shared_encoder(tiny_repos: dict[str, Path], tmp_path: Path) -> None:
     from bundler import api
-    from bundler.testing.hub import HubServer, publish
     from tests.testing.hf_client import run_hf_client
+    from tests.testing.hub import HubServer, publish
 
     sd, lora = "hfbundle-test/tiny-sd", "hfbundle-test/tiny-lcm-lora"
     root = tmp_path / "hub-store"

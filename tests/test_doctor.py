@@ -20,9 +20,9 @@ from bundler.cache.layout import RepoLayout
 from bundler.doctor import ERROR, DoctorReport, doctor
 from bundler.install import install
 from bundler.recipe import load_spec
-from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT
 from tests.testing.hf_client import REPO_ROOT, client_env, run_hf_client
+from tests.testing.hub import HubServer
 
 RECIPES = Path(__file__).parent / "recipes"
 SD, TAESD, LORA = "hfbundle-test/tiny-sd", "hfbundle-test/tiny-taesd", "hfbundle-test/tiny-lcm-lora"

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT
+from tests.helpers import hfbundle
 from tests.testing.hf_client import client_env, run_hf_client
+from tests.testing.hub import HubServer
 
 pytestmark = pytest.mark.slow
-
-
-def hfbundle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bundler", *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import pytest
 from bundler.api import build
 from bundler.errors import UsageError
 from bundler.kit import KitReport, make_kit
-from bundler.testing.hub import HubServer
+from tests.testing.hub import HubServer
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from bundler.api import build, install
-from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT
 from tests.testing.hf_client import client_env
+from tests.testing.hub import HubServer
 
 pytestmark = pytest.mark.slow
 

@@ -27,8 +27,8 @@ from bundler.api import backup, build, install, restore
 from bundler.cache.layout import tree_json
 from bundler.hashing import lfs_blob_id
 from bundler.repofile import TreeEntry
-from bundler.testing.hub import HubServer
 from tests.testing.hf_client import client_env
+from tests.testing.hub import HubServer
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,8 @@ import pytest
 
 from bundler import rules
 from bundler.api import install, resolve
-from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT, OPENVINO_REPO
+from tests.testing.hub import HubServer
 from tests.testing.openvino import REPO_ROOT, base_env, require_openvino, run_openvino
 
 pytestmark = pytest.mark.slow

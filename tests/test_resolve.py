@@ -18,8 +18,8 @@ from bundler.errors import ResolveError
 from bundler.lockfile import Lock
 from bundler.recipe import Recipe, RepoSpec, Role, RunnerDefaults, Weights, load_spec
 from bundler.resolve import resolve
-from bundler.testing.hub import HubServer, publish
 from tests.testing.hf_client import run_hf_client
+from tests.testing.hub import HubServer, publish
 
 TOKEN = "hf_loopback_secret"
 
@@ -263,7 +263,7 @@ def _patch_index(folder: Path, **entries: Any) -> None:
 def _real_shaped(src: Path) -> dict[str, Path]:
     """Trees shaped like the repos the FastSDCPU recipes name, from the tiny factory builds (the files the
     rules look at — names, folders, variants, single-file checkpoints, READMEs — match; contents are tiny)."""
-    from bundler.testing.factory import make_lcm_lora, make_openvino_sd, make_sd_pipeline, make_sdxl_like, make_taesd
+    from tests.testing.factory import make_lcm_lora, make_openvino_sd, make_sd_pipeline, make_sdxl_like, make_taesd
 
     out: dict[str, Path] = {}
     null = [None, None]
@@ -321,7 +321,7 @@ def _real_shaped(src: Path) -> dict[str, Path]:
 
 def _edge_shapes(src: Path, built: dict[str, Path]) -> dict[str, Path]:
     """Cases the standard set lacks: a variant on some components only, a sharded single model."""
-    from bundler.testing.factory import make_taesd
+    from tests.testing.factory import make_taesd
 
     partial = src / "fp16-partial"
     shutil.copytree(built[f"{ORG}/tiny-sd-fp16"], partial)

@@ -19,9 +19,10 @@ from bundler.cache.records import record_install
 from bundler.errors import RunError, UsageError
 from bundler.install import install
 from bundler.runner import RunPlan, RunReport, physical_cores, plan_run
-from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT
+from tests.helpers import hfbundle
 from tests.testing.hf_client import REPO_ROOT, client_env
+from tests.testing.hub import HubServer
 
 RECIPES = Path(__file__).parent / "recipes"
 TAESD = "hfbundle-test/tiny-taesd"
@@ -48,12 +49,6 @@ def install_with_record(bundle: Path, cache: Path) -> str:
         install(source, cache)
         record_install(cache, source.manifest)
         return source.manifest.bundle_id
-
-
-def hfbundle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bundler", *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def offline_env(cache: Path | str) -> dict[str, str]:

@@ -22,12 +22,12 @@ from bundler.api import build, install, run
 from bundler.doctor import doctor
 from bundler.errors import RecipeError
 from bundler.recipe import load_recipe
-from bundler.testing.hub import HubServer, publish
 from bundler.trace import TraceError, redact, summarise, trace
 from bundler.traceproxy import Observation, RecordingProxy, parse_hub_path
 from tests.conftest import CLOSED_ENDPOINT
-from tests.test_backup import cache_tree
+from tests.helpers import cache_tree, hfbundle
 from tests.testing.hf_client import client_env, run_hf_client
+from tests.testing.hub import HubServer, publish
 
 TOKEN = "hf_traceTestTokenDoNotWrite0123456789"
 SMALL = "org/small"
@@ -297,9 +297,7 @@ FETCH = "from huggingface_hub import hf_hub_download\nhf_hub_download({repo!r}, 
 
 
 def run_cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bundler", *argv], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return hfbundle(*argv, env=env, timeout=120)
 
 
 def test_failed_run_passes_its_status_and_writes_nothing(small_hub: HubServer, tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from bundler.errors import CacheError
 from bundler.hashing import git_blob_sha1
 from bundler.install import install
 from bundler.verify import ERROR, INFO, WARNING, VerifyReport, verify_cache, verify_installed
-from tests.install.test_install import C1, C2, SHARED, Bundle, Repo, Snap, build, sha256, standard_bundle
+from tests.helpers import sha256
+from tests.install.test_install import C1, C2, SHARED, Bundle, Repo, Snap, build, standard_bundle
 
 
 @pytest.fixture

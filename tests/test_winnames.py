@@ -15,7 +15,7 @@ import pytest
 
 from bundler import api, oscompat, winnames
 from bundler.errors import UnsafePathError
-from bundler.testing.hub import HubServer, publish
+from tests.testing.hub import HubServer, publish
 
 REPO = "org/names"
 DEEP = "deep/" + "x" * 100 + "/" + "y" * 90 + ".json"  # fits Linux; too long under the default Windows cache

@@ -91,6 +91,12 @@ class FrameBuffers:
             if len(self._free) < self._keep:
                 self._free.append(buf)
 
+    def clear(self) -> None:
+        """Let go of every pooled buffer (the reader's close): memory comes back at once, even while something
+        (an exception's traceback) still holds the pool."""
+        with self._lock:
+            self._free.clear()
+
 
 def _unshared(buf: bytearray) -> bool:
     try:
@@ -290,6 +296,15 @@ class TarCursor:
         self._pos = 0
         self.tar_offset = 0
         self.loaded: list[FrameRef] = []
+
+    def close(self) -> None:
+        """Let go of the current frame and of the frames decoded ahead (the reader's close)."""
+        self._view = memoryview(b"")
+        self._held = None
+        close = getattr(self._frames, "close", None)  # a generator: its pending frames go with it
+        if close is not None:
+            close()
+        self._frames = iter(())
 
     def _next(self) -> bool:
         self._view = memoryview(b"")

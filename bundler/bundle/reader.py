@@ -24,6 +24,7 @@ import os
 import stat
 import sys
 import threading
+import weakref
 from collections.abc import Container, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ class BundleReader:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-unzstd") if workers > 1 else None
         self._depth = workers + 1
         self._buffers = FrameBuffers()
+        self._cursors: weakref.WeakSet[TarCursor] = weakref.WeakSet()  # closed with the reader
         self._raw = threading.local()  # one reusable read buffer per decoding thread
         self._access = access
         self._stream = stream
@@ -312,6 +314,15 @@ class BundleReader:
             self._access.close()
         if self._owns_stream and self._stream is not None:
             self._stream.close()
+        # Drop the decode buffers (16 MiB each) now: a refused bundle's reader lives on in the error's traceback,
+        # in reference cycles only a full garbage collection frees; a process refusing bundles grew by ~100 MB each.
+        cursor = self.__dict__.pop("_cursor", None)
+        for each in [cursor, *self._cursors]:
+            if each is not None:
+                each.close()
+        self.__dict__.pop("_frames", None)
+        self._buffers.clear()
+        self._raw = threading.local()
 
     def __enter__(self) -> BundleReader:
         return self
@@ -436,7 +447,9 @@ class BundleReader:
             for m in members
             for i, ref in enumerate(m.frames)
         )
-        return TarCursor(prefetch(jobs, self._pool, depth or self._depth), self._buffers)
+        cursor = TarCursor(prefetch(jobs, self._pool, depth or self._depth), self._buffers)
+        self._cursors.add(cursor)
+        return cursor
 
     def _begin_indexed(self, cursor: TarCursor, member: IndexMember) -> str:
         where = f"{member.name} (tar offset {member.tar_offset})"

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -29,6 +29,7 @@ from ..cache.listings import MovedListing
 from ..cache.model import index_blobs, real_root, usable_file
 from ..cache.names import inside, listdir
 from ..errors import BundleFormatError, InstallError, UnsafePathError
+from ..progress import Progress, ProgressCallback
 from ..records import JsonRecord
 
 __all__ = [
@@ -72,22 +73,7 @@ RefAction = Literal["write", "same", "keep"]
 DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online machine"
 
 
-ProgressCallback = Callable[["Progress"], None]
-
-
 # -- records -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Sent to ``on_progress``: ``phase`` is verify, stream, link, snapshots, trees or refs."""
-
-    phase: str
-    done_bytes: int
-    total_bytes: int
-    item: str | None = None
-    done_files: int = 0  # blobs verified (verify) or written/linked (stream, link) so far in this phase
-    total_files: int = 0
 
 
 @dataclass(frozen=True)

@@ -264,9 +264,11 @@ class _Run:
         if self.plan.trust_existing:
             return True, ""
         self.doing = f"re-hashing {path}"
-        d = self.prehashed.pop(path, None) or digest_file(str(path), git=etag is not None and not is_sha256(etag))
+        pre = self.prehashed.pop(path, None)
+        d = pre or digest_file(str(path), git=etag is not None and not is_sha256(etag))
         self.bytes_hashed += d.size
-        self._progress("verify", d.size, str(path))
+        if pre is None:  # a pre-hashed file was counted when its hash finished
+            self._progress("verify", d.size, str(path))
         ok = d.sha256 == sha256 and (etag is None or _digest_matches(d, etag))
         return ok, f"sha256 {d.sha256}"
 
@@ -282,8 +284,14 @@ class _Run:
                         jobs[path] = jobs.get(path, False) or not is_sha256(p.etag)
         if len(jobs) < 2:
             return
+
+        def one(job: tuple[Path, bool]) -> Digests:
+            d = digest_file(str(job[0]), git=job[1])
+            self._progress("verify", d.size, str(job[0]))  # as each finishes: a multi-GB re-hash shows progress
+            return d
+
         with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
-            digests = pool.map(lambda job: digest_file(str(job[0]), git=job[1]), jobs.items())
+            digests = pool.map(one, jobs.items())
             self.prehashed = dict(zip(jobs, digests, strict=True))
 
     def _verify_existing(self) -> None:

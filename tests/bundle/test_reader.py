@@ -45,13 +45,10 @@ from bundler.bundle.source import BundleSource
 from bundler.errors import BundleFormatError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.repofile import RepoFile
+from tests.helpers import sha256 as sha
 
 COMMIT = "c0ffee" + "0" * 34
 SMALL_FRAME = 4096
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def make_manifest(files: dict[str, bytes]) -> Manifest:
@@ -893,3 +890,34 @@ def test_inspect(bundle: Path) -> None:
     assert info.to_json()["repos"][0]["refs"] == {"main": COMMIT}
     assert inspect_bundle(stream_of(bundle.read_bytes())).compressed_size is None
     assert member_tar_length(0) == 512
+
+
+def test_a_refused_bundle_lets_go_of_its_buffers_while_its_error_lives() -> None:
+    """A refused bundle's reader lives on in the error's traceback, in cycles only a full collection frees:
+    closing it must free its decode buffers (16 MiB each) at once. Before, the hostile suite peaked at 11.8 GB."""
+    import gc
+    import io
+    import tracemalloc
+
+    from tests.hostile import craft
+    from tests.hostile.harness import pipe
+
+    obj = craft.standard().manifest()
+    obj["repos"][0]["snapshots"][0]["commit"] = "g" * 40
+    data = craft.with_manifest(obj)
+    kept: list[BaseException] = []
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            for src in (io.BytesIO(data), pipe(data)):
+                with pytest.raises(BundleFormatError) as info:
+                    open_bundle(src, threads=2)
+                kept.append(info.value)
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert len(kept) == 6 and all(e.__traceback__ is not None for e in kept)
+    assert held < 8 << 20, f"{held} bytes still held by 6 refused readers"

@@ -27,10 +27,12 @@ def test_writeback_starts_write_out_every_step_over_contiguous_ranges(monkeypatc
 
 
 def test_writeback_does_nothing_where_the_call_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(durable, "_sync_file_range", lambda: None)
+    lookups: list[None] = []
+    monkeypatch.setattr(durable, "_sync_file_range", lambda: lookups.append(None))  # finds nothing
     wb = durable.Writeback(-1, step=1)  # a bad fd would fail any real call
     wb.wrote(10)
     wb.wrote(10)
+    assert lookups == [None]  # looked up once, at construction; the writes call nothing and raise nothing
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux-only")

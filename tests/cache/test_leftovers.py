@@ -12,10 +12,10 @@ from pathlib import Path
 from bundler.cache.layout import RepoLayout
 from bundler.cache.leftovers import QUIET_SECONDS, abandoned_repos
 from bundler.doctor import doctor
-from bundler.testing.hub import HubServer
 from bundler.verify import verify_cache
 from tests.hostile.harness import scan_view
 from tests.testing.hf_client import client_env
+from tests.testing.hub import HubServer
 
 SHA = "ab" * 32
 

@@ -29,6 +29,7 @@ from typing import Any
 import zstandard
 
 from bundler.hashing import git_blob_sha1, lfs_blob_id
+from tests.helpers import sha256 as sha256
 
 TAR_BLOCK = 512
 TAR_RECORD = 10240
@@ -57,10 +58,6 @@ TYPEFLAGS = {
     "old-regular": b"\0",
     "unknown": b"Z",
 }
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # -- tar --------------------------------------------------------------------------------------------------
@@ -181,11 +178,22 @@ def end_blocks(tar_offset: int) -> bytes:
 # -- zstd -------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)  # fuzzing re-frames the same members over and over
 def zframe(raw: bytes, *, level: int = 3, checksum: bool = True, content_size: bool = True) -> bytes:
     """One standalone zstd frame holding ``raw``."""
+    if len(raw) > CACHED_RAW_BYTES:  # a cache entry keeps its key: 16 MiB pieces would stay for the session
+        return _zframe(raw, level, checksum, content_size)
+    return _zframe_cached(raw, level, checksum, content_size)
+
+
+CACHED_RAW_BYTES = 1 << 20
+
+
+def _zframe(raw: bytes, level: int, checksum: bool, content_size: bool) -> bytes:
     compressor = zstandard.ZstdCompressor(level=level, write_checksum=checksum, write_content_size=content_size)
     return compressor.compress(raw)
+
+
+_zframe_cached = functools.lru_cache(maxsize=4096)(_zframe)  # fuzzing re-frames the same members over and over
 
 
 def zframe_raw_block(raw: bytes, *, window_log: int | None = None, content_size: int | None = None) -> bytes:

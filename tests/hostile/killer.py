@@ -100,9 +100,9 @@ def _child(bundle: Path, cache: Path, steps: Steps, copy: bool) -> None:
             setattr(os, name, original)
 
 
-def run_child(bundle: Path, cache: Path, kill_at: int | None, copy: bool) -> tuple[int, list[str]]:
-    """Fork a child that installs (killed at ``kill_at``); returns its wait status and, for a counting run, the
-    labels of its steps."""
+def run_child(bundle: Path, cache: Path, kill_at: int | None, copy: bool) -> tuple[int, list[str], int]:
+    """Fork a child that installs (killed at ``kill_at``); returns its wait status, for a counting run the labels
+    of its steps, and the number of steps a child that was not killed took (-1 if it reported nothing)."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -111,9 +111,9 @@ def run_child(bundle: Path, cache: Path, kill_at: int | None, copy: bool) -> tup
         try:
             steps = Steps(kill_at)
             _child(bundle, cache, steps, copy)
-            os.write(write_fd, json.dumps(steps.labels).encode())
+            os.write(write_fd, json.dumps({"labels": steps.labels, "count": steps.count}).encode())
         except BaseException as e:
-            os.write(write_fd, json.dumps([f"error: {e!r}"]).encode())
+            os.write(write_fd, json.dumps({"labels": [f"error: {e!r}"], "count": -1}).encode())
             code = 3
         finally:
             os.close(write_fd)
@@ -124,8 +124,8 @@ def run_child(bundle: Path, cache: Path, kill_at: int | None, copy: bool) -> tup
         chunks.append(chunk)
     os.close(read_fd)
     _, status = os.waitpid(pid, 0)
-    labels = json.loads(b"".join(chunks)) if chunks else []
-    return status, labels
+    report: dict[str, Any] = json.loads(b"".join(chunks)) if chunks else {"labels": [], "count": -1}
+    return status, list(report["labels"]), int(report["count"])
 
 
 def _scan_problems(cache: Path) -> list[str]:
@@ -190,14 +190,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(template, cache, symlinks=True)
         return cache
 
-    status, labels = run_child(args.bundle, fresh("count"), None, args.copy)
+    status, labels, _ = run_child(args.bundle, fresh("count"), None, args.copy)
     if status != 0 or any(label.startswith("error") for label in labels):
         print(json.dumps({"error": f"counting run failed: status {status}: {labels[:3]}"}))
         return 1
     results: list[dict[str, Any]] = []
     for k in range(1, len(labels) + 1, args.every):
         cache = fresh(f"kill-{k}")
-        status, _ = run_child(args.bundle, cache, k, args.copy)
+        status, _, taken = run_child(args.bundle, cache, k, args.copy)
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         problems = loader_problems(cache, complete) + _scan_problems(cache)
         if cache.exists() and abandoned_repos(cache, now=time.time() + 2 * QUIET_SECONDS):
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 "step": k,
                 "label": labels[k - 1],
                 "killed": killed,
+                "completed_in_steps": taken if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else None,
                 "problems_after_kill": problems,
                 "verify_ok_after_rerun": report.ok,
                 "verify_issues": [f"{i.severity} {i.kind}: {i.message}" for i in report.issues],

@@ -33,6 +33,7 @@ def test_the_seed_bundle_installs(workdir: Path, template: Path) -> None:
             )
 
 
+@pytest.mark.stress
 @settings(
     max_examples=200,
     deadline=None,
@@ -64,6 +65,7 @@ def test_each_raw_mutation_is_exercised(op: object, workdir: Path) -> None:
     assert changed >= 20
 
 
+@pytest.mark.stress
 def test_structured_mutations_reach_the_installer(workdir: Path) -> None:
     """Structured mutations get past the reader often enough to test the installer (not only checksums)."""
     outcomes: dict[str, int] = {}

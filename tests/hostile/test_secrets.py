@@ -8,15 +8,15 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bundler.testing.hub import HubServer, publish
-from tests.testing.hf_client import REPO_ROOT, client_env
+from tests.helpers import hfbundle
+from tests.testing.hf_client import client_env
+from tests.testing.hub import HubServer, publish
 
 from . import craft
 
@@ -47,18 +47,6 @@ def gated_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
     publish(root, REPO, src, gated=True)
     with HubServer(root, token=TOKEN) as hub:
         yield hub
-
-
-def hfbundle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bundler", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def every_file(root: Path, skip: Path | None = None) -> Iterator[tuple[Path, bytes]]:

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import random
-import stat
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from bundler.hashing import git_blob_sha1, lfs_blob_id
 from bundler.install import InstallReport, execute, install, plan_install
 from bundler.lockfile import Lock, LockedRepo
 from bundler.repofile import RepoFile
+from tests.helpers import sha256, tree_snapshot
 
 CLOSED_ENDPOINT = "http://127.0.0.1:9"
 
@@ -40,10 +40,6 @@ CLOSED_ENDPOINT = "http://127.0.0.1:9"
 
 def commit_id(label: str) -> str:
     return hashlib.sha1(label.encode()).hexdigest()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def randbytes(n: int, seed: int) -> bytes:
@@ -163,23 +159,9 @@ def standard_bundle() -> Bundle:
     return build(standard_repos())
 
 
-def tree_state(root: Path) -> dict[str, tuple[Any, ...]]:
+def tree_state(root: Path) -> dict[str, tuple[str, ...]]:
     """Every entry below ``root``: links by target, files by content hash, folders."""
-    out: dict[str, tuple[Any, ...]] = {}
-    if not root.exists():
-        return out
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            mode = p.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(mode):
-                out[rel] = ("dir",)
-            else:
-                out[rel] = ("file", sha256(p.read_bytes()))
-    return out
+    return tree_snapshot(root, folders=True)
 
 
 def blob_names(cache: Path, repo_type: str, repo_id: str) -> set[str]:
@@ -187,23 +169,27 @@ def blob_names(cache: Path, repo_type: str, repo_id: str) -> set[str]:
     return set(os.listdir(folder)) if folder.exists() else set()
 
 
-def assert_only_new_verified_blobs(before: dict[str, tuple[Any, ...]], after: dict[str, tuple[Any, ...]]) -> None:
+def assert_only_new_verified_blobs(
+    cache: Path, before: dict[str, tuple[Any, ...]], after: dict[str, tuple[Any, ...]]
+) -> None:
     """The failure invariant: everything that was there is unchanged; new are only blobs whose content matches
-    their name (and the lock files huggingface_hub leaves too)."""
+    their name (sha256 for LFS files, the git blob id for regular ones), and the lock files huggingface_hub
+    leaves too."""
     for rel, state in before.items():
         assert after.get(rel) == state, rel
-    for rel in set(after) - set(before):
+    for rel in sorted(set(after) - set(before)):
         parts = rel.split("/")
         if parts[0] == ".locks" or after[rel] == ("dir",):
             continue
         assert len(parts) == 3 and parts[1] == "blobs", rel
         assert after[rel][0] == "file", rel
-    # new folders hold nothing but verified blobs
-    for rel in set(after) - set(before):
-        parts = rel.split("/")
-        if len(parts) == 3 and parts[1] == "blobs":
-            name = parts[2]
-            assert not name.startswith("."), f"temp file left: {rel}"
+        name = parts[2]
+        assert not name.startswith("."), f"temp file left: {rel}"
+        if len(name) == 64:
+            assert after[rel][1] == name, f"{rel} holds bytes with sha256 {after[rel][1]}"
+        else:
+            assert len(name) == 40, f"{rel} is not named by a hash"
+            assert git_blob_sha1((cache / rel).read_bytes()) == name, f"{rel} does not hold its git blob"
 
 
 # -- layout -----------------------------------------------------------------------------------------------------
@@ -492,12 +478,7 @@ def test_failure_leaves_cache_unchanged_but_for_verified_blobs(tmp_path: Path, c
     if case == "wrong-hash":
         assert err.expected == f.sha256 and err.actual is not None and len(err.actual) == 64
     after = tree_state(cache)
-    assert_only_new_verified_blobs(before, after)
-    for rel in after:  # every new blob holds what its name says
-        parts = rel.split("/")
-        if rel not in before and len(parts) == 3 and parts[1] == "blobs":
-            data = (cache / rel).read_bytes()
-            assert parts[2] in (sha256(data), git_blob_sha1(data))
+    assert_only_new_verified_blobs(cache, before, after)
     # and the same install from a good source completes it
     install(b.source(), cache)
     assert RepoLayout(cache, "model", "org/tiny").snapshot_file(C1, f.path).read_bytes() == b.blobs[f.sha256 or ""]
@@ -552,7 +533,7 @@ def test_a_failing_lane_leaves_the_cache_unchanged_but_for_verified_blobs(tmp_pa
     with pytest.raises(IntegrityError) as info:
         install(LaneSource(b.manifest, bad._blobs), cache)
     assert f.path in info.value.message
-    assert_only_new_verified_blobs(before, tree_state(cache))
+    assert_only_new_verified_blobs(cache, before, tree_state(cache))
     install(LaneSource(b.manifest, b.blobs), cache)
     assert RepoLayout(cache, "model", "org/tiny").snapshot_file(C1, f.path).read_bytes() == b.blobs[f.sha256 or ""]
 
@@ -585,7 +566,7 @@ def test_source_missing_a_declared_blob_is_refused(tmp_path: Path) -> None:
     before = tree_state(tmp_path / "hub")
     with pytest.raises(Exception, match="does not contain blob"):
         install(Lossy(b.manifest, blobs), tmp_path / "hub")
-    assert_only_new_verified_blobs(before, tree_state(tmp_path / "hub"))
+    assert_only_new_verified_blobs(tmp_path / "hub", before, tree_state(tmp_path / "hub"))
 
 
 @pytest.mark.parametrize("where", ["snapshot", "subfolder", "repo"])
@@ -668,11 +649,20 @@ def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path) -> None:
     lock = RepoLayout(cache, "model", "org/m").lock(sha256(BIG))
     lock.parent.mkdir(parents=True)
     done: list[InstallReport] = []
+    started, finished = threading.Event(), threading.Event()
+
+    def install_now() -> None:
+        started.set()
+        done.append(install(b.source(), cache))
+        finished.set()
+
     with FileLock(str(lock)):
-        t = threading.Thread(target=lambda: done.append(install(b.source(), cache)))
+        t = threading.Thread(target=install_now)
         t.start()
-        time.sleep(0.5)
+        assert started.wait(10)
+        assert not finished.wait(0.5)  # blocked on the lock for as long as it is held
         assert not done and not RepoLayout(cache, "model", "org/m").blob(sha256(BIG)).exists()
+    assert finished.wait(30)
     t.join(30)
     assert done and done[0].blobs_written == 1
 
@@ -1177,8 +1167,8 @@ def test_real_client_loads_everything_offline(tmp_path: Path, copy: bool) -> Non
 def test_same_cache_as_the_real_client_through_the_loopback_hub(tmp_path: Path, copy: bool) -> None:
     """Download a repo with the real client (cache A); install the same repo from a bundle (cache B).
     Copy layout: the client with HF_HUB_DISABLE_SYMLINKS=1 against ``install(copy=True)``."""
-    from bundler.testing.hub import HubServer, publish, read_commit
     from tests.testing.hf_client import run_hf_client
+    from tests.testing.hub import HubServer, publish, read_commit
 
     folder = tmp_path / "repo"
     files = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,13 +23,10 @@ from bundler.oci.artifact import (
     parse_artifact,
 )
 from bundler.repofile import RepoFile
+from tests.helpers import sha256 as sha
 
 SCHEMA = Path("/work/shared/reference/modelpack/config-schema.json")
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def repo(repo_id: str, commit: str, files: dict[str, bytes]) -> tuple[RepoEntry, dict[str, bytes]]:

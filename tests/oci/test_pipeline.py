@@ -5,29 +5,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from bundler.api import build
-from bundler.testing.hub import HubServer
 from tests.conftest import CLOSED_ENDPOINT
+from tests.helpers import hfbundle
 from tests.test_loaders import LORA, SD, TAESD, _stacks, run_offline
 from tests.testing import registry
 from tests.testing.hf_client import client_env
+from tests.testing.hub import HubServer
 from tests.testing.registry import Registry
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not registry.available(), reason="docker-registry is not installed (scripts/setup)"),
 ]
-
-
-def hfbundle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bundler", *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,11 @@ through OCI image layouts: round trips, dedupe, resume, tampering, auth, interop
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,9 @@ from bundler.oci.transfer import TransferOptions, pull, push
 from bundler.repofile import RepoFile
 from bundler.verify import verify_cache
 from tests.conftest import CLOSED_ENDPOINT
+from tests.helpers import cache_tree_without_records as tree_of
+from tests.helpers import hfbundle as cli
+from tests.helpers import sha256 as sha
 from tests.testing import registry
 from tests.testing.registry import Registry
 
@@ -33,10 +34,6 @@ pytestmark = pytest.mark.skipif(not registry.available(), reason="docker-registr
 COMMIT = "c0ffee" + "1" * 34
 REPO_ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "fleet", "s3cret-pass"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def make_bundle(path: Path, files: dict[str, bytes], *, repo_id: str = "org/tiny", commit: str = COMMIT) -> Manifest:
@@ -187,20 +184,6 @@ def test_artifact_is_modelpack_and_skopeo_reads_and_copies_it(reg: Registry, tmp
     assert tree_of(from_layout) == tree_of(from_registry)
 
 
-def tree_of(cache: Path) -> dict[str, str]:
-    """Every entry under a cache (minus locks and our install records): file → sha256, link → target."""
-    out: dict[str, str] = {}
-    for p in sorted(cache.rglob("*")):
-        rel = p.relative_to(cache).as_posix()
-        if rel.startswith((".locks", ".hfbundle")) or "/.hfbundle" in rel:
-            continue
-        if p.is_symlink():
-            out[rel] = "-> " + str(p.readlink())
-        elif p.is_file():
-            out[rel] = sha(p.read_bytes())
-    return out
-
-
 def test_push_to_layout_and_pull_from_it(tmp_path: Path) -> None:
     files = {"model.safetensors": weights(120_000, 7), "config.json": b"{}"}
     manifest = make_bundle(tmp_path / "b.tar.zst", files)
@@ -259,12 +242,6 @@ def test_registry_killed_mid_pull_then_pull_again_skips_finished_layers(reg: Reg
     assert fetched and not fetched & done
     assert len(fetched | done) == 5
     assert verify_cache(cache).ok
-
-
-def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bundler", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
-    )
 
 
 def offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:

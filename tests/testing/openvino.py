@@ -127,7 +127,7 @@ def make_openvino_repo(dest: Path, *, work: Path, repo_id: str) -> Path:
     ``repo_id`` so the published bytes do not depend on the temp folder. Returns ``dest``."""
     import shutil
 
-    from bundler.testing.factory import make_sd_pipeline
+    from tests.testing.factory import make_sd_pipeline
 
     source = make_sd_pipeline(work / "sd")
     export_ir(source, dest, home=work / "home")

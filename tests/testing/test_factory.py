@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import bundler
-from bundler.testing import factory
-from bundler.testing.factory import (
+from tests.testing import factory
+from tests.testing.factory import (
     LORA_WEIGHT_NAME,
     PROMPT,
     SIZE_BUDGET,
@@ -195,7 +195,7 @@ def test_fresh_interpreter_builds_identical_bytes(repos, tmp_path):
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
     code = (
-        "import sys; from pathlib import Path; from bundler.testing.factory import build_all; "
+        "import sys; from pathlib import Path; from tests.testing.factory import build_all; "
         "build_all(Path(sys.argv[1]))"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env, capture_output=True)
@@ -216,7 +216,7 @@ def test_seed_changes_weights_not_configs(tmp_path, torch_one_thread):
 
 def test_import_is_light():
     code = (
-        "import sys, bundler.testing.factory; "
+        "import sys, tests.testing.factory; "
         "heavy = {'torch', 'diffusers', 'transformers', 'peft', 'safetensors'} & set(sys.modules); "
         "assert not heavy, heavy"
     )

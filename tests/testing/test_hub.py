@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bundler.testing.hub import (
+from tests.testing.hf_client import REPO_ROOT, client_env, run_hf_client
+from tests.testing.hub import (
     HubServer,
     LoggedRequest,
     add_ref,
@@ -26,7 +27,6 @@ from bundler.testing.hub import (
     read_commit,
     resolve_revision,
 )
-from tests.testing.hf_client import REPO_ROOT, client_env, run_hf_client
 
 REPO = "org/tiny"
 
@@ -515,7 +515,7 @@ def test_error_responses(
 
 def test_command_line_serves_until_terminated(tmp_path: Path, files: dict[str, bytes]) -> None:
     env = client_env(cache=tmp_path / "cache")
-    command = [sys.executable, "-m", "bundler.testing.hub", "--root", str(tmp_path / "store")]
+    command = [sys.executable, "-m", "tests.testing.hub", "--root", str(tmp_path / "store")]
     command += ["--publish", f"org/cli={tmp_path / 'repo'}"]
     with subprocess.Popen(
         command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -550,7 +550,7 @@ def test_tiny_diffusers_model_loads_through_the_hub(tmp_path: Path) -> None:
             import torch
             torch.set_num_threads(1)
             from diffusers import AutoencoderTiny, DiffusionPipeline
-            from bundler.testing.hub import publish
+            from tests.testing.hub import publish
 
             torch.manual_seed(0)
             vae = AutoencoderTiny(

@@ -11,7 +11,7 @@ module is cheap.
 Example::
 
     from pathlib import Path
-    from bundler.testing.factory import build_all, make_sd_pipeline
+    from tests.testing.factory import build_all, make_sd_pipeline
 
     sd = make_sd_pipeline(Path("/tmp/tiny-sd"), bin=True, variant="fp16", extra_folders=("readme",))
     repos = build_all(Path("/tmp/repos"))  # {"hfbundle-test/tiny-sd": Path("/tmp/repos/tiny-sd"), ...}

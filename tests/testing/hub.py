@@ -22,7 +22,7 @@ Store layout (under ``root``)::
     <type>s/<repo_id>/commits/<commit>.json    one commit: parent, ref, date and the files with their hashes
     <type>s/<repo_id>/commits/<commit>/<path>  the files (hard links into objects/, copies where links fail)
 
-Command line: ``python -m bundler.testing.hub --root DIR [--port N] [--publish ORG/NAME=FOLDER ...]`` prints the
+Command line: ``python -m tests.testing.hub --root DIR [--port N] [--publish ORG/NAME=FOLDER ...]`` prints the
 endpoint on stdout and serves until interrupted.
 """
 
@@ -1295,11 +1295,11 @@ class HubServer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bundler.testing.hub``: serve a store in the foreground; the endpoint goes to stdout."""
+    """``python -m tests.testing.hub``: serve a store in the foreground; the endpoint goes to stdout."""
     parser = argparse.ArgumentParser(
-        prog="python -m bundler.testing.hub",
+        prog="python -m tests.testing.hub",
         description="Serve the repos of a store folder with the Hugging Face Hub protocol, on 127.0.0.1.",
-        epilog="Example: python -m bundler.testing.hub --root /tmp/hub --publish org/tiny=./tiny-model",
+        epilog="Example: python -m tests.testing.hub --root /tmp/hub --publish org/tiny=./tiny-model",
     )
     parser.add_argument("--root", type=Path, required=True, help="store folder (created if missing)")
     parser.add_argument("--port", type=int, default=0, help="Hub port (default: a free one)")

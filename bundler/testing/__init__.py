@@ -1,1 +1,0 @@
-"""Test and demo infrastructure: a loopback Hugging Face Hub (:mod:`bundler.testing.hub`)."""
