@@ -34,6 +34,7 @@ NATIVE_ONLY: dict[str, str] = {
     "tests/install/test_install.py::test_same_cache_as_the_real_client_through_the_loopback_hub[symlink]": (
         _NEEDS_SYMLINKS
     ),
+    "tests/hostile/test_faults.py::test_corrupt_existing_blob_is_reported_then_replaced": _SYMLINK,
     "tests/test_verify.py::test_clean_cache_is_ok": _SYMLINK,
     "tests/test_verify.py::test_flipped_byte_is_corrupt": _SYMLINK,
     "tests/test_verify.py::test_deleted_blob_is_dangling": _SYMLINK,
