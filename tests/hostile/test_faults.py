@@ -210,7 +210,7 @@ def _race(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.Com
 RACER = """
 import os, sys, time
 from pathlib import Path
-import bundler.install, bundler.archive  # imported before the start signal
+import bundler.install, bundler.bundle.reader  # imported before the start signal
 go = Path(os.environ["RACE_START"])
 while not go.exists():
     time.sleep(0.001)
