@@ -5,6 +5,9 @@ The CLI is a thin layer over these; other tools (an app's own setup step, a note
     from bundler import api
     report = api.install("demo.tar.zst", cache_dir="/models/hub")
     report.to_json()  # a dict; report.render() gives the CLI's lines
+
+Longer than ~500 lines: one public function per command with its docstring and, for dry runs, its ``@overload``s:
+the whole public surface in one place.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ bundle of kind ``backup``, packing only what a ``base`` backup chain lacks when 
     >>> later = backup(plan_backup(cache, base=Path("models.hfb")), "models-2.hfb")  # incremental  # doctest: +SKIP
 
 Nothing here imports huggingface_hub or touches the network: it works with ``HF_HUB_OFFLINE=1``.
+
+Longer than ~500 lines: planning and packing a backup (bases, increments, the scan's findings) are one concept.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Exit codes: 0 done, 1 the operation failed (corrupt input, mismatch, missing files), 2 usage error.
 A user error prints one line plus a hint and no traceback (``--debug`` or ``HFBUNDLE_DEBUG=1`` shows it).
+
+Longer than ~500 lines: one click command per ``hfbundle`` command, with its options, help and examples: the
+whole command line in one place, each command a thin call into :mod:`bundler.api`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ The rules mirror these upstream functions (diffusers 0.42.1, transformers 5.x, o
   (optimum-intel 2.0) pick what it downloads online (:func:`openvino_pipeline_files`, checked against the real
   loader in ``tests/test_openvino_loader.py``), but offline it needs every file of the commit: see
   :func:`openvino_offline_files`.
+
+Longer than ~500 lines: one small pure function per loader rule (diffusers components, variants, weights,
+transformers, OpenVINO), replayed on a file list; kept together so the rules can be read side by side.
 """
 
 from __future__ import annotations

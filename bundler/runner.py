@@ -16,6 +16,9 @@ functions that generate (``pip install hfbundle[runner]``)::
     >>> report = run("tiny-demo", prompt="a red cube", output="cube.png", seed=1)  # doctest: +SKIP
     >>> report.width, report.steps, report.bundle_id[:12]  # doctest: +SKIP
     (64, 2, '132ea3e8c1db')
+
+Longer than ~500 lines: one pipeline builder per mode (LCM, TAESD, LoRA, OpenVINO) behind the one place that may
+import torch and diffusers.
 """
 
 from __future__ import annotations

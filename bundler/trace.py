@@ -12,6 +12,8 @@ into an existing traced recipe; a run that exits non-zero writes nothing unless 
     ... # doctest: +SKIP
     >>> report.exit_code, [r.repo_id for r in report.repos]  # doctest: +SKIP
     (0, ['org/pipeline', 'madebyollin/taesd'])
+
+Longer than ~500 lines: running the app, reading the proxy's record and writing the recipe are one command.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ Nothing else is kept: no header, no token, no body. :class:`Observation` records
     >>> with RecordingProxy("https://huggingface.co") as proxy:  # doctest: +SKIP
     ...     subprocess.run(cmd, env={**os.environ, "HF_ENDPOINT": proxy.endpoint})
     ...     proxy.observations()
+
+Longer than ~500 lines: one reverse proxy: forwarding, redaction and recording of each Hub call.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The layout, with every field width, is in ``docs/FORMAT.md``. Nothing here does I/O: :mod:`bundler.bundle.reader`
 reads and writes, this module encodes and strictly parses. Every parser treats its input as hostile and
 raises :class:`~bundler.errors.BundleFormatError` (never ``struct.error``, ``ValueError`` or ``IndexError``).
+
+Longer than ~500 lines: every byte-level field of the format (tar, zstd frames, index, trailer) with its
+checks, in the order of ``docs/FORMAT.md``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ Example::
 The reader checks *structure* (tar headers, member names and sizes against the manifest, frames, the index,
 the volumes) and raises :class:`BundleFormatError`; the *content* hash of a blob is the consumer's check
 (``iter_blobs``), or the reader's when asked (``read_blob(verify=True)``, :class:`IntegrityError`).
+
+Longer than ~500 lines: it is the format's public reading API (random access by the index, a pipe once,
+volumes, inspection), each a thin layer over :mod:`bundler.bundle.frames`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Example::
             with open(source_of(blob), "rb") as f:
                 w.add_blob(blob.sha256, blob.size, f, label=str(source_of(blob)))
     report = w.report
+
+Longer than ~500 lines: the write pipeline (read, hash, compress on a pool, gather, one writer thread) is one
+object whose stages share bounded queues; split, each piece would need the others' state.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ Every shape huggingface_hub leaves behind is understood (``docs/BACKUP.md``):
 
 Nothing here hashes content (so ``backup --dry-run`` costs a directory walk), writes anything, uses the network
 or imports huggingface_hub.
+
+Longer than ~500 lines: one walk of a whole cache, every shape huggingface_hub leaves, into the records of
+:mod:`bundler.cache.model`.
 """
 
 from __future__ import annotations

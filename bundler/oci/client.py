@@ -11,6 +11,9 @@ Why not an OCI library: oras-py sits on ``requests`` and reads a chunk-less uplo
 nor the others resume a GET or give the typed, bounded streams the installer consumes; huggingface_hub's own
 transport changed between our supported majors (httpx in 1.x, httpx2 in 2.x). ``http.client`` is always there.
 Secrets never leave :class:`_Auth`: no header is logged and no message quotes one.
+
+Longer than ~500 lines: the distribution API's calls (manifests, blobs, chunked uploads, mounts) share one
+connection, auth and retry policy; they are one client.
 """
 
 from __future__ import annotations
