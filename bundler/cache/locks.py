@@ -82,6 +82,14 @@ def repo_lock(layout: RepoLayout, etag: str, *, timeout: float = 600) -> Iterato
         yield
 
 
+def _has_flock() -> bool:
+    try:
+        import fcntl  # noqa: F401 - only whether it exists
+    except ImportError:
+        return False
+    return True
+
+
 class RepoClaim:
     """``.locks/<repo>/hfbundle-install.lock`` (see the module's docstring). One lock per repo and run, not one
     per blob (issue 18). Without ``flock`` (Windows, a filesystem without locks) it is never exclusive: only
@@ -90,7 +98,7 @@ class RepoClaim:
     def __init__(self, lay: RepoLayout) -> None:
         self._fd: int | None = None
         self._path = lay.lock(CLAIM_NAME)
-        if os.name == "nt":  # no flock
+        if not _has_flock():  # Windows, or a Python without fcntl: the claim does not work here
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o664)
