@@ -101,9 +101,7 @@ class OutputSink:
     def _write_all(self, part: memoryview) -> None:
         try:
             if self._fd is not None:
-                while part.nbytes:
-                    written = os.write(self._fd, part)
-                    part = part[written:]
+                oscompat.write_all(self._fd, part)
             else:
                 assert not isinstance(self.target, Path)
                 while part.nbytes:  # a raw (unbuffered) stream may take less than it is given

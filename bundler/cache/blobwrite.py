@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import oscompat
 from ..errors import HfBundleError
 from ..hashing import Digests, StreamHasher
 from .durable import Writeback
@@ -49,10 +50,10 @@ def write_hashed(
     if size < CHUNK:
         return _write_small(read, fd, size, hasher, on_chunk, cancelled)
     writeback = Writeback(fd)
-    with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(max_workers=1) as writer:
+    with os.fdopen(fd, "wb", buffering=0) as out, ThreadPoolExecutor(max_workers=1) as writer:
 
         def write(chunk: bytes | memoryview) -> None:
-            out.write(chunk)
+            oscompat.write_all(out.fileno(), chunk)
             writeback.wrote(len(chunk))
 
         # One write in flight while the next chunk is hashed: memory stays at ~2 chunks.
@@ -119,9 +120,7 @@ def _write_small(
                 break
             # Copy as soon as a second chunk comes: an earlier view may point into a recycled frame buffer.
             data = chunk if not data else bytearray(data) + chunk
-        view = memoryview(data)
-        while view:  # unbuffered: a short write is possible
-            view = view[out.write(view) or 0 :]
+        oscompat.write_all(out.fileno(), data)
         if on_chunk is not None and len(data):
             on_chunk(len(data))
     return hasher.digests()
