@@ -657,20 +657,33 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
                 build_cmd += ["--threads", str(args.threads)]
             # The same build into a pipe (stdout is /dev/null in `measured`): what writing the file costs.
             pipe_cmd = [*build_cmd[: build_cmd.index("-o")], "-o", "-", *build_cmd[build_cmd.index("-o") + 2 :]]
+            copy_out = work / "copy.tar.zst"
+
+            def new_file(path: Path) -> None:
+                """Every row writes a new file: the one the previous round left is deleted first, untimed.
+                Replacing a 1 GB file makes the kernel free its blocks inside the timed run (0.5-1.5 s here,
+                ext4 mounted with ``discard``), a cost of the old file, not of the tool writing the new one."""
+                path.unlink(missing_ok=True)
+                os.sync()
+
+            def fresh_run(series: Series, path: Path, cmd: str | list[str], run_env: dict[str, str]) -> None:
+                new_file(path)
+                add(series, *measured(cmd, run_env, shell=isinstance(cmd, str)))
+
             interleaved(
                 args.reps,
                 [
-                    lambda: add(s_zstd, *measured(tar_zstd, env, shell=True)),
-                    lambda: add(s_pair, *measured(f"{tar_zstd} && {sha}", env, shell=True)),
-                    lambda: add(s_ours, *measured(build_cmd, online)),
+                    lambda: fresh_run(s_zstd, hand_out, tar_zstd, env),
+                    lambda: fresh_run(s_pair, hand_out, f"{tar_zstd} && {sha}", env),
+                    lambda: fresh_run(s_ours, ours_out, build_cmd, online),
                     lambda: add(s_pipe, *measured(pipe_cmd, online)),
                     # The floor under `build -o FILE`: writing the finished bundle's bytes (from the page cache)
                     # into a new file on the same disk, nothing else. build -o FILE - build -o - can only beat
                     # it by overlapping the write with compression.
-                    lambda: add(s_cat, *measured(f"cat '{ours_out}' > '{work / 'copy.tar.zst'}'", env, shell=True)),
+                    lambda: fresh_run(s_cat, copy_out, f"cat '{ours_out}' > '{copy_out}'", env),
                 ],
             )
-            (work / "copy.tar.zst").unlink(missing_ok=True)
+            copy_out.unlink(missing_ok=True)
         bundle = ours_out
         s_untar, s_upair = _series("zstd -dc | tar -x"), _series("untar, then sha256sum")
         s_inst, s_again = _series("hfbundle install (empty cache)"), _series("hfbundle install again (no-op)")
