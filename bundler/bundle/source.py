@@ -36,7 +36,9 @@ class BundleSource(Protocol):
 class RandomAccessSource(BundleSource, Protocol):
     """A source that can also hand out any one blob on its own (a bundle file: it has an index), so an
     installer may stream several blobs at once. ``random_access`` is False when it cannot after all (a
-    pipe): then only :meth:`iter_blobs` works."""
+    pipe): then only :meth:`iter_blobs` works. A source whose reads wait on another machine may also have an
+    int attribute ``preferred_lanes``: the installer then streams up to that many blobs at once, even on
+    fewer cores (see ``RegistrySource``)."""
 
     @property
     def random_access(self) -> bool: ...

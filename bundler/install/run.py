@@ -419,11 +419,13 @@ class _Run:
 
     def _lanes(self, src: BundleSource, shas: set[str], contents: dict[str, ContentStep]) -> int:
         """How many blobs to stream at once: one per core, when the source can read blobs in any order and
-        at least two are large (sha256 of one blob is sequential: two blobs hash on two cores)."""
+        at least two are large (sha256 of one blob is sequential: two blobs hash on two cores). A source whose
+        reads wait on another machine (a registry) may ask for more through ``preferred_lanes``."""
         if not isinstance(src, RandomAccessSource) or not src.random_access:
             return 1
         large = sum(1 for sha in shas if contents[sha].size >= LANE_MIN_BYTES)
-        return max(1, min(os.cpu_count() or 1, MAX_LANES, large))
+        wanted = max(os.cpu_count() or 1, getattr(src, "preferred_lanes", 0))
+        return max(1, min(wanted, MAX_LANES, large))
 
     def _stream_lanes(
         self, src: RandomAccessSource, shas: set[str], contents: dict[str, ContentStep], lanes: int
