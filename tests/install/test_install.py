@@ -523,6 +523,35 @@ def test_lanes_give_the_same_cache_as_streaming_in_order(tmp_path: Path, copy: b
         assert in_order.to_json()[key] == in_lanes.to_json()[key], key
 
 
+class RemoteLaneSource(LaneSource):
+    """A source whose reads wait on another machine: it asks for more lanes than there are cores."""
+
+    preferred_lanes = 3
+
+
+@pytest.mark.parametrize(("cores", "source_cls", "expected"), [(1, LaneSource, 1), (1, RemoteLaneSource, 3)])
+def test_a_remote_source_gets_more_lanes_than_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, source_cls: type[LaneSource], expected: int
+) -> None:
+    import bundler.install.run
+
+    monkeypatch.setattr(bundler.install.run, "LANE_MIN_BYTES", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    started: list[int] = []
+    real = bundler.install.run.ThreadPoolExecutor
+
+    def counting(*args: int, **kw: object) -> object:
+        if str(kw.get("thread_name_prefix", "")).startswith("hfbundle-lane"):
+            started.append(args[0])
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bundler.install.run, "ThreadPoolExecutor", counting)
+    b = standard_bundle()
+    install(source_cls(b.manifest, b.blobs), tmp_path / "hub")
+    assert started == ([expected] if expected > 1 else [])
+    assert tree_state(tmp_path / "hub")  # installed all the same
+
+
 @pytest.mark.usefixtures("lanes")
 @pytest.mark.parametrize("case", ["wrong-hash", "truncated", "oversize"])
 def test_a_failing_lane_leaves_the_cache_unchanged_but_for_verified_blobs(tmp_path: Path, case: str) -> None:
