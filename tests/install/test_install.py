@@ -538,12 +538,12 @@ def test_a_remote_source_gets_more_lanes_than_cores(
     monkeypatch.setattr(bundler.install.run, "LANE_MIN_BYTES", 0)
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     started: list[int] = []
-    real = bundler.install.run.ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor as real
 
     def counting(*args: int, **kw: object) -> object:
         if str(kw.get("thread_name_prefix", "")).startswith("hfbundle-lane"):
             started.append(args[0])
-        return real(*args, **kw)  # type: ignore[arg-type]
+        return real(*args, **kw)  # type: ignore[call-overload]
 
     monkeypatch.setattr(bundler.install.run, "ThreadPoolExecutor", counting)
     b = standard_bundle()
