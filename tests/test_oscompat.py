@@ -190,3 +190,26 @@ def test_the_lane_reaches_subprocesses() -> None:
         assert out.split() == ["False", "1"]
     else:
         assert out.split()[0] == str(hasattr(os, "pread"))
+
+
+def test_write_all_writes_everything_in_pieces_of_at_most_write_slice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(oscompat.WRITE_SLICE * 3 + 12345)
+    sizes: list[int] = []
+    real_write = os.write
+
+    def short_write(fd: int, piece: bytes | memoryview) -> int:
+        sizes.append(len(piece))
+        return real_write(fd, memoryview(piece)[: max(1, len(piece) - 7)])  # the kernel may take less
+
+    monkeypatch.setattr(os, "write", short_write)
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        oscompat.write_all(fd, memoryview(bytearray(data)))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+    assert max(sizes) == oscompat.WRITE_SLICE
+    assert len(sizes) > 4  # short writes were retried
