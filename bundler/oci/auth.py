@@ -4,6 +4,11 @@ Lookup order for a host: ``--username``/``--password-stdin``; ``REGISTRY_AUTH_FI
 (``$XDG_RUNTIME_DIR/containers/auth.json``); docker's ``config.json`` (``$DOCKER_CONFIG`` or ``~/.docker``), with
 its ``credHelpers``/``credsStore`` (``docker-credential-NAME get``). Secrets live only in :class:`Credentials`,
 whose ``repr`` hides them: they are never logged, printed or put into an error message.
+
+Identity tokens (OAuth2 refresh tokens, what ``docker login`` stores for registries such as Azure Container
+Registry and Harbor with OIDC) are kept the way docker keeps them: the user name ``<token>`` with the token as
+the secret (an ``identitytoken`` entry in ``config.json``, or a credential helper answering ``<token>``). They
+answer only a token service, with a POST (``grant_type=refresh_token``), as docker's distribution client does.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from ..errors import RegistryError
 logger = logging.getLogger(__name__)
 
 
+IDENTITY_TOKEN_USER = "<token>"  # noqa: S105 (a user name, not a secret): docker's user name for an identity token (cli/config/types.AuthConfig)
+
+
 @dataclass(frozen=True)
 class Credentials:
     """A username and password (or identity token) for one registry. ``repr`` shows neither secret."""
@@ -30,6 +38,11 @@ class Credentials:
     username: str
     password: str = field(repr=False)
     source: str = ""  # where they came from, for messages: "--username", "/home/u/.docker/config.json"
+
+    @property
+    def is_identity_token(self) -> bool:
+        """The secret is an OAuth2 refresh token for the registry's token service, not a password."""
+        return self.username == IDENTITY_TOKEN_USER
 
     def basic_header(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
@@ -117,6 +130,9 @@ def _from_config(data: dict[str, object], host: str, path: Path) -> Credentials 
 
 
 def _from_entry(entry: dict[str, object], path: Path) -> Credentials | None:
+    identity = entry.get("identitytoken")
+    if isinstance(identity, str) and identity:
+        return Credentials(IDENTITY_TOKEN_USER, identity, str(path))
     auth = entry.get("auth")
     if isinstance(auth, str) and auth:
         try:

@@ -461,16 +461,32 @@ class RegistryClient:
         if challenge.scheme == "basic":
             if creds is None:
                 raise _denied(self.host, self.name, 401, None)
+            if creds.is_identity_token:
+                raise RegistryError(
+                    f"{self.host}/{self.name}: the registry asks for a password, and the credentials found "
+                    f"({creds.source or 'the command line'}) hold an identity token",
+                    status=401,
+                    hint=f"log in with a user name and password (`docker login {self.host}`), or pass "
+                    "--username NAME --password-stdin",
+                )
             self._auth.set(scope, creds.basic_header())
             return
         realm = challenge.params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise RegistryError(f"{self.host} asked for a token from an unusable realm", status=401)
-        query = [("service", challenge.params.get("service", ""))] + [("scope", s) for s in scope.split(" ")]
-        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
-        headers = {"Authorization": creds.basic_header()} if creds is not None else {}
+        service = challenge.params.get("service", "")
+        if creds is not None and creds.is_identity_token:
+            # OAuth2 refresh-token grant, as distribution's client sends it (registry/client/auth/session.go).
+            method, url, headers = "POST", realm, {"Content-Type": "application/x-www-form-urlencoded"}
+            form = {"grant_type": "refresh_token", "refresh_token": creds.password, "service": service,
+                    "scope": scope, "client_id": "hfbundle", "access_type": "offline"}  # fmt: skip
+            body: bytes | None = urllib.parse.urlencode(form).encode()
+        else:
+            query = [("service", service)] + [("scope", s) for s in scope.split(" ")]
+            method, url, body = "GET", realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query), None
+            headers = {"Authorization": creds.basic_header()} if creds is not None else {}
         try:
-            resp = self._send("GET", url, headers, None)
+            resp = self._send(method, url, headers, body)
             raw = resp.read(MAX_MANIFEST)
         except _NETWORK_ERRORS as e:
             self._drop(url)
@@ -709,6 +725,13 @@ def _denied(host: str, name: str, status: int, creds: Credentials | None) -> Reg
             f"{host}/{name}: the registry needs credentials (HTTP 401)",
             status=401,
             hint=f"pass --username NAME --password-stdin, or log in (`docker login {host}`, REGISTRY_AUTH_FILE)",
+        )
+    if creds.is_identity_token:
+        return RegistryError(
+            f"{host}/{name}: the registry's token service refused the identity token (HTTP {status})",
+            status=401,
+            hint=f"the token (from {creds.source or 'the command line'}) may have expired: log in again "
+            f"(`docker login {host}`)",
         )
     return RegistryError(
         f"{host}/{name}: authentication failed for user {creds.username!r} (HTTP {status})",

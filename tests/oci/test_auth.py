@@ -67,3 +67,15 @@ def test_secrets_stay_out_of_repr() -> None:
     creds = Credentials("u", "p4ss-w0rd", "--username")
     assert "p4ss-w0rd" not in repr(creds) and "p4ss-w0rd" not in str(creds)
     assert creds.basic_header() == "Basic " + b64("u:p4ss-w0rd")
+
+
+def test_identity_token_entries_are_kept_as_docker_keeps_them(tmp_path: Path) -> None:
+    """`docker login` to ACR/Harbor-OIDC writes `auth` = b64("<token>:") plus `identitytoken`; a credential
+    helper answers Username "<token>". Both become an identity token, never a password for basic auth."""
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {"acr.lan": {"auth": b64("<token>:"), "identitytoken": "rt-123"}}})
+    )
+    found = find_credentials("acr.lan", {"DOCKER_CONFIG": str(tmp_path)})
+    assert found is not None and found.is_identity_token and found.password == "rt-123"
+    assert not Credentials("user", "pw").is_identity_token
+    assert "rt-123" not in repr(found)

@@ -309,6 +309,38 @@ def test_bearer_token_auth(tmp_path: Path) -> None:
             pull(parse_ref(f"{reg.host}/models/tiny:v1"), PLAIN, cache_dir=tmp_path / "cache3")
 
 
+def test_identity_token_from_the_auth_file_answers_the_token_service(tmp_path: Path) -> None:
+    """What `docker login` stores for ACR or Harbor with OIDC: an `identitytoken` (an OAuth2 refresh token),
+    traded for an access token with a POST, as docker does; the token never reaches the output."""
+    from tests.testing.registry import TokenServer
+
+    refresh = "refresh-" + "5" * 24
+    with (
+        TokenServer(tmp_path / "token", {USER: PASSWORD}, refresh_tokens={refresh: USER}) as tokens,
+        Registry(tmp_path / "registry", token=tokens) as reg,
+    ):
+        make_bundle(tmp_path / "b.tar.zst", {"model.safetensors": weights(60_000, 14), "config.json": b"{}"})
+        creds = TransferOptions(credentials=Credentials(USER, PASSWORD), plain_http=True, retries=1, backoff=0.05)
+        push_file(tmp_path / "b.tar.zst", f"{reg.host}/models/tiny:v1", creds)
+        auth_file = tmp_path / "auth.json"
+        entry = {"auth": __import__("base64").b64encode(b"<token>:").decode(), "identitytoken": refresh}
+        auth_file.write_text(json.dumps({"auths": {reg.host: entry}}))
+        env = offline_env(tmp_path, REGISTRY_AUTH_FILE=str(auth_file))
+        ref = f"{reg.host}/models/tiny:v1"
+        pulled = cli("pull", ref, "--install", "--plain-http", "--cache-dir", str(tmp_path / "cache"), env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        assert tokens.refreshed >= 1
+        assert refresh not in pulled.stdout + pulled.stderr
+        assert verify_cache(tmp_path / "cache").ok
+        entry["identitytoken"] = "refresh-expired"
+        auth_file.write_text(json.dumps({"auths": {reg.host: entry}}))
+        refused = cli("pull", ref, "--install", "--plain-http", "--cache-dir", str(tmp_path / "cache2"), env=env)
+        assert refused.returncode == 1
+        assert "refused the identity token" in refused.stderr and "docker login" in refused.stderr
+        assert "refresh-expired" not in refused.stdout + refused.stderr
+        assert not (tmp_path / "cache2" / "models--models--tiny").exists()
+
+
 def test_5xx_and_a_cut_download_are_retried_and_resumed(reg: Registry, tmp_path: Path) -> None:
     from tests.testing.registry import FaultProxy
 

@@ -111,12 +111,14 @@ class TokenServer:
     service = "hfbundle-test-registry"
     issuer = "hfbundle-test-issuer"
 
-    def __init__(self, root: Path, users: dict[str, str]) -> None:
+    def __init__(self, root: Path, users: dict[str, str], refresh_tokens: dict[str, str] | None = None) -> None:
         import base64
 
         self.root = root
         self.users = users
+        self.refresh_tokens = dict(refresh_tokens or {})  # OAuth2 refresh token (docker's identity token) → user
         self.issued = 0
+        self.refreshed = 0  # tokens granted to a POST with grant_type=refresh_token
         root.mkdir(parents=True, exist_ok=True)
         self.key, self.cert = root / "token.key", root / "token.pem"
         subprocess.run(
@@ -199,6 +201,25 @@ class TokenServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:  # the OAuth2 refresh-token grant (distribution's token spec, "oauth")
+                length = int(self.headers.get("Content-Length", "0"))
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                user = server.refresh_tokens.get(form.get("refresh_token", [""])[0], "")
+                if form.get("grant_type") != ["refresh_token"] or not user:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                token = server.sign(user, [s for v in form.get("scope", []) for s in v.split(" ")])
+                server.issued += 1
+                server.refreshed += 1
+                body = json.dumps({"access_token": token, "expires_in": 600, "scope": form.get("scope", [""])[0]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body.encode())))
+                self.end_headers()
+                self.wfile.write(body.encode())
 
             def log_message(self, format: str, *args: object) -> None:
                 return
