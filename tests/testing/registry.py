@@ -176,50 +176,41 @@ class TokenServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def reply(self, status: int, answer: dict[str, object] | None = None) -> None:
+                body = json.dumps(answer).encode() if answer is not None else b""
+                self.send_response(status)
+                if answer is not None:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def grant(self, user: str, scopes: list[str]) -> str:
+                server.issued += 1
+                return server.sign(user, [s for v in scopes for s in v.split(" ")])
+
             def do_GET(self) -> None:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 auth = self.headers.get("Authorization", "")
                 user = ""
                 if auth.startswith("Basic "):
                     name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-                    if server.users.get(name) != password:
-                        self.send_response(401)
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    user = name
+                    user = name if server.users.get(name) == password else ""
                 if not user:
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self.reply(401)
                     return
-                token = server.sign(user, [s for v in query.get("scope", []) for s in v.split(" ")])
-                server.issued += 1
-                body = json.dumps({"token": token, "access_token": token, "expires_in": 600}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                token = self.grant(user, query.get("scope", []))
+                self.reply(200, {"token": token, "access_token": token, "expires_in": 600})
 
             def do_POST(self) -> None:  # the OAuth2 refresh-token grant (distribution's token spec, "oauth")
                 length = int(self.headers.get("Content-Length", "0"))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 user = server.refresh_tokens.get(form.get("refresh_token", [""])[0], "")
                 if form.get("grant_type") != ["refresh_token"] or not user:
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self.reply(401)
                     return
-                token = server.sign(user, [s for v in form.get("scope", []) for s in v.split(" ")])
-                server.issued += 1
                 server.refreshed += 1
-                body = json.dumps({"access_token": token, "expires_in": 600, "scope": form.get("scope", [""])[0]})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body.encode())))
-                self.end_headers()
-                self.wfile.write(body.encode())
+                self.reply(200, {"access_token": self.grant(user, form.get("scope", [])), "expires_in": 600})
 
             def log_message(self, format: str, *args: object) -> None:
                 return
