@@ -117,13 +117,22 @@ PREFETCH_BATCH = 512
 @dataclass
 class InodeHasher:
     """:func:`digest_file` that hashes each inode once (hard links, a blob behind many snapshot links), counting
-    the bytes it read: one per verify or doctor run."""
+    the bytes it read (``bytes_hashed``) and the distinct contents among them (``content_bytes``: the same, once
+    per sha256, so copy-layout snapshots holding one content twice count it once): one per verify or doctor run."""
 
     by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
     bytes_hashed: int = 0
     on_hashed: Callable[[int], None] | None = None  # called with each file's size once it is hashed (progress)
+    contents: dict[str, int] = field(default_factory=dict)  # sha256 -> size of every content hashed
 
-    def _hashed(self, size: int) -> None:
+    @property
+    def content_bytes(self) -> int:
+        """Bytes of the distinct contents hashed (each sha256 once, however many files or copies hold it)."""
+        return sum(self.contents.values())
+
+    def _hashed(self, d: Digests) -> None:
+        size = d.size
+        self.contents[d.sha256] = size
         self.bytes_hashed += size
         if self.on_hashed is not None:
             self.on_hashed(size)
@@ -137,7 +146,7 @@ class InodeHasher:
         if d is None or (git and not d.git_sha1):
             d = digest_file(str(path), git=git)
             self.by_inode[key] = d
-            self._hashed(d.size)
+            self._hashed(d)
         return d
 
     def prefetch(self, jobs: Sequence[tuple[Path, bool]], threads: int = 0) -> None:
@@ -168,7 +177,7 @@ class InodeHasher:
                 for (key, _job), d in zip(batch, pool.map(one, [job for _key, job in batch]), strict=True):
                     if d is not None:
                         self.by_inode[key] = d
-                        self._hashed(d.size)
+                        self._hashed(d)
 
 
 # One regex match, not a generator per character: called several times per file (issue 18).

@@ -115,8 +115,9 @@ class VerifyReport(JsonRecord, rounding={"elapsed": 3}):
     files_checked: int = 0
     refs_checked: int = 0
     trees_checked: int = 0
-    bytes_hashed: int = 0
+    bytes_hashed: int = 0  # bytes read to hash them: in the copy layout, every copy of a content
     elapsed: float = 0.0
+    content_bytes: int = 0  # bytes of the distinct contents verified (each sha256 once, whatever the layout)
 
     @property
     def ok(self) -> bool:
@@ -149,6 +150,7 @@ class VerifyReport(JsonRecord, rounding={"elapsed": 3}):
         lines.append(
             f"{state}: {len(self.repos)} repo(s), {self.blobs_checked} blobs, {self.files_checked} files, "
             f"{self.refs_checked} refs, {self.trees_checked} trees, {self.bytes_hashed} bytes hashed"
+            + (f" ({self.content_bytes} of distinct content)" if self.content_bytes != self.bytes_hashed else "")
         )
         return lines
 
@@ -175,6 +177,7 @@ class _Run:
             trees_checked=self.trees,
             bytes_hashed=self.hasher.bytes_hashed,
             elapsed=time.monotonic() - t0,
+            content_bytes=self.hasher.content_bytes,
         )
 
 

@@ -243,7 +243,18 @@ def test_installed_bundle_verifies(installed: tuple[Bundle, Path]) -> None:
     report = verify_installed(b.manifest, cache)
     assert report.ok and report.issues == ()
     assert report.files_checked == sum(len(s.files) for r in b.manifest.repos for s in r.snapshots)
-    assert report.bytes_hashed == sum(len(v) for v in b.blobs.values())
+    unique = sum(len(v) for v in b.blobs.values())
+    assert report.content_bytes == unique  # each content once, in either layout
+    files = [
+        (RepoLayout(cache, r.repo_type, r.repo_id), s.commit, f)
+        for r in b.manifest.repos
+        for s in r.snapshots
+        for f in s.files
+    ]
+    if all(lay.snapshot_file(commit, f.path).is_symlink() for lay, commit, f in files):
+        assert report.bytes_hashed == unique  # a blob behind several links is read once
+    else:  # copy layout: every copy is a file of its own, each read to be checked
+        assert report.bytes_hashed == sum(f.size for _, _, f in files) > unique
     assert verify_installed(b.manifest, cache, rehash=False).bytes_hashed == 0
 
 

@@ -64,11 +64,4 @@ FINDINGS: dict[str, str] = {
         "without fcntl the install's lock is filelock's, which is re-entrant inside one process, so the test's "
         "in-process holder does not block it; the cache/locks.py rework (helper cachemodel) owns this"
     ),
-    "tests/test_verify.py::test_installed_bundle_verifies": (
-        "copy layout: verify reports the bytes of every snapshot copy (5.5 MB) where the test expects the unique "
-        "content (2.7 MB)"
-    ),
-    "tests/test_backup.py::test_reports_are_frozen_json_and_progress_adds_up": (
-        "the backup of a copy-layout cache differs from the expected report (bundle id); not yet analysed"
-    ),
 }
