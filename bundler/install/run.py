@@ -491,9 +491,11 @@ class _Run:
             self.doing = f"writing {c.where}"
             self._prepare_repo(lay)
             self.guard.check(lay.blob(first.etag))
-        with self._locked(lay, first.etag, self.copy_layout):
+        # The copy layout waits for that lock too: without symlinks huggingface_hub writes the snapshot file
+        # itself under it (it moves its download into snapshots/), so a writer of this content may be at work.
+        with self._locked(lay, first.etag, False):
             tmp = lay.blobs / temp_name(first.etag)
-            if self.copy_layout:  # kept until the snapshot phase, outside any lock: not swept by others
+            if self.copy_layout:  # kept until the snapshot phase, after the lock: a name others never sweep
                 tmp = tmp.with_suffix(".stage.tmp")
             with self.mutex:
                 self.temps.add(tmp)

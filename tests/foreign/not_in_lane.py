@@ -60,8 +60,4 @@ FINDINGS: dict[str, str] = {
     "tests/install/test_install.py::test_listing_written_once_the_snapshot_holds_every_file": (
         "copy layout: no trees/ listing written where the symlink layout writes one; by design or not is unsettled"
     ),
-    "tests/install/test_install.py::test_install_waits_for_huggingface_hubs_lock": (
-        "without fcntl the install's lock is filelock's, which is re-entrant inside one process, so the test's "
-        "in-process holder does not block it; the cache/locks.py rework (helper cachemodel) owns this"
-    ),
 }

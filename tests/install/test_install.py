@@ -640,8 +640,10 @@ def test_os_errors_become_install_errors_with_a_hint(
     assert not [p for p in tree_state(tmp_path / "hub") if ".tmp" in p]
 
 
-def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path) -> None:
-    """hf_hub_download holds `.locks/<repo>/<etag>.lock` while it writes a blob; the install waits for it."""
+@pytest.mark.parametrize("copy", [None, True], ids=["auto", "copy"])
+def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path, copy: bool | None) -> None:
+    """hf_hub_download holds `.locks/<repo>/<etag>.lock` while it writes a blob (without symlinks: the snapshot
+    file itself); the install waits for it, in either layout."""
     from filelock import FileLock
 
     b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"w.safetensors": (BIG, True)})])])
@@ -653,7 +655,7 @@ def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path) -> None:
 
     def install_now() -> None:
         started.set()
-        done.append(install(b.source(), cache))
+        done.append(install(b.source(), cache, copy=copy))
         finished.set()
 
     with FileLock(str(lock)):
@@ -662,6 +664,7 @@ def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path) -> None:
         assert started.wait(10)
         assert not finished.wait(0.5)  # blocked on the lock for as long as it is held
         assert not done and not RepoLayout(cache, "model", "org/m").blob(sha256(BIG)).exists()
+        assert not RepoLayout(cache, "model", "org/m").snapshot(C1).exists()
     assert finished.wait(30)
     t.join(30)
     assert done and done[0].blobs_written == 1
