@@ -760,7 +760,9 @@ class _Run:
         if snap.tree in (TREE_HUB, TREE_FILES, TREE_NONE):
             full = listings.hub_listing(self.plan.manifest, repo, snap)
             if full is not None:
-                lacking = listings.unconfirmed(lay, snap.commit, full, known=known, others=parsed_old)
+                lacking = listings.unconfirmed(
+                    lay, snap.commit, full, known=known, others=parsed_old, confirm=self._confirm_copy
+                )
                 if not lacking:
                     data = layout.tree_json(full)
                 else:
@@ -809,7 +811,7 @@ class _Run:
         if parsed is None:
             self.notes.append(f"{label}: the saved trees listing is invalid: left out")
             return None
-        lacking = listings.unconfirmed(lay, snap.commit, parsed, known=known)
+        lacking = listings.unconfirmed(lay, snap.commit, parsed, known=known, confirm=self._confirm_copy)
         full = self._recorded_upstream(lay, snap.commit)
         if lacking or not _agrees(parsed, snap.files):
             self.notes.append(
@@ -825,6 +827,18 @@ class _Run:
             )
             return None
         return raw
+
+    def _confirm_copy(self, path: Path, entry: TreeEntry) -> bool:
+        """Does a real snapshot file (copy layout, or the real client's copy) hold what a listing says? Hashed:
+        its name carries no hash. Only inside the cache, and only when nothing else confirms it."""
+        if not usable_file(path, self.root):
+            return False
+        self.doing = f"hashing {path} to confirm the trees listing"
+        d = digest_file(str(path), git=entry.lfs_sha256 is None)
+        self.bytes_hashed += d.size
+        ok = d.size == entry.size and _digest_matches(d, entry.etag)
+        logger.debug("listing: %s %s its entry (content hashed)", path, "matches" if ok else "does not match")
+        return ok
 
     def _known_files(self, repo: RepoEntry, snap: SnapshotEntry) -> dict[str, RepoFile]:
         """Files whose content is known without hashing: this bundle's (verified now), then those an earlier

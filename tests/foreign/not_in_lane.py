@@ -57,7 +57,4 @@ FINDINGS: dict[str, str] = {
     "tests/install/test_install.py::test_progress_is_reported": (
         "copy layout: stream progress ends with done_bytes above total_bytes (copies counted as streamed bytes)"
     ),
-    "tests/install/test_install.py::test_listing_written_once_the_snapshot_holds_every_file": (
-        "copy layout: no trees/ listing written where the symlink layout writes one; by design or not is unsettled"
-    ),
 }

@@ -812,18 +812,33 @@ def test_partial_bundle_writes_no_listing(tmp_path: Path) -> None:
     assert report.trees_written == 0 and report.trees_moved == ()
 
 
-def test_listing_written_once_the_snapshot_holds_every_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", [None, True], ids=["auto", "copy"])
+def test_listing_written_once_the_snapshot_holds_every_file(tmp_path: Path, copy: bool | None) -> None:
+    """In either layout, as huggingface_hub writes its listing whether or not it has symlinks. A copy-layout file
+    the earlier install left (no record: these bundles carry no lock) is hashed to confirm it."""
     cache = tmp_path / "hub"
     a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
     b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**Y, **Z}, upstream=X)])])
-    install(a.source(), cache)
+    install(a.source(), cache, copy=copy)
     assert not RepoLayout(cache, "model", "org/m").tree(C1).exists()
-    report = install(b.source(), cache)
+    report = install(b.source(), cache, copy=copy)
     assert report.trees_written == 1
     listing = b.manifest.repos[0].snapshots[0].listing
     assert listing is not None
     expected = hfcache.tree_json({f.path: f.tree_entry() for f in listing})
     assert RepoLayout(cache, "model", "org/m").tree(C1).read_bytes() == expected
+
+
+def test_copy_layout_listing_needs_each_files_content(tmp_path: Path) -> None:
+    """A copy-layout file of the right size but another content does not count as held: no listing."""
+    cache = tmp_path / "hub"
+    a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**Y, **Z}, upstream=X)])])
+    install(a.source(), cache, copy=True)
+    lay = RepoLayout(cache, "model", "org/m")
+    lay.snapshot_file(C1, "x.json").write_bytes(b"X")  # same size, other content
+    report = install(b.source(), cache, copy=True)
+    assert report.trees_written == 0 and not lay.tree(C1).exists()
 
 
 def test_listing_naming_files_the_snapshot_lacks_is_moved_aside(tmp_path: Path) -> None:
