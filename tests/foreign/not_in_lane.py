@@ -54,7 +54,4 @@ FINDINGS: dict[str, str] = {
         "a delta bundle over a copy-layout base is refused: the planner looks for the base's content in blobs/ "
         "only (install/plan.py _index_cache_blobs), not in the copy layout's snapshot files"
     ),
-    "tests/install/test_install.py::test_progress_is_reported": (
-        "copy layout: stream progress ends with done_bytes above total_bytes (copies counted as streamed bytes)"
-    ),
 }

@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import random
@@ -912,13 +913,13 @@ def test_copy_layout_files_are_confirmed_by_the_install_record(tmp_path: Path) -
     lay = RepoLayout(cache, "model", "org/m")
     assert not lay.tree(C1).exists()
     record_install(cache, _with_lock(a.manifest))
-    install(b.source(), cache, copy=True)
+    assert install(b.source(), cache, copy=True).bytes_hashed == 0  # the record vouches: nothing hashed
     assert set(_tree_files(cache, "org/m", C1)) == {"x.json", "y.bin", "z.txt"}
-    # without the record, nothing vouches for x.json and y.bin: no listing
+    # without the record the install hashes x.json and y.bin against the listing (1 byte each): the same listing
     other = tmp_path / "other"
     install(a.source(), other, copy=True)
-    install(b.source(), other, copy=True)
-    assert not RepoLayout(other, "model", "org/m").tree(C1).exists()
+    assert install(b.source(), other, copy=True).bytes_hashed == 2
+    assert set(_tree_files(other, "org/m", C1)) == {"x.json", "y.bin", "z.txt"}
 
 
 def _with_lock(manifest: Manifest) -> Manifest:
@@ -1091,11 +1092,35 @@ def test_plan_writes_nothing_and_describes_the_work(tmp_path: Path) -> None:
     assert {r.action for r in again.refs} == {"same"}
 
 
-def test_progress_is_reported(tmp_path: Path) -> None:
+def _phases_add_up(events: Sequence[Any]) -> set[str]:
+    """Each phase's bytes (and files) end exactly at its total and never go back; ``link`` shares ``stream``'s
+    count (the CLI draws them as one bar). Returns the phases seen."""
+    by_phase: dict[str, list[Any]] = {}
+    for e in events:
+        by_phase.setdefault("stream" if e.phase == "link" else e.phase, []).append(e)
+    for phase, seen in by_phase.items():
+        assert seen[-1].done_bytes == seen[-1].total_bytes, phase
+        assert seen[-1].done_files == seen[-1].total_files, phase
+        assert all(a.done_bytes <= b.done_bytes for a, b in itertools.pairwise(seen)), phase
+    return set(by_phase)
+
+
+@pytest.mark.parametrize("how", ["auto", "copy", "no-hard-links"])
+def test_progress_is_reported(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress adds up exactly in both layouts: copies (the copy layout's second files, blobs copied where hard
+    links are refused) are counted once, in their own phase or in the stream phase's total."""
+    if how == "no-hard-links":
+        from bundler import oscompat
+
+        monkeypatch.setattr(oscompat, "hard_link", lambda src, dst: False)
+    copy = True if how == "copy" else None
     events: list[Any] = []
-    install(standard_bundle().source(), tmp_path / "hub", on_progress=events.append)
-    streamed = [e for e in events if e.phase == "stream"]
-    assert streamed and streamed[-1].done_bytes == streamed[-1].total_bytes
+    report = install(standard_bundle().source(), tmp_path / "hub", copy=copy, on_progress=events.append)
+    phases = _phases_add_up(events)
+    assert "stream" in phases and ("copy" in phases) == (report.layout == "copy")
+    again: list[Any] = []
+    install(standard_bundle().source(), tmp_path / "hub", copy=copy, on_progress=again.append)  # all re-hashed
+    assert _phases_add_up(again) == {"verify"}
 
 
 def test_report_is_frozen_json(tmp_path: Path) -> None:
