@@ -357,13 +357,16 @@ class _Run:
                     if self._will_hash(Path(cand), c.size):  # verify work too: the phase's total grows
                         with self.mutex:
                             self.total_bytes += c.size
-                    ok, _ = self._check_file(Path(cand), c.sha256, c.size, Path(cand).name)
+                    # A blob must match its name too; a copy-layout snapshot file has none (its sha256 is checked).
+                    is_blob = Path(cand).parent.name == "blobs"
+                    ok, _ = self._check_file(Path(cand), c.sha256, c.size, Path(cand).name if is_blob else None)
                     if ok:
-                        logger.debug("copy sha256 %s from %s (an identical blob in the cache)", c.sha256[:12], cand)
+                        logger.debug("copy sha256 %s from %s (an identical file in the cache)", c.sha256[:12], cand)
                         self.local[c.sha256] = Path(cand)
                         break
-                    logger.debug("skip %s: its content does not match its name", cand)
-                    self.notes.append(f"ignored {cand}: its content does not match its name")
+                    what = "its name" if is_blob else "its trees listing or install record"
+                    logger.debug("skip %s: its content does not match %s", cand, what)
+                    self.notes.append(f"ignored {cand}: its content does not match {what}")
 
     # -- 2. stream and place blobs --
 

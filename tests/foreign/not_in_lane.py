@@ -49,9 +49,4 @@ NATIVE_ONLY: dict[str, str] = {
     "tests/test_backup.py::test_split_backup_restores_from_its_volumes": _RESTORED,
 }
 
-FINDINGS: dict[str, str] = {
-    "tests/install/test_install.py::test_incremental_over_an_installed_base": (
-        "a delta bundle over a copy-layout base is refused: the planner looks for the base's content in blobs/ "
-        "only (install/plan.py _index_cache_blobs), not in the copy layout's snapshot files"
-    ),
-}
+FINDINGS: dict[str, str] = {}

@@ -1040,11 +1040,38 @@ def test_incremental_with_its_base_as_extra_source(tmp_path: Path) -> None:
     assert snap.read_bytes() == BIG
 
 
-def test_incremental_over_an_installed_base(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", [None, True], ids=["auto", "copy"])
+def test_incremental_over_an_installed_base(tmp_path: Path, copy: bool | None) -> None:
     base, inc = _incremental()
-    install(base.source(), tmp_path / "hub")
-    report = install(inc.source(), tmp_path / "hub")
-    assert report.blobs_present == 1 and report.bytes_written == 3
+    cache = tmp_path / "hub"
+    install(base.source(), cache, copy=copy)
+    report = install(inc.source(), cache, copy=copy)
+    assert RepoLayout(cache, "model", "org/m").snapshot_file(C2, "w.safetensors").read_bytes() == BIG
+    if report.layout == "symlink":  # the new commit links to the base's blob
+        assert report.blobs_present == 1 and report.bytes_written == 3
+    else:  # blobs/ is empty: the base's snapshot file is re-hashed, then copied (hashed again) into the new one
+        assert report.blobs_present == 0 and report.bytes_written == 3 + len(BIG)
+        assert report.bytes_hashed == len(BIG)
+
+
+def test_incremental_over_a_copy_layout_base_rehashes_what_it_copies(tmp_path: Path) -> None:
+    """The base's copy is evidence, not proof: one that no longer holds the content is not used, and nothing of
+    the new commit becomes visible."""
+    base, inc = _incremental()
+    cache = tmp_path / "hub"
+    install(base.source(), cache, copy=True)
+    lay = RepoLayout(cache, "model", "org/m")
+    plan = plan_install(inc.manifest, cache, copy=True)
+    assert {c.sha256: (c.action, c.cache_copies) for c in plan.contents}[sha256(BIG)] == (
+        "link",
+        (str(lay.snapshot_file(C1, "w.safetensors")),),
+    )
+    damaged = bytearray(BIG)
+    damaged[1000] ^= 1
+    lay.snapshot_file(C1, "w.safetensors").write_bytes(bytes(damaged))
+    with pytest.raises(InstallError, match="neither in this bundle nor in the cache"):
+        install(inc.source(), cache, copy=True)
+    assert not lay.snapshot(C2).exists() and lay.read_ref("main") == C1
 
 
 def test_trees_listing_from_the_base_bundle(tmp_path: Path) -> None:
