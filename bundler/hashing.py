@@ -103,9 +103,13 @@ def digest_stream(stream: BinaryIO, size: int, *, chunk: int = CHUNK, git: bool 
 
 
 def digest_file(path: str, *, git: bool = True) -> Digests:
-    """sha256, git blob sha1 (unless ``git=False``) and size of a file, in one streamed read."""
+    """sha256, git blob sha1 (unless ``git=False``) and size of a file, in one streamed read (a long path in
+    Windows' extended-length form: :func:`bundler.oscompat.extended_path`)."""
     import os
 
+    from . import oscompat
+
+    path = oscompat.extended_path(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         return digest_stream(f, size, git=git)
@@ -140,7 +144,9 @@ class InodeHasher:
     def digest(self, path: Path, *, git: bool = True) -> Digests:
         """Digests of ``path``'s content; ``git=False``: the git blob sha1 may be missing (content named by its
         sha256 needs none: ~40% less hashing)."""
-        st = os.stat(path)
+        from . import oscompat
+
+        st = os.stat(oscompat.extended_path(path))
         key = (st.st_dev, st.st_ino)
         d = self.by_inode.get(key)
         if d is None or (git and not d.git_sha1):

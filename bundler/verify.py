@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from . import oscompat
 from .bundle.manifest import TREE_NONE, Manifest
 from .cache.layout import RepoLayout, iter_repo_folders
 from .cache.model import read_tree, snapshot_commits, walk_entries
@@ -643,8 +644,9 @@ def verify_installed(
             for f in snap.files:
                 run.files += 1
                 full = lay.snapshot_file(snap.commit, f.path)
+                long = oscompat.extended_path(full)  # the OS's own form of a path over 255 characters on Windows
                 rel = f"snapshots/{snap.commit}/{f.path}"
-                if not os.path.lexists(full):
+                if not os.path.lexists(long):
                     chk.issue(
                         "missing",
                         ERROR,
@@ -654,7 +656,7 @@ def verify_installed(
                         hint="re-run hfbundle install with this bundle",
                     )
                     continue
-                if not full.is_file():
+                if not os.path.isfile(long):
                     chk.issue(
                         "dangling",
                         ERROR,
@@ -665,7 +667,7 @@ def verify_installed(
                     )
                     continue
                 present.add(f.path)
-                size = os.path.getsize(full)
+                size = os.path.getsize(long)
                 if size != f.size:
                     chk.issue(
                         "corrupt",

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from .. import oscompat
 from ..records import JsonRecord
 from ..repofile import TreeEntry
 from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, read_capped
@@ -250,7 +251,7 @@ def usable_file(path: Path, root: Path) -> bool:
     """A regular file (or a link to one) inside the cache whose resolved root is ``root``."""
     try:
         real = Path(os.path.realpath(path))
-        return inside(real, root) and stat.S_ISREG(os.stat(real).st_mode)
+        return inside(real, root) and stat.S_ISREG(os.stat(oscompat.extended_path(real)).st_mode)
     except OSError:
         return False
 

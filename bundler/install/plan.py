@@ -562,6 +562,6 @@ def _is_link_to(link: Path, target: Path) -> bool:
 
 def size_is(path: Path, size: int) -> bool:
     try:
-        return os.path.getsize(path) == size
+        return os.path.getsize(oscompat.extended_path(path)) == size
     except OSError:
         return False

@@ -257,7 +257,7 @@ class _Run:
         if not usable_file(path, self.root):
             return False, "missing, or outside the cache"
         try:
-            actual_size = os.path.getsize(path)
+            actual_size = os.path.getsize(_long(path))
         except OSError:
             return False, "missing"
         if actual_size != size:
@@ -694,11 +694,11 @@ class _Run:
         for e in entries:
             dst = final / e.path  # link targets are computed for the final place (they dangle while staged)
             tmp_dst = staging / e.path
-            tmp_dst.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(_long(tmp_dst.parent), exist_ok=True)
             if self.copy_layout:
                 self._materialize_file(e, tmp_dst)
             else:
-                os.symlink(layout.relative_link_target(dst, lay.blob(e.etag)), tmp_dst)
+                os.symlink(layout.relative_link_target(dst, lay.blob(e.etag)), _long(tmp_dst))
             self.entries_added += 1
         if whole is not None:
             try:
@@ -729,7 +729,7 @@ class _Run:
             with self._locked(lay, e.etag, False):
                 if not os.path.lexists(dst):
                     self.journal.created.append(dst)
-                os.replace(staging / e.path, dst)
+                os.replace(_long(staging / e.path), _long(dst))
 
     def _add_entry(self, lay: RepoLayout, e: EntryStep) -> None:
         if self._entry_done(e):
@@ -761,7 +761,7 @@ class _Run:
         src = self.local[e.sha256]
         c = ContentStep(e.sha256, e.size, (), "none", where=f"{e.repo_type} {e.repo_id}: {e.path}")
         if (e.repo_type, e.repo_id, e.commit, e.path) in self._movers and src in self.staged:
-            os.replace(src, dst)
+            os.replace(_long(src), _long(dst))
             self.staged.discard(src)
             self.temps.discard(src)
         else:
@@ -953,7 +953,7 @@ class _Run:
 
     def _replace(self, tmp: Path, dst: Path) -> None:
         try:
-            os.replace(tmp, dst)
+            os.replace(_long(tmp), _long(dst))
         except IsADirectoryError as err:
             raise InstallError(
                 f"{dst} is a folder where a file belongs", hint="move that folder away and re-run the install"
@@ -1046,6 +1046,13 @@ class _Run:
 
 
 # -- path safety -----------------------------------------------------------------------------------------------
+
+
+def _long(path: Path) -> str:
+    """``path`` as this install's own reads and writes give it to the OS: past 255 characters on Windows in the
+    extended-length form (``\\\\?\\``), as huggingface_hub does for its own writes; unchanged elsewhere. Our staging
+    names are longer than the final ones, so a snapshot path that fits can be staged at a path that does not."""
+    return oscompat.extended_path(path)
 
 
 def _make_dirs(folder: Path, created: list[Path]) -> None:
