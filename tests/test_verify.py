@@ -45,7 +45,7 @@ def test_clean_cache_is_ok(installed: tuple[Bundle, Path]) -> None:
     assert report.repos == ("dataset:org/data", "model:org/tiny", "model:other/model")
     assert report.blobs_checked == 11 and report.refs_checked == 5 and report.trees_checked == 4
     # the shared content is hard-linked three times: hashed once
-    assert report.bytes_hashed == sum(len(v) for v in b.blobs.values())
+    assert report.bytes_hashed == report.content_bytes == sum(len(v) for v in b.blobs.values())
     data = json.loads(json.dumps(report.to_json()))
     assert data["ok"] is True and data["counts"] == {}
     assert report.render()[-1].startswith("ok:")
