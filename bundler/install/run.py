@@ -252,8 +252,11 @@ class _Run:
 
     # -- 1. verify what is there --
 
-    def _check_file(self, path: Path, sha256: str, size: int, etag: str | None) -> tuple[bool, str]:
-        """Does ``path`` hold this content? Returns (ok, actual-description). Never reads outside the cache."""
+    def _check_file(
+        self, path: Path, sha256: str, size: int, etag: str | None, *, always_hash: bool = False
+    ) -> tuple[bool, str]:
+        """Does ``path`` hold this content? Returns (ok, actual-description). Never reads outside the cache.
+        ``always_hash``: even with ``trust_existing`` (a file whose name carries no hash is evidence, not proof)."""
         if not usable_file(path, self.root):
             return False, "missing, or outside the cache"
         try:
@@ -262,7 +265,7 @@ class _Run:
             return False, "missing"
         if actual_size != size:
             return False, f"size {actual_size}"
-        if self.plan.trust_existing:
+        if self.plan.trust_existing and not always_hash:
             return True, ""
         self.doing = f"re-hashing {path}"
         pre = self.prehashed.pop(path, None)
@@ -273,9 +276,10 @@ class _Run:
         ok = d.sha256 == sha256 and (etag is None or _digest_matches(d, etag))
         return ok, f"sha256 {d.sha256}"
 
-    def _will_hash(self, path: Path, size: int) -> bool:
+    def _will_hash(self, path: Path, size: int, *, always_hash: bool = False) -> bool:
         """Whether :meth:`_check_file` will hash ``path`` (and report its bytes as verify progress)."""
-        return not self.plan.trust_existing and usable_file(path, self.root) and size_is(path, size)
+        trusted = self.plan.trust_existing and not always_hash
+        return not trusted and usable_file(path, self.root) and size_is(path, size)
 
     def _prehash(self) -> None:
         """Re-hash the blobs already present on every core at once (hashlib releases the GIL); the checks
@@ -354,12 +358,14 @@ class _Run:
         for c in plan.contents:
             if c.sha256 in self.need and c.sha256 not in self.local:
                 for cand in c.cache_copies:
-                    if self._will_hash(Path(cand), c.size):  # verify work too: the phase's total grows
+                    # A blob must match its name too; a copy-layout snapshot file has none: its sha256 is checked,
+                    # even with trust_existing (only its listing or record names it).
+                    is_blob = Path(cand).parent.name == "blobs"
+                    if self._will_hash(Path(cand), c.size, always_hash=not is_blob):  # verify work: total grows
                         with self.mutex:
                             self.total_bytes += c.size
-                    # A blob must match its name too; a copy-layout snapshot file has none (its sha256 is checked).
-                    is_blob = Path(cand).parent.name == "blobs"
-                    ok, _ = self._check_file(Path(cand), c.sha256, c.size, Path(cand).name if is_blob else None)
+                    etag = Path(cand).name if is_blob else None
+                    ok, _ = self._check_file(Path(cand), c.sha256, c.size, etag, always_hash=not is_blob)
                     if ok:
                         logger.debug("copy sha256 %s from %s (an identical file in the cache)", c.sha256[:12], cand)
                         self.local[c.sha256] = Path(cand)

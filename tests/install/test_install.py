@@ -1054,9 +1054,10 @@ def test_incremental_over_an_installed_base(tmp_path: Path, copy: bool | None) -
         assert report.bytes_hashed == len(BIG)
 
 
-def test_incremental_over_a_copy_layout_base_rehashes_what_it_copies(tmp_path: Path) -> None:
-    """The base's copy is evidence, not proof: one that no longer holds the content is not used, and nothing of
-    the new commit becomes visible."""
+@pytest.mark.parametrize("trust_existing", [False, True])
+def test_incremental_over_a_copy_layout_base_rehashes_what_it_copies(tmp_path: Path, trust_existing: bool) -> None:
+    """The base's copy is evidence, not proof (even with trust_existing: its name carries no hash): one that no
+    longer holds the content is not used, and nothing of the new commit becomes visible."""
     base, inc = _incremental()
     cache = tmp_path / "hub"
     install(base.source(), cache, copy=True)
@@ -1070,7 +1071,7 @@ def test_incremental_over_a_copy_layout_base_rehashes_what_it_copies(tmp_path: P
     damaged[1000] ^= 1
     lay.snapshot_file(C1, "w.safetensors").write_bytes(bytes(damaged))
     with pytest.raises(InstallError, match="neither in this bundle nor in the cache"):
-        install(inc.source(), cache, copy=True)
+        install(inc.source(), cache, copy=True, trust_existing=trust_existing)
     assert not lay.snapshot(C2).exists() and lay.read_ref("main") == C1
 
 
