@@ -22,6 +22,7 @@ from .hashing import digest_file
 from .lockfile import Lock
 from .records import JsonRecord
 from .repofile import RepoFile
+from .winnames import refuse_case_twins
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ def build(
         from .signing import key_fingerprint, load_private_key
 
         key = load_private_key(sign_key)
+    refuse_case_twins(lock)  # before any download: the bundle format could not hold both
     start = time.monotonic()
     fetched = verify_regular_files(fetch(lock, cache_dir=cache_dir, token=token, endpoint=endpoint))
     manifest = manifest_for(lock, fetched, recipe=recipe)

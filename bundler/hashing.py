@@ -103,9 +103,13 @@ def digest_stream(stream: BinaryIO, size: int, *, chunk: int = CHUNK, git: bool 
 
 
 def digest_file(path: str, *, git: bool = True) -> Digests:
-    """sha256, git blob sha1 (unless ``git=False``) and size of a file, in one streamed read."""
+    """sha256, git blob sha1 (unless ``git=False``) and size of a file, in one streamed read (a long path in
+    Windows' extended-length form: :func:`bundler.oscompat.extended_path`)."""
     import os
 
+    from . import oscompat
+
+    path = oscompat.extended_path(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         return digest_stream(f, size, git=git)
@@ -117,13 +121,22 @@ PREFETCH_BATCH = 512
 @dataclass
 class InodeHasher:
     """:func:`digest_file` that hashes each inode once (hard links, a blob behind many snapshot links), counting
-    the bytes it read: one per verify or doctor run."""
+    the bytes it read (``bytes_hashed``) and the distinct contents among them (``content_bytes``: the same, once
+    per sha256, so copy-layout snapshots holding one content twice count it once): one per verify or doctor run."""
 
     by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
     bytes_hashed: int = 0
     on_hashed: Callable[[int], None] | None = None  # called with each file's size once it is hashed (progress)
+    contents: dict[str, int] = field(default_factory=dict)  # sha256 -> size of every content hashed
 
-    def _hashed(self, size: int) -> None:
+    @property
+    def content_bytes(self) -> int:
+        """Bytes of the distinct contents hashed (each sha256 once, however many files or copies hold it)."""
+        return sum(self.contents.values())
+
+    def _hashed(self, d: Digests) -> None:
+        size = d.size
+        self.contents[d.sha256] = size
         self.bytes_hashed += size
         if self.on_hashed is not None:
             self.on_hashed(size)
@@ -131,13 +144,15 @@ class InodeHasher:
     def digest(self, path: Path, *, git: bool = True) -> Digests:
         """Digests of ``path``'s content; ``git=False``: the git blob sha1 may be missing (content named by its
         sha256 needs none: ~40% less hashing)."""
-        st = os.stat(path)
+        from . import oscompat
+
+        st = os.stat(oscompat.extended_path(path))
         key = (st.st_dev, st.st_ino)
         d = self.by_inode.get(key)
         if d is None or (git and not d.git_sha1):
             d = digest_file(str(path), git=git)
             self.by_inode[key] = d
-            self._hashed(d.size)
+            self._hashed(d)
         return d
 
     def prefetch(self, jobs: Sequence[tuple[Path, bool]], threads: int = 0) -> None:
@@ -168,7 +183,7 @@ class InodeHasher:
                 for (key, _job), d in zip(batch, pool.map(one, [job for _key, job in batch]), strict=True):
                     if d is not None:
                         self.by_inode[key] = d
-                        self._hashed(d.size)
+                        self._hashed(d)
 
 
 # One regex match, not a generator per character: called several times per file (issue 18).

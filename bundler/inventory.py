@@ -182,7 +182,8 @@ def _text(value: Any) -> str:
 
 
 def take_inventory(cache_dir: Path, *, verify: bool = False) -> Inventory:
-    """List what ``cache_dir`` holds. Only blobs in ``blobs/`` count (what an install can link from);
+    """List what ``cache_dir`` holds: blobs in ``blobs/`` (what an install can link from) and copy-layout snapshot
+    files their ``trees/`` listing names (what an install copies from, :func:`bundler.cache.model.index_copies`);
     ``verify`` re-hashes each one and leaves out those whose content does not match their name."""
     from .cache.scan import scan_cache
 
@@ -192,7 +193,7 @@ def take_inventory(cache_dir: Path, *, verify: bool = False) -> Inventory:
         blobs: dict[str, HeldBlob] = {}
         for rev in repo.revisions:
             for f in rev.files:
-                if f.named_by != "blob" or f.etag is None or f.etag in blobs:
+                if f.named_by == "none" or f.etag is None or f.etag in blobs:
                     continue
                 if verify and not _matches(f.source, f.etag):
                     continue

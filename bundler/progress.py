@@ -6,8 +6,10 @@ and that phase's counts: bytes (the bar) and files (beside it). ``total_bytes`` 
 known in advance (verify's hashing): a counter is shown instead of a bar.
 
 Phases: ``pack`` (build, backup: bytes packed), ``verify`` (install, restore: blobs already present re-hashed;
-``hfbundle verify``: blobs hashed), ``stream`` and ``link`` (install, restore, pull: blobs written or linked),
-``upload`` (push: layers sent).
+``hfbundle verify``: blobs hashed), ``stream`` and ``link`` (install, restore, pull: blobs written, and the other
+places of each content filled by a hard link, whole, or by a copy, chunk by chunk), ``copy`` (an install in the copy
+layout: the second and later snapshot files of one content, copied), ``upload`` (push: layers sent). Each phase's
+``done_bytes`` ends exactly at its ``total_bytes``.
 """
 
 from __future__ import annotations

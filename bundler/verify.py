@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from . import oscompat
 from .bundle.manifest import TREE_NONE, Manifest
 from .cache.layout import RepoLayout, iter_repo_folders
 from .cache.model import read_tree, snapshot_commits, walk_entries
@@ -115,8 +116,9 @@ class VerifyReport(JsonRecord, rounding={"elapsed": 3}):
     files_checked: int = 0
     refs_checked: int = 0
     trees_checked: int = 0
-    bytes_hashed: int = 0
+    bytes_hashed: int = 0  # bytes read to hash them: in the copy layout, every copy of a content
     elapsed: float = 0.0
+    content_bytes: int = 0  # bytes of the distinct contents verified (each sha256 once, whatever the layout)
 
     @property
     def ok(self) -> bool:
@@ -149,6 +151,7 @@ class VerifyReport(JsonRecord, rounding={"elapsed": 3}):
         lines.append(
             f"{state}: {len(self.repos)} repo(s), {self.blobs_checked} blobs, {self.files_checked} files, "
             f"{self.refs_checked} refs, {self.trees_checked} trees, {self.bytes_hashed} bytes hashed"
+            + (f" ({self.content_bytes} of distinct content)" if self.content_bytes != self.bytes_hashed else "")
         )
         return lines
 
@@ -175,6 +178,7 @@ class _Run:
             trees_checked=self.trees,
             bytes_hashed=self.hasher.bytes_hashed,
             elapsed=time.monotonic() - t0,
+            content_bytes=self.hasher.content_bytes,
         )
 
 
@@ -640,8 +644,9 @@ def verify_installed(
             for f in snap.files:
                 run.files += 1
                 full = lay.snapshot_file(snap.commit, f.path)
+                long = oscompat.extended_path(full)  # the OS's own form of a path over 255 characters on Windows
                 rel = f"snapshots/{snap.commit}/{f.path}"
-                if not os.path.lexists(full):
+                if not os.path.lexists(long):
                     chk.issue(
                         "missing",
                         ERROR,
@@ -651,7 +656,7 @@ def verify_installed(
                         hint="re-run hfbundle install with this bundle",
                     )
                     continue
-                if not full.is_file():
+                if not os.path.isfile(long):
                     chk.issue(
                         "dangling",
                         ERROR,
@@ -662,7 +667,7 @@ def verify_installed(
                     )
                     continue
                 present.add(f.path)
-                size = os.path.getsize(full)
+                size = os.path.getsize(long)
                 if size != f.size:
                     chk.issue(
                         "corrupt",

@@ -39,6 +39,7 @@ __all__ = [
     "find_problems",
     "lock_problems",
     "raise_for",
+    "refuse_case_twins",
     "repo_folder",
 ]
 
@@ -175,6 +176,31 @@ def lock_problems(lock: Lock) -> list[NameProblem]:
     for repo in lock.repos:
         found += find_problems(repo.repo_type, repo.repo_id, repo.commit, (f.path for f in repo.files))
     return found
+
+
+def refuse_case_twins(lock: Lock) -> None:
+    """``build`` refuses, before downloading anything, a lock with two files of one snapshot equal but for case
+    (``README.md`` and ``readme.md``): the bundle format refuses them on every platform, since no case-folding
+    filesystem (Windows, macOS by default, exFAT) can install both. Raises :class:`UnsafePathError` naming both
+    files and the repo, with the ``--exclude`` that builds the bundle anyway."""
+    found: list[str] = []
+    first_excluded: str | None = None
+    for repo in lock.repos:
+        seen: dict[str, str] = {}
+        for f in sorted(repo.files, key=lambda f: f.path):
+            other = seen.setdefault(f.path.casefold(), f.path)
+            if other != f.path:
+                found.append(f"{repo.repo_type} {repo.repo_id}@{repo.commit[:8]}: {other!r} and {f.path!r}")
+                first_excluded = first_excluded or f.path
+    if first_excluded is None:
+        return
+    shown = "; ".join(found[:20]) + (f" (and {len(found) - 20} more)" if len(found) > 20 else "")
+    raise UnsafePathError(
+        f"{len(found)} pair(s) of files differ only in case, which one bundle cannot hold (Windows, macOS and exFAT "
+        f"see one file): {shown}",
+        hint=f"leave one of each pair out: hfbundle build SPEC --exclude '{first_excluded}' (or list it under the "
+        "recipe's exclude); keep the spelling the loaders read",
+    )
 
 
 def check_install(manifest: Manifest, cache_dir: Path) -> tuple[str, ...]:

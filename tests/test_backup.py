@@ -24,7 +24,7 @@ import pytest
 
 from bundler.backup import BackupReport, backup, plan_backup
 from bundler.bundle.reader import open_bundle
-from bundler.cache.layout import RepoLayout, ensure_cachedir_tag, tree_json
+from bundler.cache.layout import RepoLayout, ensure_cachedir_tag, symlinks_supported, tree_json
 from bundler.cache.scan import guess_lfs, scan_cache
 from bundler.errors import CacheError, IntegrityError, UsageError
 from bundler.hashing import git_blob_sha1, lfs_blob_id
@@ -616,5 +616,14 @@ def test_reports_are_frozen_json_and_progress_adds_up(tmp_path: Path) -> None:
     assert isinstance(report, BackupReport) and report.render()[0].startswith(f"backup {tmp_path / 'cache.hfb'}")
     restored = restore([tmp_path / "cache.hfb"], tmp_path / "r")
     back = json.loads(json.dumps(restored.to_json()))
-    assert back["chain"][0]["bundle_id"] == report.bundle_id and back["install"]["layout"] == "symlink"
+    # Restore takes the layout the target supports, as huggingface_hub does: copies where symlinks are refused
+    # (Windows without Developer Mode, exFAT; the foreign-platform lane).
+    layout = "symlink" if symlinks_supported(tmp_path / "probe") else "copy"
+    assert back["chain"][0]["bundle_id"] == report.bundle_id and back["install"]["layout"] == layout
+    # The same content backs up to the same repos and blobs whatever the layout that holds it; the manifest
+    # records that layout (extra.backup.layout, so a restore reproduces it), the one difference in the bundle id.
+    backup(plan_backup(tmp_path / "r"), tmp_path / "again.hfb")
+    first, again = open_bundle(tmp_path / "cache.hfb").manifest, open_bundle(tmp_path / "again.hfb").manifest
+    assert (again.repos, again.blobs) == (first.repos, first.blobs)
+    assert again.extra["backup"] == {**first.extra["backup"], "layout": layout}
     assert restored.render()[0].startswith(f"restored 1 backup(s) into {tmp_path / 'r'}")

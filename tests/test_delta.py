@@ -20,7 +20,7 @@ from bundler.cli import main
 from bundler.errors import BundleFormatError, InstallError
 from bundler.install import install, plan_install
 from bundler.inventory import take_inventory
-from bundler.verify import verify_cache
+from bundler.verify import verify_cache, verify_installed
 from tests.helpers import sha256
 from tests.install.test_install import (
     BIG,
@@ -91,6 +91,22 @@ def test_delta_installs_and_verifies(base_cache: Path) -> None:
     assert RepoLayout(base_cache, "model", "org/lora-2").snapshot_file(C6, "lora.safetensors").read_bytes() == LORA
     again = install(source, base_cache)  # re-running is a no-op
     assert not again.changed
+
+
+def test_delta_over_a_copy_layout_cache(tmp_path: Path) -> None:
+    """Without symlinks (Windows without Developer Mode, exFAT) blobs/ is empty: the inventory lists the snapshot
+    files the trees listings name, and the delta installs by copying them, each re-hashed first."""
+    cache = tmp_path / "copy" / "hub"
+    install(standard_bundle().source(), cache, copy=True)
+    held = take_inventory(cache, verify=True).names()
+    assert set(held) >= {b.sha256 for b in standard_bundle().manifest.blobs if b.size > 1000}
+    source, _, _ = delta_source(cache)
+    assert source.manifest.is_delta and {b.sha256 for b in source.manifest.blobs} == {sha256(NEW_CONFIG), sha256(LORA)}
+    report = install(source, cache, copy=True)
+    assert report.layout == "copy" and verify_installed(source.manifest, cache).ok
+    tiny = RepoLayout(cache, "model", "org/tiny")
+    assert tiny.snapshot_file(C5, "model.safetensors").read_bytes() == BIG
+    assert tiny.snapshot_file(C5, "config.json").read_bytes() == NEW_CONFIG
 
 
 @pytest.mark.parametrize("damage", ["deleted", "corrupt"])

@@ -213,3 +213,38 @@ def test_write_all_writes_everything_in_pieces_of_at_most_write_slice(
     assert path.read_bytes() == data
     assert max(sizes) == oscompat.WRITE_SLICE
     assert len(sizes) > 4  # short writes were retried
+
+
+def test_install_and_verify_give_long_cache_paths_the_extended_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The install's own writes (temp blobs, staged snapshot files, which are longer than the final ones) and
+    verify's reads go through ``extended_path``, so on Windows a path past 255 characters gets the ``\\\\?\\``
+    form; off Windows it is the path unchanged (the install below runs with it)."""
+    from bundler.cache.layout import RepoLayout
+    from bundler.install import install
+    from bundler.verify import verify_installed
+    from tests.install.test_install import C1, Repo, Snap, build
+
+    seen: list[str] = []
+    real = oscompat.extended_path
+
+    def spy(path: Path | str, max_length: int = 255) -> str:
+        out = real(path, max_length)
+        assert out == str(path) or oscompat.WINDOWS  # a no-op off Windows
+        seen.append(str(path))
+        return out
+
+    monkeypatch.setattr(oscompat, "extended_path", spy)
+    folder = "/".join(["d" * 60] * 3)
+    deep = f"{folder}/w.safetensors"
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {deep: (os.urandom(5000), True)})])])
+    cache = tmp_path / "hub"
+    install(b.source(), cache)
+    final = RepoLayout(cache, "model", "org/m").snapshot_file(C1, deep)
+    assert len(str(final)) > 255 and final.is_file()
+    assert any(f"{os.sep}blobs{os.sep}.hfbundle-" in p for p in seen)  # the temp blob written
+    assert any(".hfbundle-" in p and folder in p for p in seen)  # the staged snapshot entry
+    seen.clear()
+    assert verify_installed(b.manifest, cache).ok
+    assert str(final) in seen  # verify's stat and read of it

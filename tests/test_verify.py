@@ -45,7 +45,7 @@ def test_clean_cache_is_ok(installed: tuple[Bundle, Path]) -> None:
     assert report.repos == ("dataset:org/data", "model:org/tiny", "model:other/model")
     assert report.blobs_checked == 11 and report.refs_checked == 5 and report.trees_checked == 4
     # the shared content is hard-linked three times: hashed once
-    assert report.bytes_hashed == sum(len(v) for v in b.blobs.values())
+    assert report.bytes_hashed == report.content_bytes == sum(len(v) for v in b.blobs.values())
     data = json.loads(json.dumps(report.to_json()))
     assert data["ok"] is True and data["counts"] == {}
     assert report.render()[-1].startswith("ok:")
@@ -243,7 +243,18 @@ def test_installed_bundle_verifies(installed: tuple[Bundle, Path]) -> None:
     report = verify_installed(b.manifest, cache)
     assert report.ok and report.issues == ()
     assert report.files_checked == sum(len(s.files) for r in b.manifest.repos for s in r.snapshots)
-    assert report.bytes_hashed == sum(len(v) for v in b.blobs.values())
+    unique = sum(len(v) for v in b.blobs.values())
+    assert report.content_bytes == unique  # each content once, in either layout
+    files = [
+        (RepoLayout(cache, r.repo_type, r.repo_id), s.commit, f)
+        for r in b.manifest.repos
+        for s in r.snapshots
+        for f in s.files
+    ]
+    if all(lay.snapshot_file(commit, f.path).is_symlink() for lay, commit, f in files):
+        assert report.bytes_hashed == unique  # a blob behind several links is read once
+    else:  # copy layout: every copy is a file of its own, each read to be checked
+        assert report.bytes_hashed == sum(f.size for _, _, f in files) > unique
     assert verify_installed(b.manifest, cache, rehash=False).bytes_hashed == 0
 
 

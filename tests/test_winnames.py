@@ -201,3 +201,44 @@ def test_names_refused_under_both_rules_never_reach_the_windows_check(name: str)
 
     with pytest.raises(UnsafePathError):
         check_relpath(name)
+
+
+def test_build_refuses_files_differing_only_in_case_naming_both(names_hub: HubServer, tmp_path: Path) -> None:
+    """Resolve warns of the twin; build then stops before downloading, naming both files and the repo, with the
+    --exclude that builds the bundle anyway (not the bare "invalid manifest" of the format check)."""
+    out = tmp_path / "names.tar.zst"
+    with pytest.raises(UnsafePathError) as info:
+        api.build(REPO, output=out, endpoint=names_hub.endpoint, cache_dir=tmp_path / "cache", token=False)
+    message, hint = info.value.message, info.value.hint or ""
+    assert "'README.md' and 'readme.md'" in message and REPO in message and "only in case" in message
+    assert "--exclude 'readme.md'" in hint
+    assert not out.exists() and not (tmp_path / "cache").exists()  # nothing downloaded
+
+
+def test_cli_build_of_case_twins_is_one_clear_error(names_hub: HubServer, tmp_path: Path) -> None:
+    env = {**os.environ, "HF_ENDPOINT": names_hub.endpoint, "HF_HOME": str(tmp_path / "hf")}
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "bundler", "build", REPO, "-o", str(tmp_path / "b.tar.zst")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'README.md' and 'readme.md'" in result.stderr and "--exclude 'readme.md'" in result.stderr
+
+
+def test_a_manifest_with_case_twins_names_both() -> None:
+    """The format's own check (a hand-made or foreign manifest) says which two paths collide."""
+    from bundler.bundle.manifest import Manifest
+    from bundler.errors import BundleFormatError
+    from tests.install.test_install import C1, Repo, Snap, build
+
+    good = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"README.md": (b"a", False)})])]).manifest
+    raw = json.loads(good.dumps())
+    twin = dict(raw["repos"][0]["snapshots"][0]["files"][0], path="readme.md")
+    raw["repos"][0]["snapshots"][0]["files"].append(twin)
+    with pytest.raises(BundleFormatError, match=r"'README.md' and 'readme.md' differ only in case") as info:
+        Manifest.from_json(raw)
+    assert "--exclude 'readme.md'" in (info.value.hint or "")

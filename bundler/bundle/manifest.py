@@ -275,14 +275,21 @@ def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
     if not isinstance(s["files"], list) or not isinstance(s.get("no_exist", []), list):
         raise BundleFormatError(f"repo {repo_id}@{commit}: 'files' and 'no_exist' must be lists")
     files = tuple(RepoFile.from_json(f) for f in s["files"])
-    folded: set[str] = set()
+    folded: dict[str, str] = {}  # casefolded path -> its first spelling
     for f in files:
         if f.sha256 is None:
             raise BundleFormatError(f"repo {repo_id}@{commit}: file {f.path!r} has no sha256")
         key = f.path.casefold()
-        if key in folded:
-            raise BundleFormatError(f"repo {repo_id}@{commit}: path {f.path!r} is listed twice (or twice up to case)")
-        folded.add(key)
+        other = folded.get(key)
+        if other == f.path:
+            raise BundleFormatError(f"repo {repo_id}@{commit}: path {f.path!r} is listed twice")
+        if other is not None:
+            raise BundleFormatError(
+                f"repo {repo_id}@{commit}: paths {other!r} and {f.path!r} differ only in case "
+                "(one file on Windows, macOS and exFAT)",
+                hint=f"rebuild leaving one out (hfbundle build SPEC --exclude '{f.path}')",
+            )
+        folded[key] = f.path
     paths = {f.path for f in files}
     for f in files:  # a file may not also be a folder of another file
         parts = f.path.split("/")

@@ -46,7 +46,9 @@ def write_hashed(
     its sha256): ~40% less hashing. ``cancelled`` is polled once per chunk and raises :class:`Cancelled`."""
     hasher = StreamHasher(size, git=git)
     read: Callable[[int], bytes | memoryview] = getattr(stream, "read_view", stream.read)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    fd = os.open(
+        oscompat.extended_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666
+    )
     if size < CHUNK:
         return _write_small(read, fd, size, hasher, on_chunk, cancelled)
     writeback = Writeback(fd)
@@ -94,7 +96,7 @@ def copy_hashed(
     """Copy the file ``src`` (``size`` bytes expected) to the new file ``dst`` while hashing it: one read, as
     :func:`write_hashed`. The caller compares the digests with what ``src`` must hold before publishing ``dst``
     (a file that changed while it was copied is never published)."""
-    with open(src, "rb") as f:
+    with open(oscompat.extended_path(src), "rb") as f:
         return write_hashed(f, dst, size, git=git, on_chunk=on_chunk, cancelled=cancelled)
 
 

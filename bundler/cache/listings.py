@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -95,16 +95,19 @@ def unconfirmed(
     *,
     known: Mapping[str, RepoFile],
     others: TreeEntries | None = None,
+    confirm: Callable[[Path, TreeEntry], bool] | None = None,
 ) -> list[str]:
     """Paths of ``entries`` the snapshot does not hold with the listed content, sorted.
 
     A file counts as held when ``known`` (files just installed and verified, or recorded by an earlier install)
     describes it as the entry does and it exists; a link into this repo's ``blobs/`` when the blob it names is
     the entry's etag and the size matches; a copy-layout file with neither when ``others`` (a listing already in
-    the cache) describes it identically and the size matches. Nothing is hashed here: blob names carry hashes,
-    and ``verify`` re-hashes."""
+    the cache) describes it identically and the size matches, or else when ``confirm(file, entry)`` says so (the
+    install hashes it: a copy-layout file's name carries no hash). ``confirm`` is asked only once every other
+    file is held, so nothing is hashed for a listing that cannot be written anyway."""
     snap_dir = lay.snapshot(commit)
     out: list[str] = []
+    to_confirm: list[tuple[str, Path, TreeEntry]] = []
     for path, entry in entries.items():
         full = snap_dir / path
         try:
@@ -126,7 +129,14 @@ def unconfirmed(
             continue
         if others is not None and others.get(path) == entry:
             continue
+        if confirm is not None and not os.path.islink(full):
+            to_confirm.append((path, full, entry))
+            continue
         out.append(path)
+    if out or confirm is None:  # no listing anyway: the files left to confirm are not hashed
+        out += [path for path, _full, _entry in to_confirm]
+    else:
+        out = [path for path, full, entry in to_confirm if not confirm(full, entry)]
     return sorted(out)
 
 

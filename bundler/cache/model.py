@@ -10,6 +10,8 @@ whether a recipe loads, the installer what it can reuse), but they read the same
   (:class:`TreeRead`: the bytes and the checked entries);
 - :func:`read_ref` / :class:`RefText` (from :mod:`bundler.cache.names`): a ref as the client reads it;
 - :func:`index_blobs`: every usable blob of a cache by name (the installer's dedup across repos);
+  :func:`index_copies`: the copy layout's snapshot files by the content names their commit's listing or install
+  record gives them (what a delta or incremental bundle over a copy-layout cache copies from);
 - the records of a repo as a backup reads it (:class:`CachedRepo` → :class:`CachedRevision` →
   :class:`CachedFile`, :class:`CachedTree`, :class:`Leftover`), which :func:`bundler.cache.scan.scan_cache` fills.
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from .. import oscompat
 from ..records import JsonRecord
 from ..repofile import TreeEntry
 from .layout import MAX_TREE_BYTES, iter_repo_folders, parse_tree, read_capped
@@ -248,7 +251,7 @@ def usable_file(path: Path, root: Path) -> bool:
     """A regular file (or a link to one) inside the cache whose resolved root is ``root``."""
     try:
         real = Path(os.path.realpath(path))
-        return inside(real, root) and stat.S_ISREG(os.stat(real).st_mode)
+        return inside(real, root) and stat.S_ISREG(os.stat(oscompat.extended_path(real)).st_mode)
     except OSError:
         return False
 
@@ -261,6 +264,47 @@ def index_blobs(cache_dir: Path, root: Path) -> dict[str, list[Path]]:
         for name in listdir(blobs):
             if is_blob_name(name) and usable_file(blobs / name, root):
                 index.setdefault(name, []).append(blobs / name)
+    return index
+
+
+def index_copies(cache_dir: Path, root: Path) -> dict[str, list[Path]]:
+    """Content name (sha256, or the etag: LFS sha256 or git blob id) → real snapshot files said to hold it.
+
+    In the copy layout (and the real client's without symlinks) ``blobs/`` is empty and a snapshot file's name
+    carries no hash: what it holds is known from its commit's install record (``<repo>/.hfbundle/<commit>.json``:
+    sha256 and etag of every file hfbundle installed) or its ``trees/<commit>.json`` (the etag). Only a regular
+    file, not a link, of the described size inside the cache is listed. Nothing is hashed here: a candidate is
+    evidence, not proof, and the installer re-hashes one before it copies from it (and while it copies)."""
+    from ..errors import HfBundleError
+    from .records import read_record  # records reads the lock format: imported only when a copy is wanted
+
+    index: dict[str, list[Path]] = {}
+    for repo_type, repo_id, folder in iter_repo_folders(cache_dir):
+        for commit in sorted(snapshot_commits(folder)):
+            described: list[tuple[str, int, str]] = []  # (path, size, content name)
+            try:
+                tree = read_tree(folder / "trees" / f"{commit}.json")
+            except OSError:
+                tree = None
+            for path, entry in (tree.entries or {}).items() if tree is not None else ():
+                described.append((path, entry.size, entry.etag))
+            try:
+                record = read_record(cache_dir, repo_type, repo_id, commit)
+            except HfBundleError:  # a damaged record is doctor's to report; here it vouches for nothing
+                record = None
+            for f in record.repo.files if record is not None else ():
+                described += [(f.path, f.size, name) for name in {f.etag, f.content_sha256} if name]
+            snap = folder / "snapshots" / commit
+            for path, size, name in described:
+                full = snap / path
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and st.st_size == size and inside(Path(os.path.realpath(full)), root):
+                    paths = index.setdefault(name, [])
+                    if full not in paths:
+                        paths.append(full)
     return index
 
 

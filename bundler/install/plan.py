@@ -26,7 +26,7 @@ from ..bundle.manifest import TREE_FILES, TREE_HUB, TREE_NONE, Manifest
 from ..cache import layout
 from ..cache.layout import RepoLayout
 from ..cache.listings import MovedListing
-from ..cache.model import index_blobs, real_root, usable_file
+from ..cache.model import index_blobs, index_copies, real_root, usable_file
 from ..cache.names import inside, listdir
 from ..errors import BundleFormatError, InstallError, UnsafePathError
 from ..progress import Progress, ProgressCallback
@@ -94,7 +94,8 @@ class ContentStep:
     """One unique content (by sha256) and everywhere it must land.
 
     ``action``: ``none`` (all present, only re-hashed), ``stream`` (from the bundle), ``link`` (from an identical
-    blob elsewhere in the cache, ``cache_copies``), ``missing`` (neither: an incremental bundle without its base),
+    blob elsewhere in the cache, or in the copy layout a snapshot file its listing or record names: ``cache_copies``,
+    each re-hashed before it is used), ``missing`` (neither: an incremental bundle without its base),
     ``unavailable`` (a saved trees listing no source carries: no listing is written, unless the cache holds it).
     """
 
@@ -407,9 +408,11 @@ def plan_install(
             if snap.tree not in (TREE_HUB, TREE_FILES, TREE_NONE) and snap.tree not in by_content:
                 tree_contents[snap.tree] = declared.get(snap.tree, -1)
 
-    other_blobs = (
-        index_blobs(cache_dir, root) if any(p.state == "absent" for ps in by_content.values() for p in ps) else {}
-    )
+    wanted = any(p.state == "absent" for ps in by_content.values() for p in ps)
+    other_blobs = index_blobs(cache_dir, root) if wanted else {}
+    if wanted and layout_kind == LAYOUT_COPY:  # blobs/ is empty there: the content is in other snapshot files
+        for name, paths in index_copies(cache_dir, root).items():
+            other_blobs.setdefault(name, []).extend(paths)
     contents: list[ContentStep] = []
     for sha in sorted(by_content):
         placements = tuple(by_content[sha])
@@ -559,6 +562,6 @@ def _is_link_to(link: Path, target: Path) -> bool:
 
 def size_is(path: Path, size: int) -> bool:
     try:
-        return os.path.getsize(path) == size
+        return os.path.getsize(oscompat.extended_path(path)) == size
     except OSError:
         return False

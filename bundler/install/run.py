@@ -178,6 +178,7 @@ class _Run:
         self._swept: set[Path] = set()  # blobs/ folders whose leftovers were removed before writing
         self._made: set[Path] = set()  # folders known to exist (made or seen by us)
         self._claims: dict[Path, RepoClaim] = {}  # repo folder -> our shared claim on it (see RepoClaim)
+        self._movers: set[tuple[str, str, str, str]] = set()  # copy layout: entries that take a staged temp
 
     # -- driver --
 
@@ -251,17 +252,20 @@ class _Run:
 
     # -- 1. verify what is there --
 
-    def _check_file(self, path: Path, sha256: str, size: int, etag: str | None) -> tuple[bool, str]:
-        """Does ``path`` hold this content? Returns (ok, actual-description). Never reads outside the cache."""
+    def _check_file(
+        self, path: Path, sha256: str, size: int, etag: str | None, *, always_hash: bool = False
+    ) -> tuple[bool, str]:
+        """Does ``path`` hold this content? Returns (ok, actual-description). Never reads outside the cache.
+        ``always_hash``: even with ``trust_existing`` (a file whose name carries no hash is evidence, not proof)."""
         if not usable_file(path, self.root):
             return False, "missing, or outside the cache"
         try:
-            actual_size = os.path.getsize(path)
+            actual_size = os.path.getsize(_long(path))
         except OSError:
             return False, "missing"
         if actual_size != size:
             return False, f"size {actual_size}"
-        if self.plan.trust_existing:
+        if self.plan.trust_existing and not always_hash:
             return True, ""
         self.doing = f"re-hashing {path}"
         pre = self.prehashed.pop(path, None)
@@ -271,6 +275,11 @@ class _Run:
             self._progress("verify", d.size, str(path))
         ok = d.sha256 == sha256 and (etag is None or _digest_matches(d, etag))
         return ok, f"sha256 {d.sha256}"
+
+    def _will_hash(self, path: Path, size: int, *, always_hash: bool = False) -> bool:
+        """Whether :meth:`_check_file` will hash ``path`` (and report its bytes as verify progress)."""
+        trusted = self.plan.trust_existing and not always_hash
+        return not trusted and usable_file(path, self.root) and size_is(path, size)
 
     def _prehash(self) -> None:
         """Re-hash the blobs already present on every core at once (hashlib releases the GIL); the checks
@@ -296,10 +305,11 @@ class _Run:
 
     def _verify_existing(self) -> None:
         plan = self.plan
-        self.total_bytes = (
-            sum(c.size for c in plan.contents for p in c.placements if p.state == "present")
-            if not plan.trust_existing
-            else 0
+        self.total_bytes = sum(
+            c.size
+            for c in plan.contents
+            for p in c.placements
+            if p.state == "present" and self._will_hash(self._placement_path(p), c.size)
         )
         if not plan.trust_existing:
             self._prehash()
@@ -348,13 +358,21 @@ class _Run:
         for c in plan.contents:
             if c.sha256 in self.need and c.sha256 not in self.local:
                 for cand in c.cache_copies:
-                    ok, _ = self._check_file(Path(cand), c.sha256, c.size, Path(cand).name)
+                    # A blob must match its name too; a copy-layout snapshot file has none: its sha256 is checked,
+                    # even with trust_existing (only its listing or record names it).
+                    is_blob = Path(cand).parent.name == "blobs"
+                    if self._will_hash(Path(cand), c.size, always_hash=not is_blob):  # verify work: total grows
+                        with self.mutex:
+                            self.total_bytes += c.size
+                    etag = Path(cand).name if is_blob else None
+                    ok, _ = self._check_file(Path(cand), c.sha256, c.size, etag, always_hash=not is_blob)
                     if ok:
-                        logger.debug("copy sha256 %s from %s (an identical blob in the cache)", c.sha256[:12], cand)
+                        logger.debug("copy sha256 %s from %s (an identical file in the cache)", c.sha256[:12], cand)
                         self.local[c.sha256] = Path(cand)
                         break
-                    logger.debug("skip %s: its content does not match its name", cand)
-                    self.notes.append(f"ignored {cand}: its content does not match its name")
+                    what = "its name" if is_blob else "its trees listing or install record"
+                    logger.debug("skip %s: its content does not match %s", cand, what)
+                    self.notes.append(f"ignored {cand}: its content does not match {what}")
 
     # -- 2. stream and place blobs --
 
@@ -387,7 +405,14 @@ class _Run:
         for sha in trees_missing:  # no listing then (see _saved_tree)
             self.need.pop(sha, None)
 
-        self.total_bytes = sum(max(contents[s].size, 0) for s in wanted - trees_missing)
+        # The stream phase's bytes: the blobs written from a bundle, and (symlink layout) every other placement
+        # filled from a verified copy, counted whole when hard-linked and chunk by chunk when copied.
+        placed = 0
+        if not self.copy_layout:
+            for sha, ps in self.need.items():
+                if ps and sha not in trees_missing:
+                    placed += max(contents[sha].size, 0) * (len(ps) - (1 if sha in wanted else 0))
+        self.total_bytes = sum(max(contents[s].size, 0) for s in wanted - trees_missing) + placed
         self.done_bytes = 0
         self.total_files, self.done_files = len(wanted - trees_missing), 0
         for src, shas in assignment:
@@ -493,9 +518,11 @@ class _Run:
             self.doing = f"writing {c.where}"
             self._prepare_repo(lay)
             self.guard.check(lay.blob(first.etag))
-        with self._locked(lay, first.etag, self.copy_layout):
+        # The copy layout waits for that lock too: without symlinks huggingface_hub writes the snapshot file
+        # itself under it (it moves its download into snapshots/), so a writer of this content may be at work.
+        with self._locked(lay, first.etag, False):
             tmp = lay.blobs / temp_name(first.etag)
-            if self.copy_layout:  # kept until the snapshot phase, outside any lock: not swept by others
+            if self.copy_layout:  # kept until the snapshot phase, after the lock: a name others never sweep
                 tmp = tmp.with_suffix(".stage.tmp")
             with self.mutex:
                 self.temps.add(tmp)
@@ -551,16 +578,17 @@ class _Run:
     def _copy_stream(self, stream: BinaryIO, tmp: Path, size: int, *, git: bool = True) -> Digests:
         return write_hashed(stream, tmp, size, git=git, **self._chunks(tmp))
 
-    def _chunks(self, tmp: Path) -> _ChunkHooks:
+    def _chunks(self, tmp: Path, phase: str = "stream") -> _ChunkHooks:
         """Progress per chunk written to ``tmp``, and the stop signal of a failed lane."""
         name = tmp.name
-        return {"on_chunk": lambda n: self._progress("stream", n, name), "cancelled": self.abort.is_set}
+        return {"on_chunk": lambda n: self._progress(phase, n, name), "cancelled": self.abort.is_set}
 
     def _place_blob(self, c: ContentStep, p: Placement, src: Path) -> None:
         """Make ``blobs/<etag>`` of ``p``'s repo hold the verified content ``src``: hard link, else copy."""
         lay = self._layout(p.repo_type, p.repo_id)
         dst = lay.blob(p.etag)
         if src == dst:
+            self._progress("link", c.size, str(dst))
             return
         self.doing = f"linking {c.where} into {lay.folder.name}"
         self._prepare_repo(lay)
@@ -568,7 +596,8 @@ class _Run:
         with self._locked(lay, p.etag, False):
             tmp = lay.blobs / temp_name(p.etag)
             self.temps.add(tmp)
-            if self._link_or_copy(c, p.etag, src, tmp):
+            linked = self._link_or_copy(c, p.etag, src, tmp)  # a copy reports its bytes chunk by chunk
+            if linked:
                 self.n_linked += 1
                 self.bytes_dedup += c.size
             else:
@@ -576,7 +605,7 @@ class _Run:
             self._replace(tmp, dst)
             self.temps.discard(tmp)
             self.placed.append(dst)
-        self._progress("link", 0, str(dst))
+        self._progress("link", c.size if linked else 0, str(dst))
 
     def _link_or_copy(self, c: ContentStep, etag: str | None, src: Path, tmp: Path) -> bool:
         """Hard-link ``src`` at ``tmp`` (True), or copy it while hashing (False). Never a symlink."""
@@ -614,22 +643,42 @@ class _Run:
     def _snapshots(self) -> None:
         plan = self.plan
         self.doing = "writing snapshot entries"
-        uses: dict[str, int] = {}
-        for e in plan.entries:
-            uses[e.sha256] = uses.get(e.sha256, 0) + 1
         by_snap: dict[tuple[str, str, str], list[EntryStep]] = {}
         for e in plan.entries:
             by_snap.setdefault((e.repo_type, e.repo_id, e.commit), []).append(e)
+        if self.copy_layout:
+            self._plan_copies([e for s in plan.snapshots for e in by_snap.get((s.repo_type, s.repo_id, s.commit), [])])
         for s in plan.snapshots:
             entries = by_snap.get((s.repo_type, s.repo_id, s.commit), [])
             lay = self._layout(s.repo_type, s.repo_id)
             final = lay.snapshot(s.commit)
-            if s.new and not os.path.lexists(final) and self._assemble_new(lay, final, entries, uses):
+            if s.new and not os.path.lexists(final) and self._assemble_new(lay, final, entries):
                 continue
             for e in entries:
-                self._add_entry(lay, e, uses)
+                self._add_entry(lay, e)
 
-    def _assemble_new(self, lay: RepoLayout, final: Path, entries: list[EntryStep], uses: dict[str, int]) -> bool:
+    def _entry_done(self, e: EntryStep) -> bool:
+        """Already there as it must be: our exact link, or a file whose content was verified."""
+        return e.state == "present" or bool(self.entry_ok.get((e.repo_type, e.repo_id, e.commit, e.path)))
+
+    def _plan_copies(self, ordered: list[EntryStep]) -> None:
+        """Copy layout: which entry takes each staged temp (the last to need that content, so the copies before
+        it read the temp), and the ``copy`` phase's totals: every other entry written is a copy."""
+        todo = [e for e in ordered if not self._entry_done(e)]
+        last: dict[str, EntryStep] = {}
+        for e in todo:
+            last[e.sha256] = e
+        self._movers = {
+            (e.repo_type, e.repo_id, e.commit, e.path) for sha, e in last.items() if self.local.get(sha) in self.staged
+        }
+        with self.mutex:
+            self.total_bytes = sum(
+                e.size for e in todo if (e.repo_type, e.repo_id, e.commit, e.path) not in self._movers
+            )
+            self.done_bytes = 0
+            self.total_files, self.done_files = len(todo), 0
+
+    def _assemble_new(self, lay: RepoLayout, final: Path, entries: list[EntryStep]) -> bool:
         """Build a brand-new snapshot under a temp name in the repo folder and rename it into ``snapshots/``.
 
         Not inside ``snapshots/``: ``scan_cache_dir`` lists every folder there as a revision, so a staging
@@ -653,11 +702,11 @@ class _Run:
         for e in entries:
             dst = final / e.path  # link targets are computed for the final place (they dangle while staged)
             tmp_dst = staging / e.path
-            tmp_dst.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(_long(tmp_dst.parent), exist_ok=True)
             if self.copy_layout:
-                self._materialize_file(e, tmp_dst, uses)
+                self._materialize_file(e, tmp_dst)
             else:
-                os.symlink(layout.relative_link_target(dst, lay.blob(e.etag)), tmp_dst)
+                os.symlink(layout.relative_link_target(dst, lay.blob(e.etag)), _long(tmp_dst))
             self.entries_added += 1
         if whole is not None:
             try:
@@ -688,12 +737,10 @@ class _Run:
             with self._locked(lay, e.etag, False):
                 if not os.path.lexists(dst):
                     self.journal.created.append(dst)
-                os.replace(staging / e.path, dst)
+                os.replace(_long(staging / e.path), _long(dst))
 
-    def _add_entry(self, lay: RepoLayout, e: EntryStep, uses: dict[str, int]) -> None:
-        key = (e.repo_type, e.repo_id, e.commit, e.path)
-        if e.state == "present" or self.entry_ok.get(key):
-            uses[e.sha256] -= 1
+    def _add_entry(self, lay: RepoLayout, e: EntryStep) -> None:
+        if self._entry_done(e):
             return
         dst = lay.snapshot_file(e.commit, e.path)
         self.guard.check(dst)
@@ -703,7 +750,7 @@ class _Run:
             if self.copy_layout:
                 tmp = dst.with_name(temp_name(dst.name))
                 self.temps.add(tmp)
-                self._materialize_file(e, tmp, uses)
+                self._materialize_file(e, tmp)
                 self._replace(tmp, dst)
                 self.temps.discard(tmp)
             else:
@@ -716,21 +763,22 @@ class _Run:
             self.journal.created.append(dst)
         self.entries_added += 1
 
-    def _materialize_file(self, e: EntryStep, dst: Path, uses: dict[str, int]) -> None:
-        """Copy layout: put the verified content at ``dst`` (moving our staged temp on its last use)."""
+    def _materialize_file(self, e: EntryStep, dst: Path) -> None:
+        """Copy layout: put the verified content at ``dst``: our staged temp moved on its last use
+        (:meth:`_plan_copies`), else a copy hashed while it is written."""
         src = self.local[e.sha256]
-        uses[e.sha256] -= 1
         c = ContentStep(e.sha256, e.size, (), "none", where=f"{e.repo_type} {e.repo_id}: {e.path}")
-        if src in self.staged and uses[e.sha256] == 0:
-            os.replace(src, dst)
+        if (e.repo_type, e.repo_id, e.commit, e.path) in self._movers and src in self.staged:
+            os.replace(_long(src), _long(dst))
             self.staged.discard(src)
             self.temps.discard(src)
         else:
             self._copy_file(c, src, dst)
         self.n_written += 1
+        self._progress("copy", 0, c.where, files=1)
 
     def _copy_file(self, c: ContentStep, src: Path, dst: Path) -> None:
-        d = copy_hashed(src, dst, c.size, git=False, **self._chunks(dst))
+        d = copy_hashed(src, dst, c.size, git=False, **self._chunks(dst, "copy"))
         self._check_digest_simple(c, d, None)
         self.bytes_written += d.size
 
@@ -760,7 +808,9 @@ class _Run:
         if snap.tree in (TREE_HUB, TREE_FILES, TREE_NONE):
             full = listings.hub_listing(self.plan.manifest, repo, snap)
             if full is not None:
-                lacking = listings.unconfirmed(lay, snap.commit, full, known=known, others=parsed_old)
+                lacking = listings.unconfirmed(
+                    lay, snap.commit, full, known=known, others=parsed_old, confirm=self._confirm_copy
+                )
                 if not lacking:
                     data = layout.tree_json(full)
                 else:
@@ -809,7 +859,7 @@ class _Run:
         if parsed is None:
             self.notes.append(f"{label}: the saved trees listing is invalid: left out")
             return None
-        lacking = listings.unconfirmed(lay, snap.commit, parsed, known=known)
+        lacking = listings.unconfirmed(lay, snap.commit, parsed, known=known, confirm=self._confirm_copy)
         full = self._recorded_upstream(lay, snap.commit)
         if lacking or not _agrees(parsed, snap.files):
             self.notes.append(
@@ -825,6 +875,18 @@ class _Run:
             )
             return None
         return raw
+
+    def _confirm_copy(self, path: Path, entry: TreeEntry) -> bool:
+        """Does a real snapshot file (copy layout, or the real client's copy) hold what a listing says? Hashed:
+        its name carries no hash. Only inside the cache, and only when nothing else confirms it."""
+        if not usable_file(path, self.root):
+            return False
+        self.doing = f"hashing {path} to confirm the trees listing"
+        d = digest_file(str(path), git=entry.lfs_sha256 is None)
+        self.bytes_hashed += d.size
+        ok = d.size == entry.size and _digest_matches(d, entry.etag)
+        logger.debug("listing: %s %s its entry (content hashed)", path, "matches" if ok else "does not match")
+        return ok
 
     def _known_files(self, repo: RepoEntry, snap: SnapshotEntry) -> dict[str, RepoFile]:
         """Files whose content is known without hashing: this bundle's (verified now), then those an earlier
@@ -899,7 +961,7 @@ class _Run:
 
     def _replace(self, tmp: Path, dst: Path) -> None:
         try:
-            os.replace(tmp, dst)
+            os.replace(_long(tmp), _long(dst))
         except IsADirectoryError as err:
             raise InstallError(
                 f"{dst} is a folder where a file belongs", hint="move that folder away and re-run the install"
@@ -992,6 +1054,13 @@ class _Run:
 
 
 # -- path safety -----------------------------------------------------------------------------------------------
+
+
+def _long(path: Path) -> str:
+    """``path`` as this install's own reads and writes give it to the OS: past 255 characters on Windows in the
+    extended-length form (``\\\\?\\``), as huggingface_hub does for its own writes; unchanged elsewhere. Our staging
+    names are longer than the final ones, so a snapshot path that fits can be staged at a path that does not."""
+    return oscompat.extended_path(path)
 
 
 def _make_dirs(folder: Path, created: list[Path]) -> None:

@@ -49,26 +49,4 @@ NATIVE_ONLY: dict[str, str] = {
     "tests/test_backup.py::test_split_backup_restores_from_its_volumes": _RESTORED,
 }
 
-FINDINGS: dict[str, str] = {
-    "tests/install/test_install.py::test_incremental_over_an_installed_base": (
-        "a delta bundle over a copy-layout base is refused: the planner looks for the base's content in blobs/ "
-        "only (install/plan.py _index_cache_blobs), not in the copy layout's snapshot files"
-    ),
-    "tests/install/test_install.py::test_progress_is_reported": (
-        "copy layout: stream progress ends with done_bytes above total_bytes (copies counted as streamed bytes)"
-    ),
-    "tests/install/test_install.py::test_listing_written_once_the_snapshot_holds_every_file": (
-        "copy layout: no trees/ listing written where the symlink layout writes one; by design or not is unsettled"
-    ),
-    "tests/install/test_install.py::test_install_waits_for_huggingface_hubs_lock": (
-        "without fcntl the install's lock is filelock's, which is re-entrant inside one process, so the test's "
-        "in-process holder does not block it; the cache/locks.py rework (helper cachemodel) owns this"
-    ),
-    "tests/test_verify.py::test_installed_bundle_verifies": (
-        "copy layout: verify reports the bytes of every snapshot copy (5.5 MB) where the test expects the unique "
-        "content (2.7 MB)"
-    ),
-    "tests/test_backup.py::test_reports_are_frozen_json_and_progress_adds_up": (
-        "the backup of a copy-layout cache differs from the expected report (bundle id); not yet analysed"
-    ),
-}
+FINDINGS: dict[str, str] = {}

@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import random
@@ -669,8 +670,10 @@ def test_os_errors_become_install_errors_with_a_hint(
     assert not [p for p in tree_state(tmp_path / "hub") if ".tmp" in p]
 
 
-def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path) -> None:
-    """hf_hub_download holds `.locks/<repo>/<etag>.lock` while it writes a blob; the install waits for it."""
+@pytest.mark.parametrize("copy", [None, True], ids=["auto", "copy"])
+def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path, copy: bool | None) -> None:
+    """hf_hub_download holds `.locks/<repo>/<etag>.lock` while it writes a blob (without symlinks: the snapshot
+    file itself); the install waits for it, in either layout."""
     from filelock import FileLock
 
     b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {"w.safetensors": (BIG, True)})])])
@@ -682,7 +685,7 @@ def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path) -> None:
 
     def install_now() -> None:
         started.set()
-        done.append(install(b.source(), cache))
+        done.append(install(b.source(), cache, copy=copy))
         finished.set()
 
     with FileLock(str(lock)):
@@ -691,6 +694,7 @@ def test_install_waits_for_huggingface_hubs_lock(tmp_path: Path) -> None:
         assert started.wait(10)
         assert not finished.wait(0.5)  # blocked on the lock for as long as it is held
         assert not done and not RepoLayout(cache, "model", "org/m").blob(sha256(BIG)).exists()
+        assert not RepoLayout(cache, "model", "org/m").snapshot(C1).exists()
     assert finished.wait(30)
     t.join(30)
     assert done and done[0].blobs_written == 1
@@ -838,18 +842,33 @@ def test_partial_bundle_writes_no_listing(tmp_path: Path) -> None:
     assert report.trees_written == 0 and report.trees_moved == ()
 
 
-def test_listing_written_once_the_snapshot_holds_every_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", [None, True], ids=["auto", "copy"])
+def test_listing_written_once_the_snapshot_holds_every_file(tmp_path: Path, copy: bool | None) -> None:
+    """In either layout, as huggingface_hub writes its listing whether or not it has symlinks. A copy-layout file
+    the earlier install left (no record: these bundles carry no lock) is hashed to confirm it."""
     cache = tmp_path / "hub"
     a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
     b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**Y, **Z}, upstream=X)])])
-    install(a.source(), cache)
+    install(a.source(), cache, copy=copy)
     assert not RepoLayout(cache, "model", "org/m").tree(C1).exists()
-    report = install(b.source(), cache)
+    report = install(b.source(), cache, copy=copy)
     assert report.trees_written == 1
     listing = b.manifest.repos[0].snapshots[0].listing
     assert listing is not None
     expected = hfcache.tree_json({f.path: f.tree_entry() for f in listing})
     assert RepoLayout(cache, "model", "org/m").tree(C1).read_bytes() == expected
+
+
+def test_copy_layout_listing_needs_each_files_content(tmp_path: Path) -> None:
+    """A copy-layout file of the right size but another content does not count as held: no listing."""
+    cache = tmp_path / "hub"
+    a = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**X, **Y}, upstream=Z)])])
+    b = build([Repo("model", "org/m", {"main": C1}, [Snap(C1, {**Y, **Z}, upstream=X)])])
+    install(a.source(), cache, copy=True)
+    lay = RepoLayout(cache, "model", "org/m")
+    lay.snapshot_file(C1, "x.json").write_bytes(b"X")  # same size, other content
+    report = install(b.source(), cache, copy=True)
+    assert report.trees_written == 0 and not lay.tree(C1).exists()
 
 
 def test_listing_naming_files_the_snapshot_lacks_is_moved_aside(tmp_path: Path) -> None:
@@ -923,13 +942,13 @@ def test_copy_layout_files_are_confirmed_by_the_install_record(tmp_path: Path) -
     lay = RepoLayout(cache, "model", "org/m")
     assert not lay.tree(C1).exists()
     record_install(cache, _with_lock(a.manifest))
-    install(b.source(), cache, copy=True)
+    assert install(b.source(), cache, copy=True).bytes_hashed == 0  # the record vouches: nothing hashed
     assert set(_tree_files(cache, "org/m", C1)) == {"x.json", "y.bin", "z.txt"}
-    # without the record, nothing vouches for x.json and y.bin: no listing
+    # without the record the install hashes x.json and y.bin against the listing (1 byte each): the same listing
     other = tmp_path / "other"
     install(a.source(), other, copy=True)
-    install(b.source(), other, copy=True)
-    assert not RepoLayout(other, "model", "org/m").tree(C1).exists()
+    assert install(b.source(), other, copy=True).bytes_hashed == 2
+    assert set(_tree_files(other, "org/m", C1)) == {"x.json", "y.bin", "z.txt"}
 
 
 def _with_lock(manifest: Manifest) -> Manifest:
@@ -1050,11 +1069,39 @@ def test_incremental_with_its_base_as_extra_source(tmp_path: Path) -> None:
     assert snap.read_bytes() == BIG
 
 
-def test_incremental_over_an_installed_base(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", [None, True], ids=["auto", "copy"])
+def test_incremental_over_an_installed_base(tmp_path: Path, copy: bool | None) -> None:
     base, inc = _incremental()
-    install(base.source(), tmp_path / "hub")
-    report = install(inc.source(), tmp_path / "hub")
-    assert report.blobs_present == 1 and report.bytes_written == 3
+    cache = tmp_path / "hub"
+    install(base.source(), cache, copy=copy)
+    report = install(inc.source(), cache, copy=copy)
+    assert RepoLayout(cache, "model", "org/m").snapshot_file(C2, "w.safetensors").read_bytes() == BIG
+    if report.layout == "symlink":  # the new commit links to the base's blob
+        assert report.blobs_present == 1 and report.bytes_written == 3
+    else:  # blobs/ is empty: the base's snapshot file is re-hashed, then copied (hashed again) into the new one
+        assert report.blobs_present == 0 and report.bytes_written == 3 + len(BIG)
+        assert report.bytes_hashed == len(BIG)
+
+
+@pytest.mark.parametrize("trust_existing", [False, True])
+def test_incremental_over_a_copy_layout_base_rehashes_what_it_copies(tmp_path: Path, trust_existing: bool) -> None:
+    """The base's copy is evidence, not proof (even with trust_existing: its name carries no hash): one that no
+    longer holds the content is not used, and nothing of the new commit becomes visible."""
+    base, inc = _incremental()
+    cache = tmp_path / "hub"
+    install(base.source(), cache, copy=True)
+    lay = RepoLayout(cache, "model", "org/m")
+    plan = plan_install(inc.manifest, cache, copy=True)
+    assert {c.sha256: (c.action, c.cache_copies) for c in plan.contents}[sha256(BIG)] == (
+        "link",
+        (str(lay.snapshot_file(C1, "w.safetensors")),),
+    )
+    damaged = bytearray(BIG)
+    damaged[1000] ^= 1
+    lay.snapshot_file(C1, "w.safetensors").write_bytes(bytes(damaged))
+    with pytest.raises(InstallError, match="neither in this bundle nor in the cache"):
+        install(inc.source(), cache, copy=True, trust_existing=trust_existing)
+    assert not lay.snapshot(C2).exists() and lay.read_ref("main") == C1
 
 
 def test_trees_listing_from_the_base_bundle(tmp_path: Path) -> None:
@@ -1102,11 +1149,35 @@ def test_plan_writes_nothing_and_describes_the_work(tmp_path: Path) -> None:
     assert {r.action for r in again.refs} == {"same"}
 
 
-def test_progress_is_reported(tmp_path: Path) -> None:
+def _phases_add_up(events: Sequence[Any]) -> set[str]:
+    """Each phase's bytes (and files) end exactly at its total and never go back; ``link`` shares ``stream``'s
+    count (the CLI draws them as one bar). Returns the phases seen."""
+    by_phase: dict[str, list[Any]] = {}
+    for e in events:
+        by_phase.setdefault("stream" if e.phase == "link" else e.phase, []).append(e)
+    for phase, seen in by_phase.items():
+        assert seen[-1].done_bytes == seen[-1].total_bytes, phase
+        assert seen[-1].done_files == seen[-1].total_files, phase
+        assert all(a.done_bytes <= b.done_bytes for a, b in itertools.pairwise(seen)), phase
+    return set(by_phase)
+
+
+@pytest.mark.parametrize("how", ["auto", "copy", "no-hard-links"])
+def test_progress_is_reported(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress adds up exactly in both layouts: copies (the copy layout's second files, blobs copied where hard
+    links are refused) are counted once, in their own phase or in the stream phase's total."""
+    if how == "no-hard-links":
+        from bundler import oscompat
+
+        monkeypatch.setattr(oscompat, "hard_link", lambda src, dst: False)
+    copy = True if how == "copy" else None
     events: list[Any] = []
-    install(standard_bundle().source(), tmp_path / "hub", on_progress=events.append)
-    streamed = [e for e in events if e.phase == "stream"]
-    assert streamed and streamed[-1].done_bytes == streamed[-1].total_bytes
+    report = install(standard_bundle().source(), tmp_path / "hub", copy=copy, on_progress=events.append)
+    phases = _phases_add_up(events)
+    assert "stream" in phases and ("copy" in phases) == (report.layout == "copy")
+    again: list[Any] = []
+    install(standard_bundle().source(), tmp_path / "hub", copy=copy, on_progress=again.append)  # all re-hashed
+    assert _phases_add_up(again) == {"verify"}
 
 
 def test_report_is_frozen_json(tmp_path: Path) -> None:
