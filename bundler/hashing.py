@@ -42,7 +42,7 @@ def lfs_blob_id(sha256: str, size: int) -> str:
     return git_blob_sha1(lfs_pointer(sha256, size))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class Digests:
     """Both hashes and the size of one stream."""
 

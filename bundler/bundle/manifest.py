@@ -34,7 +34,7 @@ TREE_FILES: Final = "files"  # format 1: complete only when the lock's ``upstrea
 TREE_NONE: Final = "none"  # write no trees file
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class BlobEntry(JsonRecord):
     """One unique content stored in the bundle, named by its sha256."""
 
@@ -132,7 +132,9 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
     @functools.cached_property
     def _canonical(self) -> bytes:
         # Once per (immutable) manifest: a 100,000-file manifest takes seconds to encode (issue 18).
-        return (json.dumps(self.to_json(), sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+        text = json.dumps(self.to_json(), sort_keys=True, indent=1, ensure_ascii=False)
+        text += "\n"  # in place (the only reference): two copies of the text at once, not three
+        return text.encode()
 
     @functools.cached_property
     def bundle_id(self) -> str:

@@ -75,8 +75,8 @@ NamedBy = Literal["blob", "tree", "none"]  # what gives a snapshot file its cont
 SHARED_MARKER = ".huggingface-shared-blobs"  # <cache>/blobs/ is huggingface_hub's shared Xet store
 
 
-@dataclass(frozen=True)
-class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
+class CachedFile(JsonRecord, skip=("source_path", "inode", "blob_id", "xet_hash")):
     """One snapshot entry and where its content lives.
 
     ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
@@ -87,7 +87,7 @@ class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
 
     path: str
     size: int
-    source: Path
+    source_path: str  # a string, not a Path: a Path per file held for a whole backup costs ~400 bytes (issue 18)
     inode: tuple[int, int]
     etag: str | None
     lfs: bool
@@ -95,6 +95,10 @@ class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
     linked: bool
     blob_id: str | None = None
     xet_hash: str | None = None
+
+    @property
+    def source(self) -> Path:
+        return Path(self.source_path)
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class Leftover(JsonRecord, skip=("repo_type", "repo_id", "commit", "path")):
         return {"repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class Entry(JsonRecord):
     """One file or link below a folder: ``path`` relative and '/'-joined, ``full`` on disk. ``temp`` when its
     name is a writer's temp (:func:`~bundler.cache.names.is_temp`)."""
