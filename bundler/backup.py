@@ -23,7 +23,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -34,7 +33,7 @@ from .cache.model import LAYOUT_EMPTY, LAYOUT_MIXED, CachedFile, CachedRepo, Cac
 from .cache.records import read_record
 from .cache.scan import scan_cache
 from .errors import CacheError, HfBundleError, IntegrityError
-from .hashing import CHUNK, Digests, StreamHasher, is_sha256, lfs_blob_id
+from .hashing import Digests, digest_paths, is_sha256, lfs_blob_id
 from .records import JsonRecord
 from .repofile import RepoFile
 from .units import human_size
@@ -349,21 +348,28 @@ def backup(
 Inode = tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class _Use:
     repo: CachedRepo
     rev: CachedRevision
     file: CachedFile
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class _Pack:
     sha256: str
     size: int
-    source: Path
+    source: str | Path
     git_sha1: str | None
     claim: tuple[str, Inode] | None  # (etag, inode) verified by this packing, for LFS content
-    label: str
+    what: _Use | str  # the file it is packed for (its label is made when needed: not one string per file)
+
+    @property
+    def label(self) -> str:
+        if isinstance(self.what, str):
+            return self.what
+        repo, rev, f = self.what.repo, self.what.rev, self.what.file
+        return f"{repo.repo_type} {repo.repo_id}@{rev.commit[:8]}: {f.path}"
 
 
 class _CorruptWhilePacking(Exception):
@@ -399,7 +405,7 @@ class _Backup:
         self.uses: list[_Use] = []
         self.named: dict[str, list[Inode]] = {}  # etag → distinct inodes claiming it, in first-use order
         self.unnamed: dict[Inode, None] = {}  # an ordered set
-        self.sources: dict[Inode, Path] = {}
+        self.sources: dict[Inode, str] = {}
         self.sizes: dict[Inode, int] = {}
         self.digests: dict[Inode, Digests] = {}
         self.bad: dict[tuple[str, Inode], str] = {}  # claim → actual, found while packing
@@ -417,7 +423,7 @@ class _Backup:
             for rev in repo.revisions:
                 for f in rev.files:
                     self.uses.append(_Use(repo, rev, f))
-                    self.sources.setdefault(f.inode, f.source)
+                    self.sources.setdefault(f.inode, f.source_path)
                     self.sizes.setdefault(f.inode, f.size)
                     if f.etag is None:
                         self.unnamed.setdefault(f.inode)
@@ -486,25 +492,18 @@ class _Backup:
         from .bundle.writer import auto_threads
 
         workers = max(1, min(len(todo), auto_threads(self.threads), 8))
-        with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
-            for inode, digests in zip(todo, pool.map(self._hash, todo), strict=True):
-                self.digests[inode] = digests
-                self.hashed += digests.size
-
-    def _hash(self, inode: Inode) -> Digests:
-        path = self.sources[inode]
-        try:
-            hasher = StreamHasher(os.path.getsize(path))
-            with open(path, "rb") as f:
-                while block := f.read(CHUNK):
-                    hasher.update(block)
-                    self._progress(len(block))
-        except OSError as e:
-            raise CacheError(
-                f"cannot read {path}: {e.strerror or e}",
-                hint="check the cache's permissions, and that nothing deletes files while backing up",
-            ) from e
-        return hasher.digests()
+        # Small files in batches per worker task, large ones one per task (hashing.digest_paths, issue 18).
+        jobs = ((self.sources[i], True, True, self.sizes[i]) for i in todo)
+        for inode, got in zip(todo, digest_paths(jobs, threads=workers), strict=True):
+            if isinstance(got, OSError):
+                path = self.sources[inode]
+                raise CacheError(
+                    f"cannot read {path}: {got.strerror or got}",
+                    hint="check the cache's permissions, and that nothing deletes files while backing up",
+                ) from got
+            self.digests[inode] = got.digests
+            self.hashed += got.digests.size
+            self._progress(got.digests.size)
 
     # -- 2. decide what goes in, build the manifest --
 
@@ -556,7 +555,7 @@ class _Backup:
                 d = self.digests[f.inode]
                 rf = _repo_file(f, d.sha256, d.size, d.git_sha1)
                 if d.sha256 not in base:
-                    packs.setdefault(d.sha256, _Pack(d.sha256, d.size, f.source, None, None, label))
+                    packs.setdefault(d.sha256, _Pack(d.sha256, d.size, f.source_path, None, None, use))
                 files.setdefault(key, []).append(rf)
                 continue
             state, actual = self._status(f.etag, f.inode)
@@ -564,7 +563,7 @@ class _Backup:
             if state == "bad":
                 kind = "sha256" if is_sha256(f.etag) else "git blob"
                 record = CorruptFile(
-                    repo.repo_type, repo.repo_id, rev.commit, f.path, str(f.source), f"{kind} {f.etag}", actual
+                    repo.repo_type, repo.repo_id, rev.commit, f.path, f.source_path, f"{kind} {f.etag}", actual
                 )
                 if got is None:
                     logger.debug("leave out %s: its content is %s, not its name %s", label, actual, f.etag)
@@ -590,7 +589,7 @@ class _Backup:
                 logger.debug("skip %s (%s): the base backup holds it", sha[:12], label)
             if inode is not None and sha not in base:
                 claim = (f.etag, inode) if is_sha256(f.etag) else None
-                packs.setdefault(sha, _Pack(sha, size, self.sources[inode], git, claim, label))
+                packs.setdefault(sha, _Pack(sha, size, self.sources[inode], git, claim, use))
         if corrupt and not self.skip_corrupt:
             raise _corrupt_error(corrupt)
 
@@ -651,7 +650,7 @@ class _Backup:
         with BundleWriter(
             self.output, level=self.level, threads=self.threads, split_size=self.split_size, on_progress=progress
         ) as writer:
-            writer.write_manifest(manifest.dumps())
+            writer.write_manifest(manifest.dumps(), manifest=manifest)
             for n, p in enumerate(packs, 1):
                 try:
                     with open(p.source, "rb") as stream:

@@ -181,7 +181,7 @@ def build(
             on_progress(done, total)
 
     with BundleWriter(output, level=level, threads=threads, split_size=split_size, on_progress=progress) as writer:
-        writer.write_manifest(manifest.dumps())
+        writer.write_manifest(manifest.dumps(), manifest=manifest)
         if key is not None:  # the manifest is known before any blob: sign now, stored after the data
             from .trust import BundleSignatures, make_signatures
 

@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -40,7 +42,7 @@ def lfs_blob_id(sha256: str, size: int) -> str:
     return git_blob_sha1(lfs_pointer(sha256, size))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class Digests:
     """Both hashes and the size of one stream."""
 
@@ -116,6 +118,109 @@ def digest_file(path: str, *, git: bool = True) -> Digests:
 
 
 PREFETCH_BATCH = 512
+SMALL_FILE = 1024 * 1024  # read in one call, hashed in one update
+_BATCH_FILES = 128  # small files per worker task: one task per file costs more than hashing 4 KB (issue 18)
+_BATCH_BYTES = 8 * 1024 * 1024  # … or this many bytes: a large file is a task of its own, so two run in parallel
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO never blocks
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """What :func:`digest_path` read: the file's identity (``dev``, ``ino``, ``nlink`` from the open file
+    itself) and its digests (``sha256`` empty unless asked for, ``git_sha1`` likewise)."""
+
+    dev: int
+    ino: int
+    nlink: int
+    digests: Digests
+
+
+def digest_path(path: str, *, sha256: bool = True, git: bool = True) -> FileDigest:
+    """Hash one regular file with ``os`` calls only (open, fstat, read, close: no file object, no stat before
+    the open): what hashing many small files costs is the calls around the hash. A hard-linked file gets both
+    hashes (another name may need the other one). ``OSError`` when it cannot be read or is not a regular file."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+        size = st.st_size
+        if st.st_nlink > 1:  # another name reaches this inode: both hashes, so it is read once whatever it needs
+            sha256 = git = True
+        h256 = hashlib.sha256() if sha256 else None
+        h1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if git else None
+        done = 0
+        if size <= SMALL_FILE:
+            while done < size:
+                block = os.read(fd, size - done)
+                if not block:
+                    break
+                done += len(block)
+                if h256 is not None:
+                    h256.update(block)
+                if h1 is not None:
+                    h1.update(block)
+        else:
+            view = memoryview(bytearray(CHUNK))
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                while done < size:
+                    n = f.readinto(view[: min(CHUNK, size - done)])
+                    if not n:
+                        break
+                    done += n
+                    if h256 is not None:
+                        h256.update(view[:n])
+                    if h1 is not None:
+                        h1.update(view[:n])
+    finally:
+        os.close(fd)
+    d = Digests(done, h256.hexdigest() if h256 is not None else "", h1.hexdigest() if h1 is not None else "")
+    return FileDigest(st.st_dev, st.st_ino, st.st_nlink, d)
+
+
+def _digest_batch(jobs: Sequence[tuple[str, bool, bool]]) -> list[FileDigest | OSError]:
+    out: list[FileDigest | OSError] = []
+    for path, sha256, git in jobs:
+        try:
+            out.append(digest_path(path, sha256=sha256, git=git))
+        except OSError as e:
+            out.append(e)
+    return out
+
+
+def digest_paths(jobs: Iterable[tuple[str, bool, bool, int]], *, threads: int = 0) -> Iterator[FileDigest | OSError]:
+    """:func:`digest_path` of each ``(path, sha256, git, size hint)`` job, on ``threads`` threads (0: one per CPU;
+    hashlib and the reads release the GIL), yielded in job order. Small files go to the workers in batches
+    (:data:`_BATCH_FILES`), so the pool costs one task per batch, not per file; a file of
+    :data:`_BATCH_BYTES` or more is a task of its own, so two large files hash at once. One file is hashed by one
+    thread: a sha256 is sequential, so a single huge file takes one core whatever ``threads`` says. At most
+    ``4 * threads`` tasks are in flight (bounded memory however many files)."""
+    workers = max(1, threads or os.cpu_count() or 1)
+
+    def batches() -> Iterator[list[tuple[str, bool, bool]]]:
+        batch: list[tuple[str, bool, bool]] = []
+        weight = 0
+        for path, sha256, git, size in jobs:
+            if batch and (len(batch) >= _BATCH_FILES or weight + size > _BATCH_BYTES):
+                yield batch
+                batch, weight = [], 0
+            batch.append((path, sha256, git))
+            weight += size
+        if batch:
+            yield batch
+
+    if workers == 1:
+        for batch in batches():
+            yield from _digest_batch(batch)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
+        pending: deque[Future[list[FileDigest | OSError]]] = deque()
+        for batch in batches():
+            pending.append(pool.submit(_digest_batch, batch))
+            if len(pending) >= 4 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 @dataclass
@@ -149,11 +254,25 @@ class InodeHasher:
         st = os.stat(oscompat.extended_path(path))
         key = (st.st_dev, st.st_ino)
         d = self.by_inode.get(key)
-        if d is None or (git and not d.git_sha1):
+        if d is None or not d.sha256 or (git and not d.git_sha1):
             d = digest_file(str(path), git=git)
             self.by_inode[key] = d
             self._hashed(d)
         return d
+
+    def known(self, key: tuple[int, int], *, sha256: bool, git: bool) -> Digests | None:
+        """Digests already computed for the inode ``key`` (``(st_dev, st_ino)``) with the hashes asked for."""
+        d = self.by_inode.get(key)
+        if d is None or (sha256 and not d.sha256) or (git and not d.git_sha1):
+            return None
+        return d
+
+    def remember(self, fd: FileDigest) -> None:
+        """Count a file :func:`digest_paths` hashed; keep its digests only when another name can reach the same
+        inode (a hard link): a per-file record for every blob is what made memory grow with the file count."""
+        if fd.nlink > 1:
+            self.by_inode[(fd.dev, fd.ino)] = fd.digests
+        self._hashed(fd.digests)
 
     def prefetch(self, jobs: Sequence[tuple[Path, bool]], threads: int = 0) -> None:
         """Hash ``(path, git)`` jobs on ``threads`` threads (0: one per CPU; hashlib releases the GIL), so the

@@ -15,6 +15,7 @@ layout: the second and later snapshot files of one content, copied), ``upload`` 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,12 +41,17 @@ class Counter:
     """Turns a worker's plain counts (``bytes(done, total)``, ``files(done, total)``, ``add(n)``) into
     :class:`Progress` records of one phase for ``on_progress`` (None: every call is a no-op). Thread-safe."""
 
-    def __init__(self, on_progress: ProgressCallback | None, phase: str) -> None:
+    def __init__(self, on_progress: ProgressCallback | None, phase: str, *, every: float = 0.0) -> None:
+        """``every``: at most one record per that many seconds from :meth:`add` (a call per small file would
+        cost more than the file; :meth:`flush` sends the last counts)."""
         self._on_progress = on_progress
         self._phase = phase
         self._lock = threading.Lock()
         self._bytes = (0, 0)
         self._files = (0, 0)
+        self._every = every
+        self._next = 0.0
+        self._unsent = False
 
     def bytes(self, done: int, total: int) -> None:
         with self._lock:
@@ -62,8 +68,21 @@ class Counter:
         with self._lock:
             self._bytes = (self._bytes[0] + n, self._bytes[1])
             self._files = (self._files[0] + files, self._files[1])
+            if self._every:
+                now = time.monotonic()
+                if now < self._next:
+                    self._unsent = True
+                    return
+                self._next = now + self._every
             self._emit()
 
+    def flush(self) -> None:
+        """Send the counts :meth:`add` held back (``every``)."""
+        with self._lock:
+            if self._unsent:
+                self._emit()
+
     def _emit(self) -> None:
+        self._unsent = False
         if self._on_progress is not None:
             self._on_progress(Progress(self._phase, *self._bytes, None, *self._files))

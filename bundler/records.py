@@ -60,8 +60,9 @@ def _listed(spec: Collection[str] | bool, name: str) -> bool:
     return spec if isinstance(spec, bool) else name in spec
 
 
-def record_json(record: JsonRecord) -> dict[str, Any]:
-    """The JSON object of a dataclass ``record`` following its class's hooks (see the module doc)."""
+def record_json(record: JsonRecord, nested: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """The JSON object of a dataclass ``record`` following its class's hooks (see the module doc). ``nested``:
+    what makes a field's value JSON-ready instead of :func:`jsonable` (the manifest's streamed encoding)."""
     cls = type(record)
     out: dict[str, Any] = {}
     for f in dataclasses.fields(record):  # type: ignore[arg-type]  # a JsonRecord is always a dataclass
@@ -79,7 +80,7 @@ def record_json(record: JsonRecord) -> dict[str, Any]:
         elif name in cls.json_round and raw is not None:
             value = round(raw, cls.json_round[name])
         else:
-            value = jsonable(raw)
+            value = (nested or jsonable)(raw)
         out[cls.json_rename.get(name, name)] = value
     out.update(record.json_extra())
     return out

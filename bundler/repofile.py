@@ -19,7 +19,7 @@ from .records import JsonRecord, expect_keys, json_str
 __all__ = ["RepoFile", "TreeEntry", "check_listing"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class TreeEntry(JsonRecord, skip_none=True):
     """One file of a ``trees/<commit>.json`` listing, as huggingface_hub writes it (``write_tree_cache``):
     ``{"size", "blob_id"[, "lfs_sha256", "lfs_size"][, "xet_hash"]}``, keys in that order."""
@@ -36,7 +36,7 @@ class TreeEntry(JsonRecord, skip_none=True):
         return self.lfs_sha256 or self.blob_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class RepoFile(JsonRecord, skip_none=("lfs_sha256", "xet_hash"), skip=("sha256",)):
     """One file of a repo at a commit, described as the Hub describes it.
 

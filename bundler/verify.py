@@ -28,20 +28,20 @@ from typing import Any, Final, Literal
 from . import oscompat
 from .bundle.manifest import TREE_NONE, Manifest
 from .cache.layout import RepoLayout, iter_repo_folders
-from .cache.model import read_tree, snapshot_commits, walk_entries
+from .cache.model import iter_entries, read_tree, snapshot_commits, walk_entries
 from .cache.names import (
     inside,
+    is_blob_name,
     is_commit,
     is_ours,
     is_shared_payload,
     is_temp,
-    linked_blob,
     listdir,
     read_ref,
 )
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
-from .hashing import InodeHasher, is_sha1, is_sha256
+from .hashing import InodeHasher, digest_paths, is_sha1, is_sha256
 from .paths import REPO_TYPES
 from .records import JsonRecord
 from .repofile import TreeEntry
@@ -182,6 +182,43 @@ class _Run:
         )
 
 
+# What a snapshot link at each folder depth starts with when it leads to its repo's blobs/ (depth 0: the
+# snapshot's top folder, `../../blobs/`).
+_UP_TO_BLOBS: Final = tuple("../" * (depth + 2) + "blobs/" for depth in range(32))
+BlobKind = Literal["file", "link", "dir", "other"]
+
+
+def _scan(folder: Path) -> list[tuple[str, BlobKind, int, int]]:
+    """``(name, kind, size, inode)`` of each entry of ``folder``, sorted (none when it is missing or unreadable):
+    one ``os.scandir``, the kind and inode from the listing, one ``lstat`` per regular file for its size."""
+    out: list[tuple[str, BlobKind, int, int]] = []
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                try:
+                    if e.is_symlink():
+                        out.append((e.name, "link", 0, 0))
+                    elif e.is_dir(follow_symlinks=False):
+                        out.append((e.name, "dir", 0, 0))
+                    elif e.is_file(follow_symlinks=False):
+                        out.append((e.name, "file", e.stat(follow_symlinks=False).st_size, e.inode()))
+                    else:
+                        out.append((e.name, "other", 0, 0))
+                except OSError:
+                    out.append((e.name, "other", 0, 0))
+    except OSError:
+        return []
+    out.sort()
+    return out
+
+
+def _device(folder: Path) -> int:
+    try:
+        return os.stat(folder).st_dev
+    except OSError:
+        return -1
+
+
 # -- verify_cache ----------------------------------------------------------------------------------------------
 
 
@@ -227,7 +264,7 @@ class _RepoCheck:
         self.shared = Path(os.path.realpath(run.cache_dir / "blobs"))
         self.blob_ok: dict[str, bool] = {}  # blob name -> content matches its name
         self.referenced: set[str] = set()
-        self.plain_files: set[str] = set()  # blob names that are regular files in a real blobs/ folder
+        self.plain_files: dict[str, int] = {}  # blob name -> size, for regular files of a real blobs/ folder
 
     def issue(self, kind: IssueKind, severity: Severity, message: str, **kw: Any) -> None:
         self.run.issues.append(Issue(kind, severity, message, self.repo_type, self.repo_id, **kw))
@@ -262,17 +299,62 @@ class _RepoCheck:
     # -- blobs --
 
     def check_blobs(self) -> None:
-        listing = [(n, self.folder / "blobs" / n) for n in listdir(self.folder / "blobs")]
-        blobs_real = Path(os.path.realpath(self.folder / "blobs"))
+        blobs = self.folder / "blobs"
+        blobs_real = Path(os.path.realpath(blobs))
         plain_blobs = inside(blobs_real, self.real) and blobs_real.parent == self.real  # blobs/ is a real folder
-        # Every blob hashed first on all cores; the loop below then reads the results (issue 18).
-        self.run.hasher.prefetch([(p, not is_sha256(n)) for n, p in listing if is_sha256(n) or is_sha1(n)], threads=0)
-        for name, path in listing:
+        # One listing of blobs/ (the kind of each name comes with it: no stat per blob). Regular files of a real
+        # blobs/ are hashed first, in batches on all cores, opened once each; links and anything odd take the
+        # careful path below, in name order with the rest (issue 18).
+        listing = _scan(blobs)
+        dev = _device(blobs)
+        hasher = self.run.hasher
+        direct: list[tuple[str, bool]] = []  # (name, named by its sha256)
+        sizes: list[int] = []
+        queued: set[int] = set()  # inodes queued here: a second name for one (a hard link) waits for the first
+        for name, kind, size, ino in listing:
+            if kind == "file" and plain_blobs and (is_sha256(name) or is_sha1(name)):
+                lfs = len(name) == 64
+                if ino not in queued and hasher.known((dev, ino), sha256=lfs, git=not lfs) is None:
+                    queued.add(ino)
+                    direct.append((name, lfs))
+                    sizes.append(size)
+        del queued
+        read: dict[str, OSError] = {}  # blobs that could not be read: reported (raised) in order below
+        actual_of: dict[str, str] = {}  # only the blobs whose content does not match their name
+        base = os.path.join(blobs, "")
+        jobs = ((base + n, lfs, not lfs, size) for (n, lfs), size in zip(direct, sizes, strict=True))
+        for (name, lfs), got in zip(direct, digest_paths(jobs), strict=True):
+            if isinstance(got, OSError):
+                read[name] = got
+                continue
+            hasher.remember(got)
+            actual = got.digests.sha256 if lfs else got.digests.git_sha1
+            self.blob_ok[name] = actual == name
+            self.plain_files[name] = got.digests.size
+            if actual != name:
+                actual_of[name] = actual
+        del direct, sizes
+        for name, kind, _size, _ino in listing:
+            if name in self.plain_files:  # hashed above (a hash name, a regular file)
+                self.run.blobs += 1
+                if name in actual_of:
+                    rel = f"blobs/{name}"
+                    self.issue(
+                        "corrupt",
+                        ERROR,
+                        f"{rel}: content does not match its name",
+                        path=rel,
+                        expected=name,
+                        actual=actual_of[name],
+                        hint=_HINT_CORRUPT,
+                    )
+                continue
             rel = f"blobs/{name}"
             if is_temp(name):
                 self.issue("leftover", WARNING, f"{rel} is a temp file", path=rel, hint=_HINT_LEFTOVER)
                 continue
-            if not (is_sha256(name) or is_sha1(name)) or path.is_dir():
+            path = blobs / name
+            if not (is_sha256(name) or is_sha1(name)) or kind == "dir" or (kind == "link" and path.is_dir()):
                 self.issue(
                     "unknown",
                     WARNING,
@@ -282,38 +364,48 @@ class _RepoCheck:
                 )
                 continue
             self.run.blobs += 1
-            if not os.path.exists(path):
-                self.blob_ok[name] = False
-                # a warning here: the snapshot entries that use it are reported as errors on their own
-                self.issue("dangling", WARNING, f"{rel} is a link to nothing", path=rel, hint=_HINT_DANGLING)
-                continue
-            direct = plain_blobs and not os.path.islink(path)  # a file in a real blobs/: inside, no realpath
-            real = blobs_real / name if direct else Path(os.path.realpath(path))
-            if direct:
-                self.plain_files.add(name)
-            if not direct and not (inside(real, self.real) or is_shared_payload(real, self.shared)):
-                self.blob_ok[name] = False
-                self.issue(
-                    "unsafe",
-                    ERROR,
-                    f"{rel} leads outside the repo and the shared blob store (to {real})",
-                    path=rel,
-                    hint="replace it: re-install the bundle or re-download the file",
-                )
-                continue
-            d = self.run.hasher.digest(path, git=not is_sha256(name))
-            actual = d.sha256 if is_sha256(name) else d.git_sha1
-            self.blob_ok[name] = actual == name
-            if actual != name:
-                self.issue(
-                    "corrupt",
-                    ERROR,
-                    f"{rel}: content does not match its name",
-                    path=rel,
-                    expected=name,
-                    actual=actual,
-                    hint=_HINT_CORRUPT,
-                )
+            if name in read:
+                raise read[name]
+            self.check_blob(name, rel, path, kind, blobs_real, plain_blobs)
+
+    def check_blob(self, name: str, rel: str, path: Path, kind: BlobKind, blobs_real: Path, plain_blobs: bool) -> None:
+        """A blob that is a link (or not a plain file): where it leads, then its content."""
+        if not os.path.exists(path):
+            self.blob_ok[name] = False
+            # a warning here: the snapshot entries that use it are reported as errors on their own
+            self.issue("dangling", WARNING, f"{rel} is a link to nothing", path=rel, hint=_HINT_DANGLING)
+            return
+        direct = plain_blobs and kind != "link"  # a file in a real blobs/: inside, no realpath
+        real = blobs_real / name if direct else Path(os.path.realpath(path))
+        if not direct and not (inside(real, self.real) or is_shared_payload(real, self.shared)):
+            self.blob_ok[name] = False
+            self.issue(
+                "unsafe",
+                ERROR,
+                f"{rel} leads outside the repo and the shared blob store (to {real})",
+                path=rel,
+                hint="replace it: re-install the bundle or re-download the file",
+            )
+            return
+        lfs = is_sha256(name)
+        st = os.stat(path)
+        d = self.run.hasher.known((st.st_dev, st.st_ino), sha256=lfs, git=not lfs) or self.run.hasher.digest(
+            path, git=not lfs
+        )
+        actual = d.sha256 if lfs else d.git_sha1
+        self.blob_ok[name] = actual == name
+        if direct:
+            self.plain_files[name] = d.size
+        if actual != name:
+            self.issue(
+                "corrupt",
+                ERROR,
+                f"{rel}: content does not match its name",
+                path=rel,
+                expected=name,
+                actual=actual,
+                hint=_HINT_CORRUPT,
+            )
 
     # -- snapshots and trees --
 
@@ -366,20 +458,20 @@ class _RepoCheck:
         if record is not None:
             expected.update({p: f.tree_entry() for p, f in record.files.items()})
         present: set[str] = set()
-        for item in walk_entries(snap):
-            rel_path, full = item.path, item.full
-            rel = f"snapshots/{commit}/{rel_path}"
-            if item.temp and rel_path not in expected:
+        blobs = os.path.normpath(self.folder / "blobs")
+        for rel_path, full, link in iter_entries(str(snap)):  # strings, no stat per file (issue 18)
+            if is_temp(rel_path.rsplit("/", 1)[-1]) and rel_path not in expected:
+                rel = f"snapshots/{commit}/{rel_path}"
                 self.issue("leftover", WARNING, f"{rel} is a temp file", commit=commit, path=rel, hint=_HINT_LEFTOVER)
                 continue
             self.run.files += 1
             entry = expected.get(rel_path)
-            if full.is_symlink():
-                if self.check_link(commit, rel_path, full, entry):
+            if link:
+                if self.check_link(commit, rel_path, full, entry, blobs):
                     present.add(rel_path)
-            elif full.is_file():
+            else:
                 present.add(rel_path)
-                self.check_copy(commit, rel_path, full, entry)
+                self.check_copy(commit, rel_path, Path(full), entry)
         if tree is not None:
             self.run.trees += 1
             missing = sorted(set(tree) - present)
@@ -441,18 +533,24 @@ class _RepoCheck:
             )
         return parsed
 
-    def check_link(self, commit: str, rel_path: str, full: Path, entry: TreeEntry | None) -> bool:
+    def check_link(self, commit: str, rel_path: str, full_str: str, entry: TreeEntry | None, blobs: str) -> bool:
         rel = f"snapshots/{commit}/{rel_path}"
-        target = os.readlink(full)
-        blob = linked_blob(full, self.folder / "blobs")
+        target = os.readlink(full_str)
+        # linked_blob's rule on strings: the link's own folders are real ones (iter_entries does not enter links).
+        # The usual link, `../` once per folder level then `blobs/<etag>`, is recognised without normpath.
+        up = _UP_TO_BLOBS[rel_path.count("/")] if rel_path.count("/") < len(_UP_TO_BLOBS) else ""
+        if up and target.startswith(up) and is_blob_name(target[len(up) :]):
+            blob: str | None = target[len(up) :]
+        else:
+            head, name = os.path.split(os.path.normpath(os.path.join(os.path.dirname(full_str), target)))
+            blob = name if head == blobs and is_blob_name(name) else None
         if blob is not None and blob in self.plain_files:
-            hop = self.folder / "blobs" / blob
             # A link straight to a regular file of a real blobs/ (checked above): it exists and stays inside,
-            # no realpath needed (the snapshot's folders are real ones: walk_entries does not enter links).
+            # no realpath needed (the snapshot's folders are real ones: iter_entries does not enter links).
             self.referenced.add(blob)
             if entry is not None:
                 etag = entry.etag
-                size = os.path.getsize(hop)
+                size = self.plain_files[blob]
                 if blob != etag or size != entry.size:
                     self.issue(
                         "mismatch",
@@ -465,6 +563,7 @@ class _RepoCheck:
                         hint="re-install the bundle (or re-download the file) to repair the entry",
                     )
             return True
+        full = Path(full_str)
         if not os.path.exists(full):
             self.issue(
                 "dangling",

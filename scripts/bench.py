@@ -11,6 +11,7 @@ with the ratio to the baseline through one shared printer (``--json`` for machin
     scripts/bench pack --size-mb 2000         # hfbundle build/install vs tar|zstd (+ sha256sum) by hand
     scripts/bench oci --size-mb 1000          # push / pull --install via a loopback registry vs skopeo copy
     scripts/bench kit --reps 2                # hfbundle kit + install.py vs pip/venv by hand, no network
+    scripts/bench pack --size-mb 1000 --only verify  # hf cache verify vs hfbundle verify (loopback Hub)
     scripts/bench scale --files 5000,20000,100000   # many small files: backup/restore/verify vs tar, sha256sum
     scripts/bench scale --files 20000 --repos 200   # … spread over many repos
 """
@@ -657,6 +658,9 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
                 build_cmd += ["--threads", str(args.threads)]
             # The same build into a pipe (stdout is /dev/null in `measured`): what writing the file costs.
             pipe_cmd = [*build_cmd[: build_cmd.index("-o")], "-o", "-", *build_cmd[build_cmd.index("-o") + 2 :]]
+            verify_scenarios = _verify_rows(args, env, online, work / "cache", "bench/sd-fp16", size)
+            if args.only == "verify":
+                return verify_scenarios
             copy_out = work / "copy.tar.zst"
 
             def new_file(path: Path) -> None:
@@ -716,9 +720,40 @@ def bench_pack(args: argparse.Namespace) -> list[Scenario]:
         return [
             Scenario(f"build: pack a warm cache, {where}", s_pair, [s_zstd, s_ours, s_pipe, s_cat]),
             Scenario(f"install: unpack into an empty folder, {where}", s_untar, [s_upair, s_inst, s_again, s_trust]),
+            *verify_scenarios,
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _verify_rows(
+    args: argparse.Namespace, env: Mapping[str, str], online: Mapping[str, str], cache: Path, repo: str, size: int
+) -> list[Scenario]:
+    """``hf cache verify REPO`` (the real client's check: it lists the repo on the loopback Hub, then hashes the
+    cached files) against ``hfbundle verify REPO`` (offline) of the same warm cache, interleaved; and
+    ``sha256sum`` of the blobs, the one-core floor."""
+    hf_cli = Path(sys.executable).parent / "hf"
+    if not hf_cli.exists():
+        hf_cli = Path(shutil.which("hf") or "hf")
+    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": CLOSED_ENDPOINT}
+    s_hf, s_ours, s_sha = _series("hf cache verify"), _series("hfbundle verify"), _series("sha256sum (blobs)")
+    blobs = cache / f"models--{repo.replace('/', '--')}" / "blobs"
+
+    def add(series: Series, wall: float, rss: float) -> None:
+        series.add(wall, {"MB/s": size / wall / 1e6, "peak RSS MB": rss})
+
+    hf_cmd = [str(hf_cli), "cache", "verify", repo, "--cache-dir", str(cache), "--format", "quiet"]
+    ours_cmd = [sys.executable, "-m", "bundler", "verify", repo, "--cache-dir", str(cache), "--json"]
+    interleaved(
+        args.reps,
+        [
+            lambda: add(s_hf, *measured(hf_cmd, online)),
+            lambda: add(s_ours, *measured(ours_cmd, offline)),
+            lambda: add(s_sha, *measured(f"sha256sum '{blobs}'/* > /dev/null", env, shell=True)),
+        ],
+    )
+    where = f"{size / 1e6:.0f} MB fp16 pipeline, {os.cpu_count()} CPUs"
+    return [Scenario(f"verify: a warm cache, {where}", s_hf, [s_ours, s_sha])]
 
 
 # -- oci: push / pull --install through a loopback registry --------------------------------------------------------
@@ -1070,6 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5, help="timed runs of each, interleaved (default 5)")
     p.add_argument("--threads", type=int, default=0, help="hfbundle's zstd threads (default 0: one per CPU)")
     p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
+    p.add_argument("--only", choices=("verify",), default=None, help="only the verify rows (hf cache verify vs ours)")
     p.set_defaults(func=bench_pack)
 
     p = sub.add_parser("oci", help="hfbundle push / pull --install vs skopeo copy and local install (registry)")

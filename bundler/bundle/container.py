@@ -233,7 +233,7 @@ TRAILER_LENGTH = _TRAILER.size
 _ZERO_SHA = "0" * 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class FrameRef:
     """One zstd frame: where it is in the file and how many tar bytes it holds."""
 
@@ -242,7 +242,7 @@ class FrameRef:
     raw_length: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class IndexMember:
     """One tar member (the manifest, a blob, or the end-of-archive zeros) and the frames that hold it."""
 

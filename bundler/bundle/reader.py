@@ -348,7 +348,7 @@ class BundleReader:
         raw = cursor.read_exact(size, MANIFEST_NAME)
         self._end_of_member(cursor, size, MANIFEST_NAME)
         self._manifest = Manifest.loads(raw)
-        if self._manifest.dumps() != raw:
+        if not self._manifest.is_canonical(raw):
             raise BundleFormatError(
                 "manifest.json is not in canonical form", hint="the bundle was not written by hfbundle"
             )

@@ -145,7 +145,7 @@ def _compress(level: int, data: memoryview) -> bytes:
     return _compressor(level).compress(data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class BlobWritten:
     """One blob stored: its verified hashes and what it cost."""
 
@@ -157,7 +157,7 @@ class BlobWritten:
     level: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class MemberWritten(JsonRecord):
     name: str
     size: int
@@ -325,17 +325,24 @@ class BundleWriter:
 
     # -- public API ----------------------------------------------------------------------------------------
 
-    def write_manifest(self, manifest_bytes: bytes) -> None:
-        """Store the manifest (the canonical bytes of :meth:`Manifest.dumps`) as the first member."""
+    def write_manifest(self, manifest_bytes: bytes, *, manifest: Manifest | None = None) -> None:
+        """Store the manifest (the canonical bytes of :meth:`Manifest.dumps`) as the first member. ``manifest``:
+        the caller's :class:`Manifest` whose ``dumps()`` these bytes are; the writer then keeps it instead of a
+        parsed copy (a second set of per-file records for the whole run, issue 18). The bytes are parsed and
+        validated either way."""
         self._check_open()
         if self._manifest is not None:
             raise UsageError("the manifest was already written")
         try:
-            manifest = Manifest.loads(manifest_bytes)
+            parsed = Manifest.loads(manifest_bytes)
         except BundleFormatError as e:
             raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from e
-        if manifest.dumps() != manifest_bytes:
+        if manifest is not None and manifest.dumps() is manifest_bytes:
+            del parsed  # the very bytes that manifest encodes to: canonical, and equal to what was parsed
+        elif parsed.dumps() != manifest_bytes:
             raise UsageError("manifest bytes are not canonical", hint="pass Manifest.dumps()")
+        else:
+            manifest = parsed
         self._manifest = manifest
         self._bundle_id = hashlib.sha256(manifest_bytes).hexdigest()
         self._declared = {b.sha256: b.size for b in manifest.blobs}

@@ -55,6 +55,7 @@ __all__ = [
     "RefText",
     "TreeRead",
     "index_blobs",
+    "iter_entries",
     "present_files",
     "read_ref",
     "read_tree",
@@ -77,8 +78,8 @@ NamedBy = Literal["blob", "tree", "none"]  # what gives a snapshot file its cont
 SHARED_MARKER = ".huggingface-shared-blobs"  # <cache>/blobs/ is huggingface_hub's shared Xet store
 
 
-@dataclass(frozen=True)
-class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
+class CachedFile(JsonRecord, skip=("source_path", "inode", "blob_id", "xet_hash")):
     """One snapshot entry and where its content lives.
 
     ``etag`` is the name the cache gives the content: the blob a link points to (``named_by="blob"``), or the
@@ -89,7 +90,7 @@ class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
 
     path: str
     size: int
-    source: Path
+    source_path: str  # a string, not a Path: a Path per file held for a whole backup costs ~400 bytes (issue 18)
     inode: tuple[int, int]
     etag: str | None
     lfs: bool
@@ -97,6 +98,10 @@ class CachedFile(JsonRecord, skip=("source", "inode", "blob_id", "xet_hash")):
     linked: bool
     blob_id: str | None = None
     xet_hash: str | None = None
+
+    @property
+    def source(self) -> Path:
+        return Path(self.source_path)
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ class Leftover(JsonRecord, skip=("repo_type", "repo_id", "commit", "path")):
         return {"repo": f"{self.repo_type}:{self.repo_id}" if self.repo_id else None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class Entry(JsonRecord):
     """One file or link below a folder: ``path`` relative and '/'-joined, ``full`` on disk. ``temp`` when its
     name is a writer's temp (:func:`~bundler.cache.names.is_temp`)."""
@@ -197,26 +202,39 @@ def snapshot_commits(repo_folder: Path) -> set[str]:
     return {n for n in listdir(top) if is_commit(n) and (top / n).is_dir()}
 
 
-def walk_entries(top: Path) -> Iterator[Entry]:
-    """Files and links (dangling ones too) below ``top``, sorted; links to folders are listed, not entered."""
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames.sort()
-        keep = []
-        for d in dirnames:
-            if os.path.islink(os.path.join(dirpath, d)):  # os.walk lists links to folders here, never descends
-                filenames.append(d)
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
+def iter_entries(top: str) -> Iterator[tuple[str, str, bool]]:
+    """``(path, full, link)`` of every file and link (dangling ones too) below ``top``: ``path`` relative and
+    '/'-joined, ``full`` on disk. One ``os.scandir`` per folder and no stat per file (the kind comes from the
+    listing), plain strings (no ``Path`` per file): :func:`walk_entries`'s engine, and what ``verify`` walks a
+    snapshot of many files with (issue 18). Files of a folder come first (sorted), then its sub-folders (sorted);
+    links to folders are listed, never entered; FIFOs, sockets and devices are left out; unreadable folders are
+    skipped."""
+    stack: list[tuple[str, str]] = [(top, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                listing = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for e in listing:
             try:
-                mode = os.lstat(full).st_mode
+                if e.is_symlink():
+                    yield prefix + e.name, e.path, True
+                elif e.is_dir(follow_symlinks=False):
+                    subdirs.append((e.path, f"{prefix}{e.name}/"))
+                elif e.is_file(follow_symlinks=False):
+                    yield prefix + e.name, e.path, False
             except OSError:
                 continue
-            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                rel = os.path.relpath(full, top).replace(os.sep, "/")
-                yield Entry(rel, Path(full), stat.S_ISLNK(mode), is_temp(name))
+        stack.extend(reversed(subdirs))
+
+
+def walk_entries(top: Path) -> Iterator[Entry]:
+    """Files and links (dangling ones too) below ``top``, sorted; links to folders are listed, not entered."""
+    for rel, full, link in iter_entries(str(top)):
+        yield Entry(rel, Path(full), link, is_temp(rel.rsplit("/", 1)[-1]))
 
 
 def present_files(snapshot: Path) -> set[str]:

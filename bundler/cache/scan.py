@@ -370,15 +370,17 @@ class _RepoScanner:
             return None
         fast = self._direct_blob(path) if linked else None
         if fast is not None:
-            real, rst = fast
+            real_str, rst = fast
+            real = None
         else:
             real = Path(os.path.realpath(path))
+            real_str = str(real)
             try:
                 rst = os.stat(real)
             except OSError:
                 self._left(Path(path), "dangling link: its blob is missing", commit=commit, file=rel)
                 return None
-        if fast is None and not inside(real, self.root):
+        if real is not None and not inside(real, self.root):
             self._left(Path(path), f"link leading outside the cache (to {real})", commit=commit, file=rel)
             return None
         if not stat.S_ISREG(rst.st_mode):
@@ -386,7 +388,8 @@ class _RepoScanner:
             return None
         size, inode = rst.st_size, (rst.st_dev, rst.st_ino)
         if fast is not None:  # a link straight to the regular file blobs/<name>: no second readlink and lstat
-            blob_name = real.name if is_blob_name(real.name) else None
+            name = os.path.basename(real_str)
+            blob_name = name if is_blob_name(name) else None
         else:
             blob_name = self._linked_blob(Path(path)) if linked else None
         if blob_name is not None:
@@ -402,14 +405,14 @@ class _RepoScanner:
                     )
             if lfs and xet is None:
                 xet = self.all_shared.get(blob_name)  # the store names the payload by its Xet hash
-            return CachedFile(rel, size, real, inode, blob_name, lfs, "blob", True, blob_id, xet)
+            return CachedFile(rel, size, real_str, inode, blob_name, lfs, "blob", True, blob_id, xet)
         if listed is not None:
             lfs = listed.lfs_sha256 is not None
             etag, blob_id, xet = listed.etag, listed.blob_id, listed.xet_hash
-            return CachedFile(rel, size, real, inode, etag, lfs, "tree", linked, blob_id, xet)
-        return CachedFile(rel, size, real, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
+            return CachedFile(rel, size, real_str, inode, etag, lfs, "tree", linked, blob_id, xet)
+        return CachedFile(rel, size, real_str, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
 
-    def _direct_blob(self, link: str) -> tuple[Path, os.stat_result] | None:
+    def _direct_blob(self, link: str) -> tuple[str, os.stat_result] | None:
         """The real path and stat of the regular file ``blobs/<name>`` that ``link`` points at directly (the
         layout huggingface_hub writes), else None (then realpath decides). The snapshot's folders are real ones
         (os.walk does not enter links), so normalising the link's text resolves it as the kernel would."""
@@ -426,7 +429,7 @@ class _RepoScanner:
             st = os.lstat(target)
         except OSError:
             return None
-        return (self._blobs_real / name, st) if stat.S_ISREG(st.st_mode) else None
+        return (os.path.join(self._blobs_real, name), st) if stat.S_ISREG(st.st_mode) else None
 
     def _linked_blob(self, link: Path) -> str | None:
         """``<etag>`` when ``link`` points at this repo's ``blobs/<etag>`` (a hash name); records the blob's

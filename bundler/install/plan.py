@@ -76,7 +76,7 @@ DAMAGED_HINT = "the bundle is damaged: re-copy it or rebuild it on the online ma
 # -- records -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class Placement:
     """One place a content must exist: ``blobs/<etag>`` of a repo (symlink layout), or the snapshot file
     ``commit/path`` itself (copy layout). ``state`` is ``absent`` or ``present`` (to re-hash)."""
@@ -89,7 +89,7 @@ class Placement:
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class ContentStep:
     """One unique content (by sha256) and everywhere it must land.
 
@@ -108,7 +108,7 @@ class ContentStep:
     where: str = ""  # "model org/name: path" of one file using it, for messages
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
 class EntryStep:
     """One snapshot entry. ``state``: ``add`` (absent), ``present`` (already our exact link) or ``check``
     (something is there: kept if its content verifies, replaced otherwise)."""
