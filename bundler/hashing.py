@@ -232,7 +232,7 @@ class InodeHasher:
     by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
     bytes_hashed: int = 0
     on_hashed: Callable[[int], None] | None = None  # called with each file's size once it is hashed (progress)
-    contents: dict[str, int] = field(default_factory=dict)  # sha256 -> size of every content hashed
+    contents: dict[str, int] = field(default_factory=dict)  # sha256 (or git blob id) -> size of each content
 
     @property
     def content_bytes(self) -> int:
@@ -241,7 +241,8 @@ class InodeHasher:
 
     def _hashed(self, d: Digests) -> None:
         size = d.size
-        self.contents[d.sha256] = size
+        # A blob named by its git id is hashed for that id alone (no sha256): the id names the content then.
+        self.contents[d.sha256 or d.git_sha1 or f"unnamed:{len(self.contents)}"] = size
         self.bytes_hashed += size
         if self.on_hashed is not None:
             self.on_hashed(size)
