@@ -921,3 +921,23 @@ def test_a_refused_bundle_lets_go_of_its_buffers_while_its_error_lives() -> None
         gc.enable()
     assert len(kept) == 6 and all(e.__traceback__ is not None for e in kept)
     assert held < 8 << 20, f"{held} bytes still held by 6 refused readers"
+
+
+def test_manifest_bytes_are_those_of_json_dumps_and_the_writer_keeps_the_callers_manifest(tmp_path: Path) -> None:
+    """The canonical bytes are made in pieces (issue 18) and must stay json.dumps' bytes: bundle ids depend on
+    them. Unicode paths, many files, an empty skipped list."""
+    import json
+
+    files = {f"data/ü-{i:04d}/τ.bin": os.urandom(50 + i) for i in range(300)}
+    manifest = make_manifest(files)
+    expected = (json.dumps(manifest.to_json(), sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+    assert manifest.dumps() == expected
+    assert Manifest.loads(expected).dumps() == expected
+    writer = BundleWriter(tmp_path / "b.hfb")
+    writer.write_manifest(manifest.dumps(), manifest=manifest)
+    assert writer._manifest is manifest  # no parsed second copy of every record
+    writer.abort()
+    other = BundleWriter(tmp_path / "c.hfb")
+    with pytest.raises(UsageError, match="not canonical"):  # bytes not from that manifest: checked as before
+        other.write_manifest(expected.replace(b'\n "', b'\n  "', 1), manifest=manifest)
+    other.abort()
