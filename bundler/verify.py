@@ -338,16 +338,7 @@ class _RepoCheck:
             if name in self.plain_files:  # hashed above (a hash name, a regular file)
                 self.run.blobs += 1
                 if name in actual_of:
-                    rel = f"blobs/{name}"
-                    self.issue(
-                        "corrupt",
-                        ERROR,
-                        f"{rel}: content does not match its name",
-                        path=rel,
-                        expected=name,
-                        actual=actual_of[name],
-                        hint=_HINT_CORRUPT,
-                    )
+                    self._corrupt_blob(f"blobs/{name}", name, actual_of[name])
                 continue
             rel = f"blobs/{name}"
             if is_temp(name):
@@ -397,15 +388,13 @@ class _RepoCheck:
         if direct:
             self.plain_files[name] = d.size
         if actual != name:
-            self.issue(
-                "corrupt",
-                ERROR,
-                f"{rel}: content does not match its name",
-                path=rel,
-                expected=name,
-                actual=actual,
-                hint=_HINT_CORRUPT,
-            )
+            self._corrupt_blob(rel, name, actual)
+
+    def _corrupt_blob(self, rel: str, name: str, actual: str) -> None:
+        self.issue(
+            "corrupt", ERROR, f"{rel}: content does not match its name", path=rel, expected=name, actual=actual,
+            hint=_HINT_CORRUPT,
+        )  # fmt: skip
 
     # -- snapshots and trees --
 
