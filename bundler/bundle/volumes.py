@@ -61,6 +61,12 @@ class OutputSink:
         self._fd: int | None = None
         self._vol_left = 0 if isinstance(target, Path) else -1  # bytes left in this volume; -1: no limit
         self._done = False
+        if isinstance(target, Path):
+            # The first temp file exists from the start, not from the first write (which the writer may hold
+            # back for seconds, gathering small frames): an unwritable folder fails before any work, and an
+            # interrupted build always has its temp file to remove.
+            self._open_volume()
+            self.heads.append(bytearray())
 
     # -- writing -------------------------------------------------------------------------------------------
 

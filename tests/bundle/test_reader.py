@@ -545,9 +545,10 @@ def test_writer_usage_errors(tmp_path: Path) -> None:
         writer.add_blob(sha(b"a"), 1, io.BytesIO(b"a"))
     with pytest.raises(UsageError, match="not added"):
         writer.finish()
+    writer.abort()  # what `with BundleWriter(...)` does on any error: the temp file (open from the start) goes
     assert no_output(tmp_path)
-    with pytest.raises(UsageError, match="canonical"):
-        BundleWriter(tmp_path / "y").write_manifest(manifest.dumps().replace(b"\n", b"\n "))
+    with pytest.raises(UsageError, match="canonical"), BundleWriter(tmp_path / "y") as bad:
+        bad.write_manifest(manifest.dumps().replace(b"\n", b"\n "))
     with pytest.raises(UsageError, match="frame size"):
         BundleWriter(tmp_path / "y", frame_size=10)
     with pytest.raises(UsageError, match="split"):
