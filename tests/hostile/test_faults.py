@@ -445,6 +445,9 @@ def test_build_interrupted_leaves_no_partial_bundle(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A child inherits an ignored SIGINT (some earlier test in the run leaves it so), and Python then installs
+        # no KeyboardInterrupt handler: the build would ignore the Ctrl-C this test sends. Start it as a shell does.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 90
     # The temp bundle exists from the manifest on; its one 12 MiB frame then takes seconds at level 19 and is
