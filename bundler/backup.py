@@ -22,7 +22,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -33,13 +35,13 @@ from .cache.model import LAYOUT_EMPTY, LAYOUT_MIXED, CachedFile, CachedRepo, Cac
 from .cache.records import read_record
 from .cache.scan import scan_cache
 from .errors import CacheError, HfBundleError, IntegrityError
-from .hashing import Digests, digest_paths, is_sha256, lfs_blob_id
+from .hashing import Digests, digest_path, is_sha256, lfs_blob_id, read_small_file
 from .records import JsonRecord
 from .repofile import RepoFile
 from .units import human_size
 
 if TYPE_CHECKING:
-    from .bundle.writer import WriteReport
+    from .bundle.writer import PackedBlob, WriteReport
 
 __all__ = [
     "BackupEstimate",
@@ -54,6 +56,11 @@ logger = logging.getLogger(__name__)
 
 BaseLike = BundleSource | Manifest | Path | str
 _MAX_ATTEMPTS = 3
+_PACKED_BUDGET = 96 << 20  # frames of small files made while hashing, waiting to be written (issue 18)
+_HASH_BATCH_FILES = 64
+_PROGRESS_STEP = 1 << 20  # bytes hashed between two progress reports
+_HASH_BATCH_BYTES = 1 << 20
+_HashResults = list["tuple[Digests, PackedBlob | None] | OSError"]
 _CORRUPT_HINT = (
     "delete the damaged blob(s) and download those files again (huggingface_hub re-fetches them), or back up with "
     "--skip-corrupt: the backup then leaves them out and its manifest records what was left out"
@@ -363,12 +370,26 @@ class _Pack:
     git_sha1: str | None
     claim: tuple[str, Inode] | None  # (etag, inode) verified by this packing, for LFS content
     what: _Use | str  # the file it is packed for (its label is made when needed: not one string per file)
+    packed: PackedBlob | None = None  # its frame, made while it was hashed
 
     @property
     def label(self) -> str:
         if isinstance(self.what, str):
             return self.what
         repo, rev, f = self.what.repo, self.what.rev, self.what.file
+        return f"{repo.repo_type} {repo.repo_id}@{rev.commit[:8]}: {f.path}"
+
+
+class _PackLabel:
+    """A file's label for a debug line, made only if the line is logged (not one string per file)."""
+
+    __slots__ = ("use",)
+
+    def __init__(self, use: _Use) -> None:
+        self.use = use
+
+    def __str__(self) -> str:
+        repo, rev, f = self.use.repo, self.use.rev, self.use.file
         return f"{repo.repo_type} {repo.repo_id}@{rev.commit[:8]}: {f.path}"
 
 
@@ -405,9 +426,12 @@ class _Backup:
         self.uses: list[_Use] = []
         self.named: dict[str, list[Inode]] = {}  # etag → distinct inodes claiming it, in first-use order
         self.unnamed: dict[Inode, None] = {}  # an ordered set
+        self.lfs_etag: dict[str, bool] = {}  # etag → named by an LFS sha256 (else a git blob id)
         self.sources: dict[Inode, str] = {}
         self.sizes: dict[Inode, int] = {}
         self.digests: dict[Inode, Digests] = {}
+        self.packed: dict[Inode, PackedBlob] = {}  # small files' frames made while hashing (bounded: _PACKED_BUDGET)
+        self.spent = 0
         self.bad: dict[tuple[str, Inode], str] = {}  # claim → actual, found while packing
         self.verified: set[tuple[str, Inode]] = set()
         self.hashed = 0
@@ -427,8 +451,13 @@ class _Backup:
                     self.sizes.setdefault(f.inode, f.size)
                     if f.etag is None:
                         self.unnamed.setdefault(f.inode)
-                    elif f.inode not in (inodes := self.named.setdefault(f.etag, [])):
-                        inodes.append(f.inode)
+                    else:
+                        inodes = self.named.get(f.etag)
+                        if inodes is None:
+                            inodes = self.named[f.etag] = []
+                            self.lfs_etag[f.etag] = is_sha256(f.etag)  # once per content, not per use
+                        if f.inode not in inodes:
+                            inodes.append(f.inode)
         attempts = 0
         while True:
             attempts += 1
@@ -443,7 +472,7 @@ class _Backup:
                 logger.debug("attempt %d: %s changed or is corrupt; packing again without it", attempts, e.claim[0])
                 self.bad[e.claim] = e.error.actual or "?"
                 self.prehash_lfs = True  # find every other corrupt one before the next attempt
-        packed = {p.sha256 for p in packs}
+        packed = {b.sha256 for b in manifest.blobs}  # the packs' blobs (packs was emptied once written)
         in_base = {f.sha256 for _, _, f in manifest.iter_files() if f.sha256 is not None and f.sha256 not in packed}
         return BackupReport(
             output=str(self.output) if isinstance(self.output, (str, os.PathLike)) else "-",
@@ -453,8 +482,8 @@ class _Backup:
             repos=len(manifest.repos),
             revisions=sum(len(r.snapshots) for r in manifest.repos),
             files=sum(1 for _ in manifest.iter_files()),
-            blobs_packed=len(packs),
-            bytes_packed=sum(p.size for p in packs),
+            blobs_packed=len(manifest.blobs),
+            bytes_packed=manifest.total_size,
             bytes_out=written.bytes_out,
             blobs_in_base=len(in_base),
             bytes_in_base=sum(max(self.plan.base_blobs.get(s, 0), 0) for s in in_base),
@@ -478,7 +507,7 @@ class _Backup:
     def _prehash(self) -> None:
         todo: list[Inode] = []
         for etag, inodes in self.named.items():
-            if is_sha256(etag):
+            if self.lfs_etag[etag]:
                 if etag in self.plan.base_blobs:
                     continue  # the base holds it: not read (see docs/BACKUP.md)
                 todo += [i for i in (inodes if self.prehash_lfs else inodes[1:]) if (etag, i) not in self.verified]
@@ -489,21 +518,44 @@ class _Backup:
         self.total += sum(self.sizes[i] for i in todo)
         if not todo:
             return
-        from .bundle.writer import auto_threads
+        from .bundle.writer import auto_threads, fits_one_frame, frame_bound
 
         workers = max(1, min(len(todo), auto_threads(self.threads), 8))
-        # Small files in batches per worker task, large ones one per task (hashing.digest_paths, issue 18).
-        jobs = ((self.sources[i], True, True, self.sizes[i]) for i in todo)
-        for inode, got in zip(todo, digest_paths(jobs, threads=workers), strict=True):
+        # The first copy of each content may be packed while it is hashed: a small file's frame is made from
+        # the bytes read for its hash, kept (up to _PACKED_BUDGET bytes) until the writer stores it, so it is
+        # read once, not twice (issue 18). Past the budget, files are read again when packed.
+        first = {inodes[0] for inodes in self.named.values() if inodes}
+        wanted = {i for i in todo if fits_one_frame(self.sizes[i]) and (i in first or i in self.unnamed)}
+        # All or none: when every small file's frame fits the budget, each is read once; else none is kept (a
+        # partial budget would only add its size to the peak memory of a backup of very many files).
+        if sum(frame_bound(self.sizes[i]) for i in wanted) > _PACKED_BUDGET - self.spent:
+            wanted.clear()
+
+        def jobs() -> Iterator[tuple[str, int, bool]]:
+            for i in todo:
+                yield self.sources[i], self.sizes[i], i in wanted
+
+        results = _hash_files(jobs(), self.level, workers)
+        unreported = 0
+        for inode, got in zip(todo, results, strict=True):
             if isinstance(got, OSError):
                 path = self.sources[inode]
                 raise CacheError(
                     f"cannot read {path}: {got.strerror or got}",
                     hint="check the cache's permissions, and that nothing deletes files while backing up",
                 ) from got
-            self.digests[inode] = got.digests
-            self.hashed += got.digests.size
-            self._progress(got.digests.size)
+            digests, packed = got
+            if packed is not None:
+                self.packed[inode] = packed
+                self.spent += len(packed.frame)
+            self.digests[inode] = digests
+            self.hashed += digests.size
+            unreported += digests.size
+            if unreported >= _PROGRESS_STEP:  # not once per 3 KB file (issue 18)
+                self._progress(unreported)
+                unreported = 0
+        if unreported:
+            self._progress(unreported)
 
     # -- 2. decide what goes in, build the manifest --
 
@@ -513,11 +565,11 @@ class _Backup:
             return "bad", self.bad[(etag, inode)]
         d = self.digests.get(inode)
         if d is None:
-            held = self.plan.base_blobs.get(etag, -1) if is_sha256(etag) else -1
+            held = self.plan.base_blobs.get(etag, -1) if self.lfs_etag[etag] else -1
             if held >= 0 and self.sizes[inode] != held:
                 return "bad", f"{self.sizes[inode]} bytes (the base holds {held})"
             return "unchecked", ""
-        if is_sha256(etag):
+        if self.lfs_etag[etag]:
             return ("ok", "") if d.sha256 == etag else ("bad", f"sha256 {d.sha256}")
         return ("ok", "") if d.git_sha1 == etag else ("bad", f"git blob {d.git_sha1}")
 
@@ -529,7 +581,7 @@ class _Backup:
             states = [(i, self._status(etag, i)[0]) for i in inodes]
             # An unchecked copy must be the one packed: the writer verifies it in the same read.
             good = [i for i, s in states if s == "unchecked"] + [i for i, s in states if s == "ok"]
-            if is_sha256(etag):
+            if self.lfs_etag[etag]:
                 if etag in base:  # -1: only known as a listing of the base; the size is then our own
                     content[etag] = (etag, base[etag] if base[etag] >= 0 else self.sizes[inodes[0]], None)
                 elif good:
@@ -550,23 +602,24 @@ class _Backup:
         for use in self.uses:
             repo, rev, f = use.repo, use.rev, use.file
             key = (repo.repo_type, repo.repo_id, rev.commit)
-            label = f"{repo.repo_type} {repo.repo_id}@{rev.commit[:8]}: {f.path}"
             if f.etag is None:
                 d = self.digests[f.inode]
                 rf = _repo_file(f, d.sha256, d.size, d.git_sha1)
                 if d.sha256 not in base:
-                    packs.setdefault(d.sha256, _Pack(d.sha256, d.size, f.source_path, None, None, use))
+                    packs.setdefault(
+                        d.sha256, _Pack(d.sha256, d.size, f.source_path, None, None, use, self.packed.get(f.inode))
+                    )
                 files.setdefault(key, []).append(rf)
                 continue
             state, actual = self._status(f.etag, f.inode)
             got = content.get(f.etag)
             if state == "bad":
-                kind = "sha256" if is_sha256(f.etag) else "git blob"
+                kind = "sha256" if self.lfs_etag[f.etag] else "git blob"
                 record = CorruptFile(
                     repo.repo_type, repo.repo_id, rev.commit, f.path, f.source_path, f"{kind} {f.etag}", actual
                 )
                 if got is None:
-                    logger.debug("leave out %s: its content is %s, not its name %s", label, actual, f.etag)
+                    logger.debug("leave out %s: its content is %s, not its name %s", _PackLabel(use), actual, f.etag)
                     corrupt.append(record)
                     skipped.append(
                         SkippedFile(
@@ -583,13 +636,14 @@ class _Backup:
             if got is None:  # unreachable: an etag with no usable instance has only bad ones
                 continue
             sha, size, inode = got
-            git = None if is_sha256(f.etag) else f.etag
+            git = None if self.lfs_etag[f.etag] else f.etag
             files.setdefault(key, []).append(_repo_file(f, sha, size, git))
             if sha in base:
-                logger.debug("skip %s (%s): the base backup holds it", sha[:12], label)
+                logger.debug("skip %s (%s): the base backup holds it", sha[:12], _PackLabel(use))
             if inode is not None and sha not in base:
-                claim = (f.etag, inode) if is_sha256(f.etag) else None
-                packs.setdefault(sha, _Pack(sha, size, self.sources[inode], git, claim, use))
+                claim = (f.etag, inode) if self.lfs_etag[f.etag] else None
+                packs.setdefault(sha, _Pack(sha, size, self.sources[inode], git, claim, use, self.packed.get(inode)))
+        self.packed.clear()  # the packs hold the frames they use; the others are freed
         if corrupt and not self.skip_corrupt:
             raise _corrupt_error(corrupt)
 
@@ -640,6 +694,11 @@ class _Backup:
 
         start = self.done
         self.total += sum(p.size for p in packs)
+        if not (self.skip_corrupt and self.retryable):
+            # No second attempt can come: what was gathered per inode to decide is done with (the packs hold
+            # what they need), freed before the manifest's text is made (issue 18: the peak of 100,000 files).
+            for gathered in (self.named, self.unnamed, self.lfs_etag, self.sources, self.sizes, self.digests):
+                gathered.clear()
 
         def progress(n: int) -> None:
             with self._lock:
@@ -651,21 +710,30 @@ class _Backup:
             self.output, level=self.level, threads=self.threads, split_size=self.split_size, on_progress=progress
         ) as writer:
             writer.write_manifest(manifest.dumps(), manifest=manifest)
-            for n, p in enumerate(packs, 1):
-                try:
-                    with open(p.source, "rb") as stream:
-                        writer.add_blob(p.sha256, p.size, stream, expected_git_sha1=p.git_sha1, label=p.label)
-                except IntegrityError as e:
-                    raise _CorruptWhilePacking(p.claim, self._packing_error(p, e)) from e
-                except OSError as e:
-                    raise CacheError(
-                        f"cannot read {p.source} ({p.label}): {e.strerror or e}",
-                        hint="check the cache's permissions, and that nothing deletes files while backing up",
-                    ) from e
-                if p.claim is not None:
-                    self.verified.add(p.claim)
-                if self.on_files is not None:
-                    self.on_files(n, len(packs))
+            manifest.forget_text()  # stored: not held while packing (issue 18)
+            # Small blobs are read, verified and compressed in batches on the writer's workers (issue 18); the
+            # pack being stored when an error comes is the one after the last stored.
+            n = 0
+            try:
+                for p in writer.add_files(packs):
+                    n += 1
+                    if p.claim is not None:
+                        self.verified.add(p.claim)
+                    if self.on_files is not None:
+                        self.on_files(n, len(packs))
+            except IntegrityError as e:
+                p = packs[n]
+                raise _CorruptWhilePacking(p.claim, self._packing_error(p, e)) from e
+            except OSError as e:
+                p = packs[n]
+                raise CacheError(
+                    f"cannot read {p.source} ({p.label}): {e.strerror or e}",
+                    hint="check the cache's permissions, and that nothing deletes files while backing up",
+                ) from e
+            # Every blob is stored: the packs and the uses that name them on an error are done with, freed before
+            # the index is made (issue 18: the peak of 100,000 files). The manifest's blobs are the packs' own.
+            packs.clear()
+            self.uses.clear()
             return writer.finish()
 
     def _packing_error(self, p: _Pack, e: IntegrityError) -> IntegrityError:
@@ -691,6 +759,62 @@ class _Backup:
         error = _corrupt_error([record])
         error.actual = actual
         return error
+
+
+def _hash_batch(
+    jobs: list[tuple[str, int, bool]], level: int | None
+) -> list[tuple[Digests, PackedBlob | None] | OSError]:
+    """A worker's task: each file hashed (sha256 and git blob id), and packed into its frame when asked."""
+    from .bundle.writer import pack_blobs
+
+    out: list[tuple[Digests, PackedBlob | None] | OSError | None] = []
+    read: list[bytes] = []
+    where: list[int] = []
+    for path, _size, pack in jobs:
+        try:
+            if pack:
+                read.append(read_small_file(path))
+                where.append(len(out))
+                out.append(None)
+            else:
+                out.append((digest_path(path).digests, None))
+        except OSError as e:
+            out.append(e)
+    for i, packed in zip(where, pack_blobs(read, level, git=True), strict=True):
+        out[i] = (Digests(packed.size, packed.sha256, packed.git_sha1 or ""), packed)
+    return [x for x in out if x is not None]
+
+
+def _hash_files(
+    jobs: Iterator[tuple[str, int, bool]], level: int | None, workers: int
+) -> Iterator[tuple[Digests, PackedBlob | None] | OSError]:
+    """:func:`_hash_batch` over ``(path, size, pack)`` jobs in batches on ``workers`` threads (hashlib and zstd
+    release the GIL), in job order, at most ``4 * workers`` batches in flight (bounded memory)."""
+
+    def batches() -> Iterator[list[tuple[str, int, bool]]]:
+        batch: list[tuple[str, int, bool]] = []
+        weight = 0
+        for job in jobs:
+            if batch and (len(batch) >= _HASH_BATCH_FILES or weight + job[1] > _HASH_BATCH_BYTES):
+                yield batch
+                batch, weight = [], 0
+            batch.append(job)
+            weight += job[1]
+        if batch:
+            yield batch
+
+    if workers == 1:
+        for batch in batches():
+            yield from _hash_batch(batch, level)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
+        pending: deque[Future[_HashResults]] = deque()
+        for batch in batches():
+            pending.append(pool.submit(_hash_batch, batch, level))
+            if len(pending) >= 4 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 def _repo_file(f: CachedFile, sha256: str, size: int, git_sha1: str | None) -> RepoFile:

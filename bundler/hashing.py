@@ -151,15 +151,12 @@ def digest_path(path: str, *, sha256: bool = True, git: bool = True) -> FileDige
         h1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if git else None
         done = 0
         if size <= SMALL_FILE:
-            while done < size:
-                block = os.read(fd, size - done)
-                if not block:
-                    break
-                done += len(block)
-                if h256 is not None:
-                    h256.update(block)
-                if h1 is not None:
-                    h1.update(block)
+            data = read_fd(fd, size)
+            done = len(data)
+            if h256 is not None:
+                h256.update(data)
+            if h1 is not None:
+                h1.update(data)
         else:
             view = memoryview(bytearray(CHUNK))
             with open(fd, "rb", buffering=0, closefd=False) as f:
@@ -176,6 +173,33 @@ def digest_path(path: str, *, sha256: bool = True, git: bool = True) -> FileDige
         os.close(fd)
     d = Digests(done, h256.hexdigest() if h256 is not None else "", h1.hexdigest() if h1 is not None else "")
     return FileDigest(st.st_dev, st.st_ino, st.st_nlink, d)
+
+
+def read_small_file(path: str) -> bytes:
+    """The whole content of a regular file (as many bytes as its size when opened), with ``os`` calls only: for
+    files of at most :data:`SMALL_FILE` bytes, read once to be hashed and packed (issue 18). ``OSError`` when it
+    cannot be read or is not a regular file."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+        return read_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def read_fd(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from the open file ``fd`` (fewer at its end), with ``os.read`` only."""
+    chunks: list[bytes] = []
+    done = 0
+    while done < limit:
+        block = os.read(fd, limit - done)
+        if not block:
+            break
+        chunks.append(block)
+        done += len(block)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _digest_batch(jobs: Sequence[tuple[str, bool, bool]]) -> list[FileDigest | OSError]:

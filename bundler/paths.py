@@ -59,6 +59,7 @@ def check_ref(ref: str) -> str:
 # Printable ASCII: no control or bidi characters, already NFC, nothing NFKC folds (issue 18: the per-character
 # checks below cost ~0.1 ms a path, paid for every file of a 100,000-file repo several times).
 _PLAIN_RE = re.compile(r"[\x20-\x7e]*")
+_DRIVE_RE = re.compile(r"(?:^|/)[A-Za-z]:")
 
 
 def check_relpath(path: str) -> str:
@@ -67,18 +68,16 @@ def check_relpath(path: str) -> str:
     (which would create twins on some filesystems)."""
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"invalid path {path!r}: empty")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    plain = _PLAIN_RE.fullmatch(path) is not None  # printable ASCII: NFC, no look-alikes, 1 byte a char
+    if len(path if plain else path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise UnsafePathError(f"invalid path {path[:80]!r}…: longer than {MAX_PATH_BYTES} bytes")
     # A drive letter in any component too: huggingface_hub reads each component under Windows rules (1.26+).
-    if path.startswith("/") or "\\" in path or re.search(r"(?:^|/)[A-Za-z]:", path):
+    if path.startswith("/") or "\\" in path or _DRIVE_RE.search(path):
         raise UnsafePathError(f"unsafe path {path!r}: absolute, with a drive letter or with backslashes")
-    if not _PLAIN_RE.fullmatch(path) and any(
-        unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS for c in path
-    ):
+    if not plain and any(unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS for c in path):
         raise UnsafePathError(f"unsafe path {path!r}: control, bidirectional-override or surrogate characters")
-    if unicodedata.normalize("NFC", path) != path:
+    if not plain and unicodedata.normalize("NFC", path) != path:
         raise UnsafePathError(f"unsafe path {path!r}: not in Unicode NFC form")
-    plain = _PLAIN_RE.fullmatch(path) is not None  # printable ASCII: NFC, no look-alikes, 1 byte a char
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise UnsafePathError(f"unsafe path {path!r}: empty, '.' or '..' component")

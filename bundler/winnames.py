@@ -56,6 +56,10 @@ _RESERVED_RE = re.compile(
     r"(?i)^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3]|conin\$|conout\$) *(\..*)?$"
 )
 _BAD_CHARS = frozenset('<>:"|?*') | frozenset(chr(c) for c in range(32))
+# A path this finds nothing in has no component problem (_component_problem): no bad character, no part ending
+# with a dot or a space, no part starting as a reserved name does (the same case-insensitive match). One search
+# per path instead of a check per part (issue 18: ~35 us a file of a 20,000-file snapshot).
+_MAYBE_PROBLEM_RE = re.compile(r'[<>:"|?*\x00-\x1f]|[. ](?:/|$)|(?:^|/)(?i:con|prn|aux|nul|com|lpt)')
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,15 @@ def find_problems(
     prefix = None
     if cache_dir is not None:
         prefix = len(cache_dir.rstrip("\\/")) + len(f"\\{repo_folder(repo_type, repo_id)}\\snapshots\\{commit}\\")
+    seen_folders: set[str] = set()  # folder paths as spelt, each put in ``folders`` once
+    maybe = _MAYBE_PROBLEM_RE.search
     for path in sorted(set(paths)):
-        for part in path.split("/"):
-            problem = _component_problem(part)
-            if problem is not None:
-                found.append(NameProblem(repo_type, repo_id, path, problem[0], problem[1]))
-                break
+        if maybe(path) is not None:
+            for part in path.split("/"):
+                problem = _component_problem(part)
+                if problem is not None:
+                    found.append(NameProblem(repo_type, repo_id, path, problem[0], problem[1]))
+                    break
         if prefix is not None and prefix + len(path) > MAX_PATH_CHARS:
             found.append(
                 NameProblem(
@@ -132,9 +139,15 @@ def find_problems(
                 )
             )
         files.setdefault(path.casefold(), []).append(path)
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            folders.setdefault("/".join(parts[:i]).casefold(), "/".join(parts[:i]))
+        # Its folders, longest first, up to the first one already seen (whose own folders were seen with it).
+        end = path.rfind("/")
+        while end >= 0:
+            folder = path[:end]
+            if folder in seen_folders:
+                break
+            seen_folders.add(folder)
+            folders.setdefault(folder.casefold(), folder)
+            end = path.rfind("/", 0, end)
     # Files equal but for case clobber each other; so do a file and a folder. Folders spelt two ways merge
     # (``A/x`` and ``a/y`` both stay readable), which is no problem.
     for key, spellings in files.items():

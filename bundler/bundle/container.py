@@ -63,33 +63,37 @@ def end_length(tar_offset: int) -> int:
 def tar_header(name: str, size: int) -> bytes:
     """The one header hfbundle writes for a member: ustar, regular file, mode 0644, owner 0:0, mtime 0, no
     user or group names. Byte-identical to Python's ``tarfile`` ustar output for the same fields; sizes of
-    8 GiB and more use the base-256 size field that GNU tar, bsdtar and Python read."""
+    8 GiB and more use the base-256 size field that GNU tar, bsdtar and Python read.
+
+    Built from a precomputed template: only the name, the size and the checksum vary, and the checksum is the
+    template's byte sum plus theirs (one header per blob: field-by-field building was a cost per small file,
+    issue 18)."""
     raw = name.encode("ascii")
     if not raw or len(raw) > 100:
         raise ValueError(f"tar member name {name!r} must be 1..100 ASCII bytes")
     if size < 0:
         raise ValueError("negative size")
     size_field = b"%011o\0" % size if size < _OCTAL_SIZE_MAX else b"\x80" + size.to_bytes(11, "big")
-    buf = b"".join(
-        (
-            raw.ljust(100, b"\0"),
-            b"0000644\0",  # mode
-            b"0000000\0",  # uid
-            b"0000000\0",  # gid
-            size_field,
-            b"00000000000\0",  # mtime
-            b" " * 8,  # checksum placeholder
-            b"0",  # typeflag: regular file
-            b"\0" * 100,  # linkname
-            b"ustar\x0000",  # magic + version
-            b"\0" * 32,  # uname
-            b"\0" * 32,  # gname
-            b"\0" * 16,  # devmajor, devminor
-            b"\0" * 155,  # prefix
-            b"\0" * 12,
-        )
-    )
-    return buf[:148] + b"%06o\0 " % sum(buf) + buf[156:]
+    checksum = _HEADER_SUM + sum(raw) + sum(size_field)
+    head = (raw, _ZEROS_100[len(raw) :], _HEADER_MODE_IDS, size_field, _HEADER_MTIME)
+    return b"".join((*head, b"%06o\0 " % checksum, _HEADER_TAIL))
+
+
+_ZEROS_100 = bytes(100)
+_HEADER_MODE_IDS = b"0000644\0" + b"0000000\0" + b"0000000\0"  # mode, uid, gid
+_HEADER_MTIME = b"00000000000\0"
+_HEADER_TAIL = (
+    b"0"  # typeflag: regular file
+    + b"\0" * 100  # linkname
+    + b"ustar\x0000"  # magic + version
+    + b"\0" * 32  # uname
+    + b"\0" * 32  # gname
+    + b"\0" * 16  # devmajor, devminor
+    + b"\0" * 155  # prefix
+    + b"\0" * 12
+)
+# Byte sum of everything but the name, the size field and the checksum (counted as 8 spaces, as tar does).
+_HEADER_SUM = sum(_HEADER_MODE_IDS) + sum(_HEADER_MTIME) + 8 * 32 + sum(_HEADER_TAIL)
 
 
 def _parse_number(field: bytes, what: str) -> int:
@@ -106,6 +110,9 @@ def parse_tar_header(block: bytes, where: str) -> tuple[str, int]:
 
     ``where`` names the position for messages ("first member", "member at tar offset 1536").
     """
+    canonical = _canonical_header(block)
+    if canonical is not None:
+        return canonical
     if len(block) != TAR_BLOCK:
         raise BundleFormatError(f"{where}: short tar header ({len(block)} bytes)")
     stored = _parse_number(block[148:156], f"{where}: tar header checksum")
@@ -133,6 +140,23 @@ def parse_tar_header(block: bytes, where: str) -> tuple[str, int]:
             hint="bundles are written by hfbundle only; rebuild it",
         )
     return name, size
+
+
+def _canonical_header(block: bytes) -> tuple[str, int] | None:
+    """``(name, size)`` when ``block`` is byte for byte the header :func:`tar_header` writes for them (so every
+    check of :func:`parse_tar_header` holds: checksum, magic, type, name, zero fields); else None, and
+    :func:`parse_tar_header` finds what is wrong. One comparison instead of the field checks (issue 18: ~20 us
+    a member, paid per small file)."""
+    raw_name = block[:100].rstrip(b"\0")
+    if len(block) != TAR_BLOCK or b"\0" in raw_name:
+        return None
+    field = block[124:136]
+    try:
+        size = int.from_bytes(field[1:], "big") if field[:1] == b"\x80" else int(field[:11], 8)
+        name = raw_name.decode("ascii")
+        return (name, size) if block == tar_header(name, size) else None
+    except ValueError:  # UnicodeDecodeError included
+        return None
 
 
 # -- zstd frames ------------------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, get_args
 
 from ..errors import BundleFormatError
@@ -86,18 +87,20 @@ _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")  # the only way JSO
 
 
 class _RecordsAsJson(list):  # type: ignore[type-arg]
-    """A sequence of records that the JSON encoder reads as a list of their JSON objects, made one at a time
-    as it iterates (json's pure-Python encoder, the one ``indent`` uses, only iterates and tests emptiness)."""
+    """A sequence of records that reads as a list of their JSON objects, each made by ``convert`` only as it is
+    iterated (:func:`_streamed` by default; :func:`_parsed` for the writer's check): never a list of every
+    file's object at once (issue 18). :func:`_encode` writes the text from ``_records`` directly."""
 
-    def __init__(self, records: tuple[Any, ...]) -> None:
+    def __init__(self, records: tuple[Any, ...], convert: Callable[[Any], Any] | None = None) -> None:
         super().__init__()
         self._records = records
+        self._convert = convert or _streamed
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __iter__(self) -> Iterator[Any]:
-        return (_streamed(r) for r in self._records)
+        return map(self._convert, self._records)
 
 
 def _streamed(value: Any) -> Any:
@@ -111,6 +114,118 @@ def _streamed(value: Any) -> Any:
 
 def _sorted_blobs(blobs: tuple[BlobEntry, ...]) -> list[dict[str, Any]]:
     return [b.to_json() for b in sorted(blobs, key=lambda b: b.sha256)]
+
+
+# -- the canonical text: json.dumps(..., sort_keys=True, indent=1, ensure_ascii=False), made faster ----------
+
+_json_str: Callable[[str], str] = json.encoder.encode_basestring  # C, as json uses
+
+
+def _json_float(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, float):
+        return _json_float(key)
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+
+
+def _encode(value: Any, level: int, emit: Callable[[str], None]) -> None:
+    """Emit the text json's indenting encoder (``indent=1``, ``sort_keys``, ``ensure_ascii=False``) writes for
+    ``value`` at nesting ``level``, in the same pieces' order. Lists of files and blobs (:class:`_RecordsAsJson`)
+    are written from their records (:func:`_record_text`), without a dict per record."""
+    if isinstance(value, str):
+        emit(_json_str(value))
+    elif value is None:
+        emit("null")
+    elif value is True:
+        emit("true")
+    elif value is False:
+        emit("false")
+    elif isinstance(value, int):
+        emit(int.__repr__(value))
+    elif isinstance(value, float):
+        emit(_json_float(value))
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            emit("[]")
+            return
+        inner = "\n" + " " * (level + 1)
+        emit("[" + inner)
+        records = value._records if isinstance(value, _RecordsAsJson) else None
+        first = True
+        for item in records if records is not None else value:
+            if not first:
+                emit("," + inner)
+            first = False
+            text = _record_text(item, level + 1) if records is not None else None
+            if text is not None:
+                emit(text)
+            else:
+                _encode(_streamed(item) if records is not None else item, level + 1, emit)
+        emit("\n" + " " * level + "]")
+    elif isinstance(value, dict):
+        if not value:
+            emit("{}")
+            return
+        inner = "\n" + " " * (level + 1)
+        emit("{" + inner)
+        first = True
+        for key, item in sorted(value.items()):
+            if not first:
+                emit("," + inner)
+            first = False
+            emit(_json_str(_json_key(key)) + ": ")
+            _encode(item, level + 1, emit)
+        emit("\n" + " " * level + "}")
+    else:
+        raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+def _record_text(record: Any, level: int) -> str | None:
+    """The canonical text of a :class:`RepoFile` or :class:`BlobEntry` (exactly those classes, with plain field
+    types) at ``level``, made from its fields: what :meth:`RepoFile.to_json` and ``json`` would write (sorted
+    keys; ``lfs_sha256``/``xet_hash`` left out when None, ``sha256`` only when it differs from ``lfs_sha256``).
+    None for anything else, which the generic path writes."""
+    if not _is_plain(record):
+        return None
+    if type(record) is BlobEntry:
+        pad = "\n" + " " * (level + 1)
+        return f'{{{pad}"sha256": {_json_str(record.sha256)},{pad}"size": {int.__repr__(record.size)}\n{" " * level}}}'
+    path, size, blob_id, lfs, xet, sha = (
+        record.path,
+        record.size,
+        record.blob_id,
+        record.lfs_sha256,
+        record.xet_hash,
+        record.sha256,
+    )
+    pad = "\n" + " " * (level + 1)
+    parts = [f'{{{pad}"blob_id": {_json_str(blob_id)}']
+    if lfs is not None:
+        parts.append(f'"lfs_sha256": {_json_str(lfs)}')
+    parts.append(f'"path": {_json_str(path)}')
+    if sha is not None and sha != lfs:
+        parts.append(f'"sha256": {_json_str(sha)}')
+    parts.append(f'"size": {int.__repr__(size)}')
+    if xet is not None:
+        parts.append(f'"xet_hash": {_json_str(xet)}')
+    return ("," + pad).join(parts) + "\n" + " " * level + "}"
 
 
 @dataclass(frozen=True)
@@ -157,29 +272,51 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
         """Canonical bytes: sorted keys, fixed separators, so equal manifests hash equal."""
         return self._canonical
 
+    def _text_tree(self) -> dict[str, Any]:
+        """What :func:`_encode` writes as the canonical text: :meth:`to_json`, with the lists of files and blobs
+        left as records (no dict per file)."""
+        # The lists of blobs are left out of record_json (its convert makes a dict per blob) and put back lazy.
+        top = record_json(replace(self, blobs=(), expects=()), _streamed)
+        top["blobs"] = _RecordsAsJson(tuple(sorted(self.blobs, key=lambda b: b.sha256)))
+        if self.expects:  # skip_empty: written only when there are some
+            top["expects"] = _RecordsAsJson(tuple(sorted(self.expects, key=lambda b: b.sha256)))
+        return top
+
     @functools.cached_property
     def _canonical(self) -> bytes:
-        # Once per (immutable) manifest: a 100,000-file manifest takes seconds to encode (issue 18). The bytes of
-        # json.dumps(self.to_json(), sort_keys=True, indent=1, ensure_ascii=False) + "\n", made in pieces: each
-        # file's JSON object exists only while the encoder writes it, and the text is gathered as UTF-8 every
-        # few thousand pieces. json.dumps holds the whole tree of dicts and a list of every piece at once, the
-        # peak memory of a backup or restore of many files.
-        encoder = json.JSONEncoder(sort_keys=True, indent=1, ensure_ascii=False)
-        out = bytearray()
+        # Once per (immutable) manifest. The bytes of json.dumps(self.to_json(), sort_keys=True, indent=1,
+        # ensure_ascii=False) + "\n", written by :func:`_encode` (json's own indenting encoder is pure Python and
+        # took seconds for 100,000 files, issue 18): each file's text is made from its record directly, no dict
+        # in between, and the text is gathered as UTF-8 every few thousand pieces (bounded memory: json.dumps
+        # holds the whole tree of dicts and a list of every piece at once). A BytesIO hands over its buffer as
+        # the bytes (getvalue: no second copy of the whole text, as bytes(bytearray) made).
+        out = io.BytesIO()
         pieces: list[str] = []
-        for piece in encoder.iterencode(record_json(self, _streamed)):
+
+        def emit(piece: str) -> None:
             pieces.append(piece)
             if len(pieces) >= 4096:
-                out += "".join(pieces).encode()
+                out.write("".join(pieces).encode())
                 pieces.clear()
+
+        _encode(self._text_tree(), 0, emit)
         pieces.append("\n")
-        out += "".join(pieces).encode()
-        return bytes(out)
+        out.write("".join(pieces).encode())
+        return out.getvalue()
+
+    def forget_text(self) -> None:
+        """Let go of the canonical bytes kept by :meth:`dumps` (made again if asked for): for a writer's caller
+        that has stored them and keeps the manifest while it packs (issue 18: tens of MB for 100,000 files)."""
+        self.__dict__.pop("_canonical", None)
 
     def is_canonical(self, raw: bytes) -> bool:
         """``raw`` is exactly :meth:`dumps`; if so the manifest keeps ``raw`` as its bytes (one copy, not two,
-        of a text that is tens of MB for 100,000 files)."""
-        if self.dumps() != raw:
+        of a text that is tens of MB for 100,000 files).
+
+        Compared in slices as :func:`_encode` writes the text (:func:`_same_text`), stopping at the first
+        difference and never holding a second copy of it (issue 18)."""
+        same = _same_text(self._text_tree(), raw) if "_canonical" not in self.__dict__ else self.dumps() == raw
+        if not same:
             return False
         self.__dict__["_canonical"] = raw  # what functools.cached_property reads back
         return True
@@ -209,10 +346,13 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
                 "manifest holds an invalid Unicode escape (a lone surrogate)",
                 hint="the bundle was not written by hfbundle; do not use it",
             ) from err
-        return cls.from_json(data)
+        return cls.from_json(data, _consume=True)
 
     @classmethod
-    def from_json(cls, data: Any) -> Manifest:
+    def from_json(cls, data: Any, *, _consume: bool = False) -> Manifest:
+        """``_consume`` (:meth:`loads`, whose parsed JSON nobody else holds): each blob's and file's JSON object is
+        let go as soon as its record exists, so the parsed tree and the records never both exist whole (issue 18:
+        the peak memory of opening a 100,000-file manifest)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise BundleFormatError('not an hfbundle manifest (missing "format": "hfbundle")')
         version = data.get("format_version")
@@ -235,7 +375,9 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
         if base is not None and not (isinstance(base, str) and is_sha256(base)):
             raise BundleFormatError("manifest 'base' must be a bundle id (64 hex digits)")
         blobs = _parse_blobs(data["blobs"])
-        repos = _parse_repos(data["repos"])
+        if _consume and isinstance(data["blobs"], list):
+            data["blobs"].clear()
+        repos = _parse_repos(data["repos"], blobs, consume=_consume)
         recipe = data.get("recipe")
         if recipe is not None and not isinstance(recipe, dict):
             raise BundleFormatError("manifest 'recipe' must be an object")
@@ -269,6 +411,152 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
         return manifest
 
 
+class _Differs(Exception):
+    """The text so far already differs from the bytes compared with (:class:`_Compare`)."""
+
+
+class _Compare:
+    """An ``emit`` for :func:`_encode` that compares the text with ``raw`` in slices as it comes: a manifest that
+    differs early is refused early, and only a slice of the text is held at once."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.pos = 0
+        self.out: list[str] = []
+
+    def emit(self, piece: str) -> None:
+        self.out.append(piece)
+        if len(self.out) >= 8192:
+            self.flush()
+
+    def flush(self) -> None:
+        part = "".join(self.out).encode()
+        self.out.clear()
+        if self.raw[self.pos : self.pos + len(part)] != part:
+            raise _Differs
+        self.pos += len(part)
+
+
+def _same_text(data: Any, raw: bytes) -> bool:
+    """Whether ``raw`` is exactly the canonical text of ``data`` (see :meth:`Manifest.dumps`)."""
+    cmp = _Compare(raw)
+    try:
+        _encode(data, 0, cmp.emit)
+        cmp.emit("\n")
+        cmp.flush()
+    except _Differs:
+        return False
+    return cmp.pos == len(raw)
+
+
+def _parsed(record: Any) -> dict[str, Any]:
+    """The JSON object ``json.loads`` reads back from :func:`_record_text`'s text of ``record`` (same keys, same
+    values: its fields are plain ``str``/``int``/None, which the text holds exactly)."""
+    if type(record) is BlobEntry:
+        return {"sha256": record.sha256, "size": record.size}
+    out: dict[str, Any] = {"blob_id": record.blob_id}
+    if record.lfs_sha256 is not None:
+        out["lfs_sha256"] = record.lfs_sha256
+    out["path"] = record.path
+    if record.sha256 is not None and record.sha256 != record.lfs_sha256:
+        out["sha256"] = record.sha256
+    out["size"] = record.size
+    if record.xet_hash is not None:
+        out["xet_hash"] = record.xet_hash
+    return out
+
+
+def _elided(records: Any) -> _RecordsAsJson | None:
+    """A lazy parsed view of ``records`` when it is a non-empty tuple of records :func:`_record_text` writes."""
+    if not isinstance(records, tuple) or not records:
+        return None
+    return _RecordsAsJson(records, _parsed) if all(map(_is_plain, records)) else None
+
+
+def _is_plain(record: Any) -> bool:
+    """Whether :func:`_record_text` writes ``record`` (a :class:`RepoFile` or :class:`BlobEntry` of plain fields)."""
+    cls = type(record)
+    if cls is BlobEntry:
+        return type(record.sha256) is str and type(record.size) is int
+    return (
+        cls is RepoFile
+        and type(record.path) is str
+        and type(record.size) is int
+        and type(record.blob_id) is str
+        and (record.lfs_sha256 is None or type(record.lfs_sha256) is str)
+        and (record.xet_hash is None or type(record.xet_hash) is str)
+        and (record.sha256 is None or type(record.sha256) is str)
+    )
+
+
+def check_encoded(manifest: Manifest) -> None:
+    """Refuse ``manifest`` (:class:`BundleFormatError`) exactly when :meth:`Manifest.loads` refuses its
+    :meth:`~Manifest.dumps` bytes, without parsing the whole text into a tree of JSON objects (issue 18: the
+    writer checking a backup's manifest of 100,000 files held that tree, tens of MB, at the run's peak).
+
+    The lists of files, listings and blobs are read back from their records (:func:`_parsed`: the very objects
+    their text parses to); the rest, small, is written and parsed as :meth:`~Manifest.loads` parses it. The same
+    checks then run on the same values (:meth:`Manifest.from_json`), in the same order, with the same errors.
+    Any manifest of another shape is checked by parsing its bytes."""
+    raw = manifest.dumps()
+    if len(raw) > MAX_MANIFEST_BYTES or not isinstance(manifest.repos, tuple):
+        Manifest.loads(raw)
+        return
+    lazy: dict[tuple[Any, ...], _RecordsAsJson] = {}
+    top = manifest._text_tree()
+    for key in ("blobs", "expects"):
+        value = top.get(key)
+        if isinstance(value, _RecordsAsJson) and (view := _elided(value._records)) is not None:
+            lazy[(key,)] = view
+            top[key] = []
+    repos: list[Any] = []
+    for i, repo in enumerate(manifest.repos):
+        if type(repo) is not RepoEntry or not isinstance(repo.snapshots, tuple):
+            Manifest.loads(raw)
+            return
+        repo_json = _streamed(repo)
+        snapshots: list[Any] = []
+        for j, snap in enumerate(repo.snapshots):
+            if type(snap) is not SnapshotEntry:
+                Manifest.loads(raw)
+                return
+            snap_json = _streamed(snap)
+            for name in ("files", "listing"):
+                if name in snap_json and (view := _elided(getattr(snap, name))) is not None:
+                    lazy[(i, j, name)] = view
+                    snap_json[name] = []
+            snapshots.append(snap_json)
+        repo_json["snapshots"] = snapshots
+        repos.append(repo_json)
+    if repos:
+        top["repos"] = repos
+    pieces: list[str] = []
+    _encode(top, 0, pieces.append)
+    del top, repos
+    skeleton = "".join(pieces)
+    del pieces
+    try:
+        data = json.loads(skeleton, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as e:
+        raise BundleFormatError(
+            f"manifest is not valid JSON: {str(e)[:200]}", hint="the bundle is damaged; rebuild or re-copy it"
+        ) from e
+    try:  # as loads checks: a lone surrogate is refused
+        if _SURROGATE_ESCAPE.search(skeleton.encode()) is not None:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise BundleFormatError(
+            "manifest holds an invalid Unicode escape (a lone surrogate)",
+            hint="the bundle was not written by hfbundle; do not use it",
+        ) from err
+    for where, view in lazy.items():
+        if len(where) == 1:
+            data[where[0]] = view
+        else:
+            data["repos"][where[0]]["snapshots"][where[1]][where[2]] = view
+    Manifest.from_json(data)
+
+
 def _refuse_constant(name: str) -> Any:
     """``NaN``, ``Infinity``: Python's json reads them, JSON does not have them (``--json`` output would be invalid)."""
     raise ValueError(f"{name} is not JSON")
@@ -291,7 +579,9 @@ def _parse_blobs(raw: Any, what: str = "blobs") -> dict[str, BlobEntry]:
     return blobs
 
 
-def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
+def _parse_repos(
+    raw: Any, blobs: Mapping[str, BlobEntry] | None = None, *, consume: bool = False
+) -> tuple[RepoEntry, ...]:
     if not isinstance(raw, list):
         raise BundleFormatError("manifest 'repos' must be a list")
     repos: list[RepoEntry] = []
@@ -305,7 +595,7 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
         seen.add((repo_type, repo_id.lower()))
         if not isinstance(r["snapshots"], list) or not isinstance(r["refs"], dict):
             raise BundleFormatError(f"repo {repo_id}: 'snapshots' must be a list and 'refs' an object")
-        snapshots = tuple(_parse_snapshot(repo_id, s) for s in r["snapshots"])
+        snapshots = tuple(_parse_snapshot(repo_id, s, blobs, consume=consume) for s in r["snapshots"])
         commits = {s.commit for s in snapshots}
         if len(commits) != len(snapshots):
             raise BundleFormatError(f"repo {repo_id}: a commit is listed twice")
@@ -320,12 +610,27 @@ def _parse_repos(raw: Any) -> tuple[RepoEntry, ...]:
     return tuple(repos)
 
 
-def _parse_snapshot(repo_id: str, s: Any) -> SnapshotEntry:
+def _parse_snapshot(
+    repo_id: str, s: Any, blobs: Mapping[str, BlobEntry] | None = None, *, consume: bool = False
+) -> SnapshotEntry:
     expect_keys(s, {"commit", "files"}, {"no_exist", "tree", "listing"}, "snapshot")
     commit = check_commit(json_str(s["commit"], "commit"))
     if not isinstance(s["files"], list) or not isinstance(s.get("no_exist", []), list):
         raise BundleFormatError(f"repo {repo_id}@{commit}: 'files' and 'no_exist' must be lists")
-    files = tuple(RepoFile.from_json(f) for f in s["files"])
+    raw_files: list[Any] = s["files"]
+    parsed: list[RepoFile] = []
+    for i, f in enumerate(raw_files):
+        # A file's sha256 shares its blob's string: one copy, not two, per file (issue 18: 100k files).
+        sha = f.get("sha256") if blobs and type(f) is dict else None
+        if type(sha) is str and blobs and sha in blobs:
+            f["sha256"] = blobs[sha].sha256
+            if f.get("lfs_sha256") == sha:
+                f["lfs_sha256"] = f["sha256"]
+        parsed.append(RepoFile.from_json(f))
+        if consume:
+            raw_files[i] = None
+    files = tuple(parsed)
+    del parsed
     folded: dict[str, str] = {}  # casefolded path -> its first spelling
     for f in files:
         if f.sha256 is None:

@@ -178,7 +178,10 @@ class BundleReader:
                 assert stream is not None
                 self._frames = StreamFrames(stream)
                 jobs = (
-                    functools.partial(decode_frame, ref, raw, f"frame at offset {ref.offset}", self._buffers)
+                    (
+                        ref.raw_length,
+                        functools.partial(decode_frame, ref, raw, f"frame at offset {ref.offset}", self._buffers),
+                    )
                     for ref, raw in self._frames
                 )
                 self._cursor = TarCursor(prefetch(jobs, self._pool, self._depth), self._buffers)
@@ -190,6 +193,7 @@ class BundleReader:
         except BaseException:
             self.close()
             raise
+        self._buffers.clear()  # the manifest's (large) frame buffers: blobs may never need one again
         self._manifest_bytes = raw
         self._bundle_id = hashlib.sha256(raw).hexdigest()
         self._blobs = {b.sha256: b for b in self._manifest.blobs}
@@ -439,14 +443,16 @@ class BundleReader:
         assert self._access is not None
         buf: bytearray | None = getattr(self._raw, "buf", None)
         if buf is None or len(buf) < ref.length:
-            buf = self._raw.buf = bytearray(max(ref.length, 17 << 20))
+            # Grown to the largest frame met, not 17 MiB up front: bytearray(n) touches every page, and a bundle
+            # of small files never needs more than a few KB (issue 18).
+            buf = self._raw.buf = bytearray(max(ref.length, 64 << 10))
         raw = memoryview(buf)[: ref.length]
         got = self._access.pread_into(ref.offset, raw)
         return decode_frame(ref, raw[:got], where, self._buffers)
 
     def _cursor_over(self, members: Sequence[IndexMember], depth: int | None = None) -> TarCursor:
         jobs = (
-            functools.partial(self._fetch, ref, f"{m.name or 'the end of the archive'} (frame {i})")
+            (ref.raw_length, functools.partial(self._fetch, ref, f"{m.name or 'the end of the archive'} (frame {i})"))
             for m in members
             for i, ref in enumerate(m.frames)
         )

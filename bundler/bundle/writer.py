@@ -27,23 +27,25 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, NoReturn, Protocol, TypeVar
 
 import zstandard
 
 from ..errors import BundleFormatError, HfBundleError, IntegrityError, UsageError
-from ..hashing import is_sha1, is_sha256
+from ..hashing import is_sha1, is_sha256, read_fd
 from ..records import JsonRecord
 from .container import (
+    BLOB_PREFIX,
     KIND_BLOB,
     KIND_END,
     KIND_MANIFEST,
     MANIFEST_NAME,
+    TAR_BLOCK,
     TRAILER_LENGTH,
     BundleIndex,
     FrameRef,
@@ -58,7 +60,7 @@ from .container import (
     signatures_frame,
     tar_header,
 )
-from .manifest import Manifest
+from .manifest import Manifest, check_encoded
 from .volumes import OutputSink
 
 DEFAULT_FRAME_SIZE = 16 << 20
@@ -84,6 +86,16 @@ FAST_LEVEL = -1
 SMALL_BLOB = 64 << 10
 SMALL_BARELY_LEVEL = 3
 LEVEL_MIN, LEVEL_MAX = -7, 22
+# Small blobs given to :meth:`BundleWriter.add_files` go to the compression workers in batches of this many
+# files (or bytes): each worker reads, hashes and compresses a whole batch, so the calling thread only checks
+# the results and writes (one task per 3 KB file cost more than its work, issue 18).
+SMALL_BATCH_FILES = 64
+SMALL_BATCH_BYTES = 1 << 20
+# A manifest larger than this, in one frame, is checked on a thread while it is compressed (issue 18). A larger
+# one (many frames: ~50,000 files and more) is checked first: the parse's and the frame buffers' memory would
+# add up at the peak of the run.
+_PARSE_ASIDE = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO never blocks
 _T = TypeVar("_T")
 
 
@@ -118,7 +130,11 @@ def choose_level(sample: bytes | bytearray | memoryview, size: int) -> int:
     """
     if len(sample) < 1024:
         return 19
-    ratio = len(_compressor(1).compress(sample)) / len(sample)
+    return _level_for(len(_compressor(1).compress(sample)) / len(sample), size)
+
+
+def _level_for(ratio: float, size: int) -> int:
+    """:func:`choose_level`'s rule, given the sample's level-1 ratio."""
     if ratio < 0.5:
         return text_level(size)
     if ratio < BARELY_COMPRESSIBLE:
@@ -207,6 +223,155 @@ class _Hasher:
         self.sha256.update(view)
         if self.sha1 is not None:
             self.sha1.update(view)
+
+
+class FileBlob(Protocol):
+    """A blob :meth:`BundleWriter.add_files` reads from a file: its declared sha256 and size, where it is, its
+    expected git blob id (None: not checked) and what to call it in messages."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def source(self) -> str | os.PathLike[str]: ...
+    @property
+    def git_sha1(self) -> str | None: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def packed(self) -> PackedBlob | None: ...  # its frame made already (from the bytes hashed), or None
+
+
+_FB = TypeVar("_FB", bound=FileBlob)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedBlob:
+    """A small blob as its one frame (tar header, data, padding, compressed), made from the very bytes that were
+    hashed (:func:`pack_blob`): what lets a backup read a small file once, to hash it for the manifest and to
+    pack it (issue 18). ``size`` is the bytes read; ``frame`` is empty when a reader saw the wrong size."""
+
+    size: int
+    sha256: str
+    git_sha1: str | None
+    frame: bytes
+    raw_length: int
+    level: int
+
+
+def fits_one_frame(size: int) -> bool:
+    """A blob of ``size`` bytes is small: its member is one frame, made in one call (:func:`pack_blob`)."""
+    return TAR_BLOCK + padded(size) <= INLINE_MEMBER
+
+
+def frame_bound(size: int) -> int:
+    """At most the bytes of a small blob's frame: its tar bytes plus zstd's worst case (ZSTD_compressBound)."""
+    raw = TAR_BLOCK + padded(size)
+    return raw + raw // 255 + 128
+
+
+def pack_blob(data: bytes, level: int | None, *, git: bool) -> PackedBlob:
+    """Hash ``data`` (sha256, and its git blob id when ``git``) and compress its member (named by that sha256)
+    into one frame, at ``level`` or the one :func:`choose_level` picks: the bytes :class:`BundleWriter` writes
+    for that blob."""
+    return pack_blobs([data], level, git=git)[0]
+
+
+def pack_blobs(datas: list[bytes], level: int | None, *, git: bool) -> list[PackedBlob]:
+    """:func:`pack_blob` of each of ``datas``, the compression of all of them in one call per level (zstd's
+    ``multi_compress_to_buffer``, one frame per input, the same bytes as one ``compress`` each): the GIL is
+    released for the whole batch, not for a few microseconds per 3 KB file, so workers run in parallel
+    (issue 18)."""
+    hashes = [hashlib.sha256(d).hexdigest() for d in datas]
+    gits: list[str | None] = [None] * len(datas)
+    if git:
+        for i, d in enumerate(datas):
+            h1 = hashlib.sha1(b"blob %d\0" % len(d), usedforsecurity=False)
+            h1.update(d)
+            gits[i] = h1.hexdigest()
+    if level is not None:
+        levels = [level] * len(datas)
+    else:
+        levels = [19] * len(datas)  # choose_level: too small a sample to judge
+        samples = [(i, d[-SAMPLE_BYTES:]) for i, d in enumerate(datas) if len(d[-SAMPLE_BYTES:]) >= 1024]
+        for (i, sample), packed in zip(samples, _compress_many(1, [x for _, x in samples]), strict=True):
+            levels[i] = _level_for(len(packed) / len(sample), len(datas[i]))
+    raws = [
+        b"".join((tar_header(blob_member_name(h), len(d)), d, bytes(padded(len(d)) - len(d))))
+        for h, d in zip(hashes, datas, strict=True)
+    ]
+    frames: list[bytes] = [b""] * len(datas)
+    for lvl in sorted(set(levels)):
+        idx = [i for i, x in enumerate(levels) if x == lvl]
+        for i, frame in zip(idx, _compress_many(lvl, [raws[i] for i in idx]), strict=True):
+            frames[i] = frame
+    return [
+        PackedBlob(len(d), h, g, f, len(r), lvl)
+        for d, h, g, f, r, lvl in zip(datas, hashes, gits, frames, raws, levels, strict=True)
+    ]
+
+
+def _compress_many(level: int, inputs: list[bytes]) -> list[bytes]:
+    """One frame per input, as :func:`_compress` makes it; in one call when zstandard's C backend has it."""
+    if len(inputs) < 2:
+        return [_compressor(level).compress(x) for x in inputs]
+    many = getattr(_compressor(level), "multi_compress_to_buffer", None)
+    if many is None:
+        return [_compressor(level).compress(x) for x in inputs]
+    try:
+        return [bytes(x) for x in many(inputs, threads=1)]
+    except NotImplementedError:  # the cffi backend
+        return [_compressor(level).compress(x) for x in inputs]
+
+
+def _read_small(path: str | os.PathLike[str], size: int) -> bytes:
+    """Up to ``size + 1`` bytes of a file (one more tells a grown file), with ``os`` calls only. ``OSError``
+    from the open is the caller's; a read error is wrapped in ``_ReadError``."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        return read_fd(fd, size + 1)
+    except OSError as e:
+        raise _ReadError(e) from e
+    finally:
+        os.close(fd)
+
+
+class _ReadError(Exception):
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+_SmallResult = PackedBlob | OSError | _ReadError
+
+
+def _pack_small(jobs: list[FileBlob], level: int | None) -> list[_SmallResult]:
+    """Read, hash and compress each small blob into its one frame (header, data, padding): a worker's task."""
+    out: list[_SmallResult | None] = []
+    read: list[bytes] = []
+    where: list[int] = []
+    for job in jobs:
+        size = job.size
+        try:
+            data = _read_small(job.source, size)
+        except (OSError, _ReadError) as e:
+            out.append(e)
+            continue
+        if len(data) != size:
+            out.append(PackedBlob(len(data), "", None, b"", 0, 0))
+        else:
+            where.append(len(out))
+            out.append(None)
+            read.append(data)
+    gits = {job.git_sha1 is not None for job in jobs}
+    if len(gits) == 1:
+        packed = pack_blobs(read, level, git=gits.pop())
+    else:
+        packed = [pack_blob(d, level, git=jobs[i].git_sha1 is not None) for i, d in zip(where, read, strict=True)]
+    for i, p in zip(where, packed, strict=True):
+        out[i] = p
+    return [x for x in out if x is not None]
 
 
 def _fill(stream: BinaryIO, view: memoryview) -> int:
@@ -328,27 +493,64 @@ class BundleWriter:
     def write_manifest(self, manifest_bytes: bytes, *, manifest: Manifest | None = None) -> None:
         """Store the manifest (the canonical bytes of :meth:`Manifest.dumps`) as the first member. ``manifest``:
         the caller's :class:`Manifest` whose ``dumps()`` these bytes are; the writer then keeps it instead of a
-        parsed copy (a second set of per-file records for the whole run, issue 18). The bytes are parsed and
-        validated either way."""
+        parsed copy (a second set of per-file records for the whole run, issue 18). The bytes are validated
+        either way: every refusal of :meth:`Manifest.loads` stays (:func:`~bundler.bundle.manifest.check_encoded`)."""
         self._check_open()
         if self._manifest is not None:
             raise UsageError("the manifest was already written")
-        try:
-            parsed = Manifest.loads(manifest_bytes)
-        except BundleFormatError as e:
-            raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from e
+        aside = _PARSE_ASIDE < len(manifest_bytes) <= self._frame_size - TAR_BLOCK
+        if manifest is not None and manifest.dumps() is manifest_bytes and aside:
+            # The caller's own manifest: checked as its bytes parse (check_encoded), on a thread of its own while this
+            # one compresses them (checking holds the GIL, zstd does not: issue 18). On failure nothing is kept.
+            checked: list[BaseException | None] = []
+            given = manifest
+
+            def check() -> None:
+                try:
+                    check_encoded(given)
+                    checked.append(None)
+                except BaseException as e:  # handed to the caller below
+                    checked.append(e)
+
+            thread = threading.Thread(target=check, name="hfbundle-manifest-check", daemon=True)
+            thread.start()
+            try:
+                self._store_manifest(manifest_bytes, manifest)
+            finally:
+                thread.join()
+            error = checked[0] if checked else RuntimeError("the manifest check did not finish")
+            if error is not None:
+                self.abort()
+                if isinstance(error, BundleFormatError):
+                    raise UsageError(f"invalid manifest: {error.message}", hint=error.hint) from error
+                raise error
+            return
         if manifest is not None and manifest.dumps() is manifest_bytes:
-            del parsed  # the very bytes that manifest encodes to: canonical, and equal to what was parsed
-        elif parsed.dumps() != manifest_bytes:
-            raise UsageError("manifest bytes are not canonical", hint="pass Manifest.dumps()")
+            try:  # checked as loads() checks these bytes, without their whole parsed tree (issue 18)
+                check_encoded(manifest)
+            except BundleFormatError as e:
+                raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from e
         else:
+            try:
+                parsed = Manifest.loads(manifest_bytes)
+            except BundleFormatError as e:
+                raise UsageError(f"invalid manifest: {e.message}", hint=e.hint) from e
+            if parsed.dumps() != manifest_bytes:
+                raise UsageError("manifest bytes are not canonical", hint="pass Manifest.dumps()")
             manifest = parsed
+        self._store_manifest(manifest_bytes, manifest)
+
+    def _store_manifest(self, manifest_bytes: bytes, manifest: Manifest) -> None:
         self._manifest = manifest
         self._bundle_id = hashlib.sha256(manifest_bytes).hexdigest()
         self._declared = {b.sha256: b.size for b in manifest.blobs}
         level = self._level if self._level is not None else text_level(len(manifest_bytes))
         self._guarded(lambda: self._write_member(KIND_MANIFEST, self._bundle_id, manifest_bytes, level))
         self._guarded(self._hand_over)  # the output file exists from the manifest on, as before gathering
+        if len(manifest_bytes) > self._frame_size:
+            # A manifest of many files took several frame buffers: freed, not kept for a run that may pack
+            # only small blobs (issue 18); a large blob allocates what it needs.
+            self._buffers.clear()
 
     def add_blob(
         self,
@@ -367,14 +569,157 @@ class BundleWriter:
         self._check_open()
         if self._manifest is None:
             raise UsageError("write_manifest() must be called before add_blob()")
-        if not is_sha256(sha256) or (expected_git_sha1 is not None and not is_sha1(expected_git_sha1)):
+        self._claim(sha256, size, expected_git_sha1, label)
+        return self._guarded(lambda: self._add_blob(sha256, size, stream, expected_git_sha1, label or sha256))
+
+    def add_files(self, jobs: Iterable[_FB]) -> Iterator[_FB]:
+        """Store each blob of ``jobs`` (in order) from its file, as :meth:`add_blob` would, yielding each job
+        once it is stored and verified. Small blobs are read, hashed and compressed in batches on the worker
+        threads (the calling thread checks and writes), large ones as :meth:`add_blob` does: what a cache of
+        many small files costs per file (issue 18). Every check of :meth:`add_blob` is made, with its errors
+        (the bundle is aborted); an ``OSError`` opening a file is raised as it is, for the caller to name.
+        """
+        self._check_open()
+        if self._manifest is None:
+            raise UsageError("write_manifest() must be called before add_files()")
+        try:
+            yield from self._add_files(jobs)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            self.abort()
+            raise
+
+    def _check_blob(self, job: FileBlob) -> None:
+        self._claim(job.sha256, job.size, job.git_sha1, job.label)
+
+    def _claim(self, sha256: str, size: int, git_sha1: str | None, label: str) -> None:
+        """The checks before a blob is stored (:meth:`add_blob`, :meth:`add_files`); it is then counted as added."""
+        if not is_sha256(sha256) or (git_sha1 is not None and not is_sha1(git_sha1)):
             raise UsageError(f"invalid hash for blob {label or sha256!r}")
         if self._declared.get(sha256) != size:
             raise UsageError(f"blob {sha256[:12]}… of {size} bytes is not declared in the manifest")
         if sha256 in self._added:
             raise UsageError(f"blob {sha256[:12]}… was already added (each blob is stored once)")
         self._added.add(sha256)
-        return self._guarded(lambda: self._add_blob(sha256, size, stream, expected_git_sha1, label or sha256))
+
+    def _add_files(self, jobs: Iterable[_FB]) -> Iterator[_FB]:
+        small_max = min(INLINE_MEMBER, self._frame_size)
+        pools = self._pools()
+        depth = 2 * min(self._threads, MAX_WORKERS)
+        pending: deque[tuple[list[_FB], Future[list[_SmallResult]] | list[_SmallResult]]] = deque()
+        batch: list[_FB] = []
+        weight = 0
+
+        def submit() -> None:
+            nonlocal batch, weight
+            if batch and pools is None:
+                pending.append((batch, _pack_small(batch, self._level)))  # type: ignore[arg-type]
+                batch, weight = [], 0
+            elif batch:
+                assert pools is not None
+                pending.append((batch, pools[0].submit(_pack_small, batch, self._level)))  # type: ignore[arg-type]
+                batch, weight = [], 0
+
+        try:
+            for job in jobs:
+                self._check_blob(job)
+                if TAR_BLOCK + padded(job.size) > small_max:
+                    submit()
+                    while pending:
+                        yield from self._store_small(*pending.popleft())
+                    with open(job.source, "rb") as stream:
+                        self._add_blob(job.sha256, job.size, stream, job.git_sha1, job.label or job.sha256)
+                    yield job
+                    continue
+                packed = job.packed
+                if packed is not None and packed.raw_length <= small_max and self._level in (None, packed.level):
+                    submit()
+                    while pending:
+                        yield from self._store_small(*pending.popleft())
+                    yield from self._store_small([job], [packed])
+                    continue
+                batch.append(job)
+                weight += job.size
+                if len(batch) >= SMALL_BATCH_FILES or weight >= SMALL_BATCH_BYTES:
+                    submit()
+                    while len(pending) > depth:
+                        yield from self._store_small(*pending.popleft())
+            submit()
+            while pending:
+                yield from self._store_small(*pending.popleft())
+        finally:
+            for _, fut in pending:
+                if isinstance(fut, Future):
+                    fut.cancel()
+
+    def _store_small(self, jobs: list[_FB], done: Future[list[_SmallResult]] | list[_SmallResult]) -> Iterator[_FB]:
+        results = done.result() if isinstance(done, Future) else done
+        stored = 0
+        for job, r in zip(jobs, results, strict=True):
+            sha256, size = job.sha256, job.size
+            if (
+                not isinstance(r, PackedBlob)
+                or r.size != size
+                or r.sha256 != sha256
+                or (job.git_sha1 is not None and r.git_sha1 != job.git_sha1)
+            ):
+                self._small_failed(job, r)
+            frame = r.frame
+            ref = FrameRef(self._offset, len(frame), r.raw_length)
+            self._members.append(IndexMember(KIND_BLOB, sha256, size, self._tar_offset, (ref,)))
+            self._written.append(MemberWritten(BLOB_PREFIX + sha256, size, len(frame), 1, r.level))
+            self._tar_offset += r.raw_length
+            self._bytes_in += size
+            self._emit(frame)
+            stored += size
+            yield job
+        if stored and self._on_progress is not None:  # once per batch, not per 3 KB file (issue 18)
+            self._progress += stored
+            self._on_progress(self._progress)
+
+    @staticmethod
+    def _small_failed(job: FileBlob, r: _SmallResult) -> NoReturn:
+        """Raise what :meth:`add_blob` raises for this failure (in its order: read, size, sha256, git id)."""
+        sha256, size, label = job.sha256, job.size, job.label or job.sha256
+        if isinstance(r, _ReadError):
+            e = r.error
+            raise HfBundleError(f"could not read {label}: {e.strerror or e}", hint="check the file and retry") from e
+        if isinstance(r, OSError):
+            raise r
+        if r.size < size:
+            raise IntegrityError(
+                f"{label}: has {r.size} bytes, expected {size} (it changed since it was locked)",
+                path=label,
+                expected=str(size),
+                actual=str(r.size),
+                hint="re-run `hfbundle resolve`, or restore the original file",
+            )
+        if r.size > size:
+            raise IntegrityError(
+                f"{label}: is larger than the {size} bytes the lock declares (it changed since it was locked)",
+                path=label,
+                expected=str(size),
+                actual=f"more than {size}",
+                hint="re-run `hfbundle resolve`, or restore the original file",
+            )
+        if r.sha256 != sha256:
+            raise IntegrityError(
+                f"{label}: sha256 is {r.sha256}, expected {sha256}",
+                path=label,
+                expected=sha256,
+                actual=r.sha256,
+                hint="the local copy is corrupt or changed: re-download it, or re-run `hfbundle resolve`",
+            )
+        if job.git_sha1 is not None and r.git_sha1 != job.git_sha1:
+            raise IntegrityError(
+                f"{label}: git blob id is {r.git_sha1}, expected {job.git_sha1}",
+                path=label,
+                expected=job.git_sha1,
+                actual=r.git_sha1,
+                hint="the local copy is corrupt or changed: re-download it, or re-run `hfbundle resolve`",
+            )
+        raise HfBundleError(f"internal error: {label} failed no check")
 
     def finish(self) -> WriteReport:
         """Write the end of the archive, the index and the trailer, and move the output into place."""

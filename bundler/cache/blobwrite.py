@@ -34,7 +34,7 @@ class Cancelled(HfBundleError):
 
 def write_hashed(
     stream: BinaryIO,
-    path: Path,
+    path: Path | str,
     size: int,
     *,
     git: bool = True,
@@ -109,8 +109,9 @@ def _write_small(
     cancelled: Callable[[], bool] | None,
 ) -> Digests:
     """A blob under one chunk: read, hash and write on this thread. A writer thread per blob cost ~0.6 ms of
-    thread start-up per file, more than the whole write of a 4 KB file (issue 18: many small files)."""
-    with os.fdopen(fd, "wb", buffering=0) as out:
+    thread start-up per file, more than the whole write of a 4 KB file (issue 18: many small files). The bare
+    descriptor, no file object around it (~10 us a file)."""
+    try:
         if cancelled is not None and cancelled():
             raise Cancelled("stopped")
         data: bytes | memoryview | bytearray = b""
@@ -122,7 +123,9 @@ def _write_small(
                 break
             # Copy as soon as a second chunk comes: an earlier view may point into a recycled frame buffer.
             data = chunk if not data else bytearray(data) + chunk
-        oscompat.write_all(out.fileno(), data)
+        oscompat.write_all(fd, data)
         if on_chunk is not None and len(data):
             on_chunk(len(data))
+    finally:
+        os.close(fd)
     return hasher.digests()

@@ -180,11 +180,13 @@ class _RepoScanner:
         self.repo_id = repo_id
         self.folder = folder
         self.blobs = folder / "blobs"
+        self._blobs_str = str(self.blobs)
         self.store = cache / "blobs"
         # blobs/ resolved once, when it is a real folder inside the cache: a link to blobs/<name> then resolves
         # with one readlink and one lstat instead of a realpath (an lstat per component) per file (issue 18).
         real_blobs = Path(os.path.realpath(self.blobs))
         self._blobs_real = real_blobs if inside(real_blobs, root) and real_blobs.is_dir() else None
+        self._blobs_prefix = os.path.join(self._blobs_real, "") if self._blobs_real is not None else None
         self.leftovers: list[Leftover] = []
         self.notes: list[str] = []
         self.all_shared: dict[str, str] = {}  # every snapshot's, for orphan detection in the shared store
@@ -325,23 +327,47 @@ class _RepoScanner:
         return commits
 
     def _snapshot(self, commit: str, tree: tuple[CachedTree, Mapping[str, TreeEntry]] | None) -> tuple[CachedFile, ...]:
-        top = self.folder / "snapshots" / commit
+        top = os.path.join(str(self.folder), "snapshots", commit)
         listing = tree[1] if tree is not None else {}
         files: list[CachedFile] = []
         folded: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(top):
-            here = Path(dirpath)
+        # os.walk's order and findings, with one os.scandir per folder: the kind of each entry comes from the
+        # listing, and a link straight to blobs/<name> is resolved once (readlink + lstat of the blob), not
+        # stat-ed by os.walk, lstat-ed again and resolved (issue 18). Strings, not Paths, per file.
+        stack: list[tuple[str, str]] = [(top, "")]
+        while stack:
+            dirpath, prefix = stack.pop()
+            try:
+                with os.scandir(dirpath) as it:
+                    listed_here = list(it)
+            except OSError:
+                continue
+            dirnames: dict[str, bool] = {}  # name → is a link (to a folder)
+            filenames: dict[str, tuple[str, tuple[str, os.stat_result] | None]] = {}  # name → (path, its blob)
+            for e in listed_here:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        dirnames[e.name] = False
+                        continue
+                    link = e.is_symlink()
+                except OSError:
+                    link = False
+                fast = self._direct_blob(e.path, dirpath) if link else None
+                if link and fast is None and os.path.isdir(e.path):
+                    dirnames[e.name] = True
+                else:
+                    filenames[e.name] = (e.path, fast)
+            subdirs: list[tuple[str, str]] = []
             for d in sorted(dirnames):
-                if os.path.islink(here / d) or is_temp(d):
-                    dirnames.remove(d)
-                    why = "a link to a folder" if os.path.islink(here / d) else "temp folder of an interrupted write"
-                    self._left(here / d, why, commit=commit, file=(here / d).relative_to(top).as_posix())
-            dirnames.sort()
-            # Strings, not Paths, per file: pathlib's parsing was a third of a 20,000-file scan (issue 18).
-            rel_dir = os.path.relpath(dirpath, top).replace(os.sep, "/")
+                here_d = os.path.join(dirpath, d)
+                if dirnames[d] or is_temp(d):
+                    why = "a link to a folder" if dirnames[d] else "temp folder of an interrupted write"
+                    self._left(Path(here_d), why, commit=commit, file=prefix + d)
+                else:
+                    subdirs.append((here_d, f"{prefix}{d}/"))
             for name in sorted(filenames):
-                path = os.path.join(dirpath, name)
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                path, fast = filenames[name]
+                rel = prefix + name
                 if is_temp(name):
                     self._left(Path(path), "temp file of an interrupted write", commit=commit, file=rel)
                     continue
@@ -353,22 +379,28 @@ class _RepoScanner:
                 if rel.casefold() in folded:
                     self._left(Path(path), "differs from another entry only by case", commit=commit, file=rel)
                     continue
-                entry = self._entry(commit, path, rel, listing.get(rel))
+                entry = self._entry(commit, path, rel, listing.get(rel), fast)
                 if entry is not None:
                     folded.add(rel.casefold())
                     files.append(entry)
+            stack.extend(reversed(subdirs))
         return tuple(sorted(files, key=lambda f: f.path))
 
-    def _entry(self, commit: str, path: str, rel: str, listed: TreeEntry | None) -> CachedFile | None:
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None
-        linked = stat.S_ISLNK(st.st_mode)
-        if not linked and not stat.S_ISREG(st.st_mode):
-            self._left(Path(path), "neither a file nor a link", commit=commit, file=rel)
-            return None
-        fast = self._direct_blob(path) if linked else None
+    def _entry(
+        self, commit: str, path: str, rel: str, listed: TreeEntry | None, fast: tuple[str, os.stat_result] | None
+    ) -> CachedFile | None:
+        """``fast``: what :meth:`_direct_blob` found for ``path`` (then it is a link to that blob)."""
+        if fast is None:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                return None
+            linked = stat.S_ISLNK(st.st_mode)
+            if not linked and not stat.S_ISREG(st.st_mode):
+                self._left(Path(path), "neither a file nor a link", commit=commit, file=rel)
+                return None
+        else:
+            linked = True
         if fast is not None:
             real_str, rst = fast
             real = None
@@ -412,24 +444,24 @@ class _RepoScanner:
             return CachedFile(rel, size, real_str, inode, etag, lfs, "tree", linked, blob_id, xet)
         return CachedFile(rel, size, real_str, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
 
-    def _direct_blob(self, link: str) -> tuple[str, os.stat_result] | None:
+    def _direct_blob(self, link: str, folder_of_link: str) -> tuple[str, os.stat_result] | None:
         """The real path and stat of the regular file ``blobs/<name>`` that ``link`` points at directly (the
         layout huggingface_hub writes), else None (then realpath decides). The snapshot's folders are real ones
         (os.walk does not enter links), so normalising the link's text resolves it as the kernel would."""
-        if self._blobs_real is None:
+        if self._blobs_prefix is None:
             return None
         try:
-            target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+            target = os.path.normpath(os.path.join(folder_of_link, os.readlink(link)))
         except OSError:
             return None
         folder, name = os.path.split(target)
-        if folder != str(self.blobs) or not name or name in (".", ".."):
+        if folder != self._blobs_str or not name or name in (".", ".."):
             return None
         try:
             st = os.lstat(target)
         except OSError:
             return None
-        return (os.path.join(self._blobs_real, name), st) if stat.S_ISREG(st.st_mode) else None
+        return (self._blobs_prefix + name, st) if stat.S_ISREG(st.st_mode) else None
 
     def _linked_blob(self, link: Path) -> str | None:
         """``<etag>`` when ``link`` points at this repo's ``blobs/<etag>`` (a hash name); records the blob's
@@ -506,6 +538,8 @@ class _RepoScanner:
     def _blob_leftovers(self, revisions: Mapping[str, tuple[CachedFile, ...]]) -> None:
         used = {f.etag for files in revisions.values() for f in files if f.linked and f.named_by == "blob"}
         for name in listdir(self.blobs):
+            if name in used:  # the common case, first: no Path per blob (issue 18)
+                continue
             path = self.blobs / name
             if name.endswith(".incomplete"):
                 self._left(path, "download in flight or interrupted")

@@ -29,6 +29,7 @@ from ..cache.listings import MovedListing
 from ..cache.model import index_blobs, index_copies, real_root, usable_file
 from ..cache.names import inside, listdir
 from ..errors import BundleFormatError, InstallError, UnsafePathError
+from ..paths import check_relpath
 from ..progress import Progress, ProgressCallback
 from ..records import JsonRecord
 
@@ -328,9 +329,10 @@ def plan_install(
     git_ids: dict[str, str] = {}
     where: dict[str, str] = {}
     etag_owner: dict[tuple[str, str, str], str] = {}
+    layouts: dict[tuple[str, str], RepoLayout] = {}  # one per repo, not one per blob (issue 18)
 
     for repo in manifest.repos:
-        lay = RepoLayout(cache_dir, repo.repo_type, repo.repo_id)
+        lay = layouts.setdefault((repo.repo_type, repo.repo_id), RepoLayout(cache_dir, repo.repo_type, repo.repo_id))
         guard.check(lay.folder, is_dir=True)
         for snap in repo.snapshots:
             snap_dir = lay.snapshot(snap.commit)
@@ -352,13 +354,17 @@ def plan_install(
                 where.setdefault(f.sha256, f"{repo.repo_type} {repo.repo_id}: {f.path}")
                 if not f.is_lfs:
                     git_ids[f.sha256] = f.blob_id
-                target = lay.snapshot_file(snap.commit, f.path)
-                if not new:  # below a snapshot folder that does not exist yet, nothing can be in the way
-                    guard.check(target)
                 state: EntryState = "add"
-                if not new and os.path.lexists(target):
-                    exact = layout_kind == LAYOUT_SYMLINK and _is_link_to(target, lay.blob(f.etag))
-                    state = "present" if exact else "check"
+                if new:  # below a snapshot folder that does not exist yet, nothing can be in the way
+                    check_relpath(f.path)
+                    if layout_kind == LAYOUT_SYMLINK:
+                        _check_blob_name(f.etag)
+                else:
+                    target = lay.snapshot_file(snap.commit, f.path)
+                    guard.check(target)
+                    if os.path.lexists(target):
+                        exact = layout_kind == LAYOUT_SYMLINK and _is_link_to(target, lay.blob(f.etag))
+                        state = "present" if exact else "check"
                 entries.append(
                     EntryStep(repo.repo_type, repo.repo_id, snap.commit, f.path, f.etag, f.sha256, f.size, state)
                 )
@@ -388,14 +394,15 @@ def plan_install(
     if layout_kind == LAYOUT_SYMLINK:
         listed: dict[tuple[str, str], frozenset[str]] = {}  # one listing of blobs/ per repo, not a stat per blob
         for (repo_type, repo_id, etag), sha in etag_owner.items():
-            lay = RepoLayout(cache_dir, repo_type, repo_id)
+            lay = layouts[(repo_type, repo_id)]
             in_blobs = listed.get((repo_type, repo_id))
             if in_blobs is None:
                 guard.check(lay.blobs, is_dir=True)
                 in_blobs = listed[(repo_type, repo_id)] = frozenset(listdir(lay.blobs))
-            blob = lay.blob(etag)
+            _check_blob_name(etag)
             blob_state: PlacementState = "absent"
-            if etag in in_blobs:
+            if etag in in_blobs:  # else not there when listed: no path to check, nothing to stat (issue 18)
+                blob = lay.blob(etag)
                 guard.check(blob)
                 blob_state = "present" if usable_file(blob, root) else "absent"
             by_content.setdefault(sha, []).append(Placement(repo_type, repo_id, etag, blob_state))
@@ -455,16 +462,27 @@ class Guard:
     def __init__(self, cache_dir: Path, root: Path) -> None:
         self.cache_dir = cache_dir
         self.root = root
+        base = str(cache_dir)
+        self._prefix = base if base.endswith(os.sep) else base + os.sep
         # Folders already found to be real folders (or links to folders) inside the cache: a run checks
         # thousands of paths under the same few folders, and re-checking them made each check O(depth) stats.
-        self._folders_ok: set[Path] = set()
+        # Strings, not Paths: a Path per component cost more than the check (issue 18).
+        self._folders_ok: set[str] = set()
 
-    def check(self, path: Path, *, is_dir: bool = False) -> None:
-        rel = path.relative_to(self.cache_dir)  # ValueError would be a bug: paths come from RepoLayout
-        cur = self.cache_dir
-        for i, part in enumerate(rel.parts):
-            cur = cur / part
-            last = i == len(rel.parts) - 1
+    def check(self, path: Path | str, *, is_dir: bool = False) -> None:
+        text = str(path)
+        if not text.startswith(self._prefix):
+            if text == str(self.cache_dir):
+                return
+            Path(text).relative_to(self.cache_dir)  # ValueError would be a bug: paths come from RepoLayout
+        if is_dir and text in self._folders_ok:
+            return
+        parts = text[len(self._prefix) :].split(os.sep)
+        cur = self._prefix[:-1] if len(self._prefix) > 1 else self._prefix
+        last_i = len(parts) - 1
+        for i, part in enumerate(parts):
+            cur = f"{cur}{os.sep}{part}" if cur != os.sep else f"{os.sep}{part}"
+            last = i == last_i
             if not last and cur in self._folders_ok:
                 continue
             try:
@@ -472,7 +490,7 @@ class Guard:
             except FileNotFoundError:
                 return
             except NotADirectoryError as err:
-                raise _blocked(cur.parent, "a file is where a folder must be") from err
+                raise _blocked(Path(cur).parent, "a file is where a folder must be") from err
             if stat.S_ISLNK(st.st_mode):
                 if last and not is_dir:
                     return  # a link in a file's place is replaced, never written through
@@ -482,17 +500,17 @@ class Guard:
                         f"{cur} is a symlink leading outside the cache (to {real}); refusing to write through it",
                         hint="remove that link, or point --cache-dir / HF_HUB_CACHE at the real cache location",
                     )
-                if not real.is_dir() and not last:
-                    raise _blocked(cur, "a link to a file is where a folder must be")
-                if not last:
+                if not real.is_dir():
+                    if not last:
+                        raise _blocked(Path(cur), "a link to a file is where a folder must be")
+                else:
                     self._folders_ok.add(cur)
             elif stat.S_ISDIR(st.st_mode):
                 if last and not is_dir:
-                    raise _blocked(cur, "a folder is where a file must be")
-                if not last:
-                    self._folders_ok.add(cur)
+                    raise _blocked(Path(cur), "a folder is where a file must be")
+                self._folders_ok.add(cur)
             elif not last or is_dir:
-                raise _blocked(cur, "a file is where a folder must be")
+                raise _blocked(Path(cur), "a file is where a folder must be")
 
 
 def _blocked(path: Path, what: str) -> InstallError:
@@ -558,6 +576,12 @@ def _is_link_to(link: Path, target: Path) -> bool:
         return os.readlink(link) == layout.relative_link_target(link, target)
     except OSError:
         return False
+
+
+def _check_blob_name(etag: str) -> None:
+    """What :meth:`RepoLayout.blob` refuses, without making the path."""
+    if not etag or "/" in etag or etag.startswith("."):
+        raise UnsafePathError(f"invalid blob name {etag!r}")
 
 
 def size_is(path: Path, size: int) -> bool:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ class _ChunkHooks(TypedDict):
 STALE_SECONDS = 24 * 3600  # our staging folders older than this are a killed install's
 LANE_MIN_BYTES = 64 << 20  # blobs this large are worth a lane of their own (see _Run._lanes)
 MAX_LANES = 4
+LOCKS_RELIST_SECONDS = 1.0  # symlink layout: a repo's lock folder is listed again after this long (see _locked)
 
 
 def execute(
@@ -149,9 +151,10 @@ class _Run:
         self.abort = threading.Event()  # set when one lane failed: the others stop at their next chunk
         self.t0 = time.monotonic()
         # content sha256 -> a verified file holding it (a placed blob, a staged temp, or a cache copy)
-        self.local: dict[str, Path] = {}
-        self.staged: set[Path] = set()  # our temp files to move or remove
-        self.temps: set[Path] = set()
+        # Strings, not Paths: one per blob, and a Path costs ~4x the memory of its text (issue 18: 100k files).
+        self.local: dict[str, str] = {}
+        self.staged: set[str] = set()  # our temp files to move or remove
+        self.temps: set[Path | str] = set()
         self.tree_blobs: dict[str, bytes] = {}
         self.streamed: set[str] = set()
         self.need: dict[str, list[Placement]] = {}  # sha -> placements still to materialize
@@ -160,7 +163,9 @@ class _Run:
         self.notes: list[str] = list(plan.notes)
         self.journal = _Journal()
         self.created_dirs: list[Path] = []
-        self.placed: list[Path] = []  # blobs/<etag> files this run put in place
+        # blobs/<etag> files this run put in place, by the placement they fill (its path is made when needed:
+        # a path string per blob cost ~20 MB at 100,000 files; issue 18)
+        self.placed: list[Placement] = []
         self.interrupted = False
         self.n_written = self.n_linked = self.n_present = 0
         self.bytes_written = self.bytes_dedup = self.bytes_hashed = 0
@@ -177,8 +182,15 @@ class _Run:
         self._layouts: dict[tuple[str, str], RepoLayout] = {}
         self._swept: set[Path] = set()  # blobs/ folders whose leftovers were removed before writing
         self._made: set[Path] = set()  # folders known to exist (made or seen by us)
+        self._listed: dict[Path, frozenset[str]] = {}  # blobs/ folder -> its names when the run first wrote there
+        self._blobs_dir: dict[Path, str] = {}  # blobs/ folders checked (Guard), as strings
+        self._lock_dirs: dict[Path, str] = {}  # repo folder -> its folder of blob locks, as a string
+        self._lock_names: dict[str, tuple[float, frozenset[str]]] = {}  # lock folder -> (when listed, names)
         self._claims: dict[Path, RepoClaim] = {}  # repo folder -> our shared claim on it (see RepoClaim)
         self._movers: set[tuple[str, str, str, str]] = set()  # copy layout: entries that take a staged temp
+        # Contents that are also a saved trees listing: after streaming, the only ones whose verified file is
+        # looked up again in the symlink layout (the copy layout looks every one up: see _receive).
+        self._tree_shas = {s.tree for r in plan.manifest.repos for s in r.snapshots}
 
     # -- driver --
 
@@ -190,7 +202,8 @@ class _Run:
             if self.bytes_written:
                 # One barrier before anything points at the new blobs (an fsync per blob cost ~1.1 s/GB here):
                 # after a power cut a snapshot entry or ref never names a blob whose data did not reach the disk.
-                _sync_filesystem(self.cache_dir, [*self.placed, *self.staged])
+                placed = (self._placement_path(p) for p in self.placed)
+                _sync_filesystem(self.cache_dir, itertools.chain(placed, map(Path, self.staged)))
             self._snapshots()
             self._trees_and_markers()
             self._refs()
@@ -216,11 +229,13 @@ class _Run:
     def doing(self, value: str) -> None:
         self._tls.doing = value
 
-    def _progress(self, phase: str, n: int, item: str | None = None, *, files: int = 0) -> None:
+    def _progress(self, phase: str, n: int, item: str | None = None, *, files: int = 0, emit: bool = True) -> None:
+        """Count ``n`` bytes and ``files`` files done; tell ``on_progress`` unless ``emit`` is False (the counts
+        stay exact: the next report carries them)."""
         with self.mutex:
             self.done_bytes += n
             self.done_files += files
-            if self.on_progress is not None:
+            if emit and self.on_progress is not None:
                 self.on_progress(
                     Progress(phase, self.done_bytes, self.total_bytes, item, self.done_files, self.total_files)
                 )
@@ -242,6 +257,7 @@ class _Run:
         if claim.exclusive():  # no other install writes here: every temp blob is a dead one's
             _sweep_temp_blobs(lay, stale_only=not claim.supported)
         claim.share()
+        self._listed[lay.blobs] = frozenset(listdir(lay.blobs))
         self._swept.add(lay.blobs)
 
     def _placement_path(self, p: Placement) -> Path:
@@ -325,7 +341,7 @@ class _Run:
                     logger.debug("reuse %s: already there, content checked", path)
                     self.n_present += 1
                     self.bytes_dedup += c.size
-                    self.local.setdefault(c.sha256, path)
+                    self.local.setdefault(c.sha256, str(path))
                     if p.commit is not None and p.path is not None:
                         self.entry_ok[(p.repo_type, p.repo_id, p.commit, p.path)] = True
                 else:
@@ -368,7 +384,7 @@ class _Run:
                     ok, _ = self._check_file(Path(cand), c.sha256, c.size, etag, always_hash=not is_blob)
                     if ok:
                         logger.debug("copy sha256 %s from %s (an identical file in the cache)", c.sha256[:12], cand)
-                        self.local[c.sha256] = Path(cand)
+                        self.local[c.sha256] = cand
                         break
                     what = "its name" if is_blob else "its trees listing or install record"
                     logger.debug("skip %s: its content does not match %s", cand, what)
@@ -506,7 +522,9 @@ class _Run:
                 self.tree_blobs[c.sha256] = raw
         with self.mutex:
             self.streamed.add(entry.sha256)
-        self._progress("stream", 0, c.where, files=1)
+            # Many small files: a report every 32 of them (issue 18); the last one always reports.
+            emit = c.size >= CHUNK or (self.done_files + 1) % 32 == 0 or self.done_files + 1 >= self.total_files
+        self._progress("stream", 0, c.where, files=1, emit=emit)
 
     def _receive(self, c: ContentStep, stream: BinaryIO) -> None:
         """Stream one content into a temp file next to its first placement, verify it, then place it. Safe
@@ -517,13 +535,14 @@ class _Run:
             lay = self._layout(first.repo_type, first.repo_id)
             self.doing = f"writing {c.where}"
             self._prepare_repo(lay)
-            self.guard.check(lay.blob(first.etag))
+            blob = self._check_blob(lay, first.etag)
         # The copy layout waits for that lock too: without symlinks huggingface_hub writes the snapshot file
         # itself under it (it moves its download into snapshots/), so a writer of this content may be at work.
         with self._locked(lay, first.etag, False):
-            tmp = lay.blobs / temp_name(first.etag)
+            tmp_name = temp_name(first.etag)
             if self.copy_layout:  # kept until the snapshot phase, after the lock: a name others never sweep
-                tmp = tmp.with_suffix(".stage.tmp")
+                tmp_name = tmp_name[: -len(".tmp")] + ".stage.tmp"
+            tmp = f"{blob[: -len(first.etag)]}{tmp_name}"
             with self.mutex:
                 self.temps.add(tmp)
                 needs_git = c.git_sha1 is not None or any(
@@ -537,14 +556,27 @@ class _Run:
                     self.staged.add(tmp)
                     self.local[c.sha256] = tmp
                     return
-                self._replace(tmp, lay.blob(first.etag))
+                self._replace(tmp, blob)
                 self.temps.discard(tmp)
-                self.placed.append(lay.blob(first.etag))
+                self.placed.append(first)
                 self.n_written += 1
         with self.mutex:
-            self.local[c.sha256] = lay.blob(first.etag)
+            if c.sha256 in self._tree_shas:  # later read back as a saved trees listing (_saved_tree)
+                self.local[c.sha256] = blob
             for p in placements[1:]:
-                self._place_blob(c, p, self.local[c.sha256])
+                self._place_blob(c, p, blob)
+
+    def _check_blob(self, lay: RepoLayout, etag: str) -> str:
+        """``blobs/<etag>`` of ``lay`` as a string, its path checked (:class:`Guard`). The folders are checked
+        once per run; the name itself only when the listing of blobs/ taken before writing holds it (issue 18:
+        an lstat of a name that is not there cost ~70 us a blob in a folder of 20,000)."""
+        blobs = self._blobs_dir.get(lay.blobs)
+        if blobs is None:
+            self.guard.check(lay.blobs, is_dir=True)
+            blobs = self._blobs_dir[lay.blobs] = str(lay.blobs)
+        if not etag or "/" in etag or etag.startswith(".") or etag in self._listed.get(lay.blobs, ()):
+            self.guard.check(lay.blob(etag))  # refuses a bad name too
+        return f"{blobs}{os.sep}{etag}"
 
     def _check_digest(self, c: ContentStep, d: Digests) -> None:
         if d.size != c.size:
@@ -575,19 +607,20 @@ class _Run:
                     hint=DAMAGED_HINT,
                 )
 
-    def _copy_stream(self, stream: BinaryIO, tmp: Path, size: int, *, git: bool = True) -> Digests:
-        return write_hashed(stream, tmp, size, git=git, **self._chunks(tmp))
+    def _copy_stream(self, stream: BinaryIO, tmp: str, size: int, *, git: bool = True) -> Digests:
+        return write_hashed(stream, tmp, size, git=git, **self._chunks(tmp, emit=size >= CHUNK))
 
-    def _chunks(self, tmp: Path, phase: str = "stream") -> _ChunkHooks:
-        """Progress per chunk written to ``tmp``, and the stop signal of a failed lane."""
-        name = tmp.name
-        return {"on_chunk": lambda n: self._progress(phase, n, name), "cancelled": self.abort.is_set}
+    def _chunks(self, tmp: Path | str, phase: str = "stream", *, emit: bool = True) -> _ChunkHooks:
+        """Progress per chunk written to ``tmp``, and the stop signal of a failed lane. ``emit=False``: counted
+        only (a small blob's one chunk: :meth:`_take` reports the file)."""
+        name = os.path.basename(tmp)
+        return {"on_chunk": lambda n: self._progress(phase, n, name, emit=emit), "cancelled": self.abort.is_set}
 
-    def _place_blob(self, c: ContentStep, p: Placement, src: Path) -> None:
+    def _place_blob(self, c: ContentStep, p: Placement, src: str) -> None:
         """Make ``blobs/<etag>`` of ``p``'s repo hold the verified content ``src``: hard link, else copy."""
         lay = self._layout(p.repo_type, p.repo_id)
         dst = lay.blob(p.etag)
-        if src == dst:
+        if src == str(dst):
             self._progress("link", c.size, str(dst))
             return
         self.doing = f"linking {c.where} into {lay.folder.name}"
@@ -604,10 +637,10 @@ class _Run:
                 self.n_written += 1
             self._replace(tmp, dst)
             self.temps.discard(tmp)
-            self.placed.append(dst)
+            self.placed.append(p)
         self._progress("link", c.size if linked else 0, str(dst))
 
-    def _link_or_copy(self, c: ContentStep, etag: str | None, src: Path, tmp: Path) -> bool:
+    def _link_or_copy(self, c: ContentStep, etag: str | None, src: str, tmp: Path) -> bool:
         """Hard-link ``src`` at ``tmp`` (True), or copy it while hashing (False). Never a symlink."""
         real = Path(os.path.realpath(src))
         if oscompat.hard_link(real, tmp):  # refused on exFAT/FAT32, across devices: copied below
@@ -699,14 +732,24 @@ class _Run:
             staging = lay.folder / temp_name(final.name)
             self.temps.add(staging)
         staging.mkdir()
+        # Strings, not Paths, and each folder made once (issue 18: ~24 Path objects and a makedirs per entry).
+        # Link targets are those of the final place (they dangle while staged): from snapshots/<commit>/<path>
+        # up to the repo folder, then blobs/<etag>: the text os.path.relpath gives, by counting.
+        top = str(staging)
+        made = {top}
         for e in entries:
-            dst = final / e.path  # link targets are computed for the final place (they dangle while staged)
-            tmp_dst = staging / e.path
-            os.makedirs(_long(tmp_dst.parent), exist_ok=True)
+            if not e.etag or "/" in e.etag or e.etag.startswith("."):
+                lay.blob(e.etag)  # refuses it
+            tmp_dst = f"{top}/{e.path}"
+            sub = e.path.rpartition("/")[0]
+            folder = f"{top}/{sub}" if sub else top
+            if folder not in made:
+                os.makedirs(_long(folder), exist_ok=True)
+                made.add(folder)
             if self.copy_layout:
-                self._materialize_file(e, tmp_dst)
+                self._materialize_file(e, Path(tmp_dst))
             else:
-                os.symlink(layout.relative_link_target(dst, lay.blob(e.etag)), _long(tmp_dst))
+                os.symlink(_link_to_blob(e.path, e.etag), _long(tmp_dst))
             self.entries_added += 1
         if whole is not None:
             try:
@@ -773,7 +816,7 @@ class _Run:
             self.staged.discard(src)
             self.temps.discard(src)
         else:
-            self._copy_file(c, src, dst)
+            self._copy_file(c, Path(src), dst)
         self.n_written += 1
         self._progress("copy", 0, c.where, files=1)
 
@@ -791,7 +834,7 @@ class _Run:
             for snap in repo.snapshots:
                 snap_dir = lay.snapshot(snap.commit)
                 present = present_files(snap_dir)
-                present |= {f.path for f in snap.files if os.path.isfile(snap_dir / f.path)}
+                present |= {f.path for f in snap.files if f.path not in present and os.path.isfile(snap_dir / f.path)}
                 self._settle_tree(lay, repo, snap, present)
                 self._write_markers(lay, snap, present)
 
@@ -847,7 +890,7 @@ class _Run:
         """A backup's saved listing: its exact bytes when the rule allows (or ``--verbatim``), else None."""
         raw = self.tree_blobs.get(snap.tree)
         if raw is None and snap.tree in self.local:  # the listing is also a file's content
-            raw = _read_bytes(self.local[snap.tree])
+            raw = _read_bytes(Path(self.local[snap.tree]))
         if raw is None and old is not None and _sha256_bytes(old) == snap.tree:
             raw = old
         if raw is None:
@@ -928,7 +971,10 @@ class _Run:
             self.journal.overwritten.append((marker, None, None))
             layout.atomic_write_bytes(marker, b"")
             self.no_exist_written += 1
-        # A marker for a file that now exists would make try_to_load_from_cache report it missing.
+        # A marker for a file that now exists would make try_to_load_from_cache report it missing. None can be
+        # there without .no_exist/<commit>/ (one check, not one per file: issue 18).
+        if not os.path.isdir(lay.folder / ".no_exist" / snap.commit):
+            return
         for f in snap.files:
             marker = lay.no_exist(snap.commit, f.path)
             if os.path.isfile(marker) and not os.path.islink(marker):
@@ -959,7 +1005,7 @@ class _Run:
 
     # -- helpers --
 
-    def _replace(self, tmp: Path, dst: Path) -> None:
+    def _replace(self, tmp: Path | str, dst: Path | str) -> None:
         try:
             os.replace(_long(tmp), _long(dst))
         except IsADirectoryError as err:
@@ -967,19 +1013,36 @@ class _Run:
                 f"{dst} is a folder where a file belongs", hint="move that folder away and re-run the install"
             ) from err
 
-    @contextlib.contextmanager
-    def _locked(self, lay: RepoLayout, etag: str, skip: bool) -> Iterator[None]:
+    def _locked(self, lay: RepoLayout, etag: str, skip: bool) -> contextlib.AbstractContextManager[object]:
         """``blobs/<etag>``'s lock, the one huggingface_hub takes while it writes that blob, when its lock
         file exists: huggingface_hub creates it before writing the blob (and leaves it). Where it does not
         exist nobody is writing that blob, and creating one lock file per blob cost ~0.7 ms a file here,
-        more than writing a 4 KB blob (issue 18). Our own temps are protected by :class:`RepoClaim`."""
+        more than writing a 4 KB blob (issue 18). Our own temps are protected by :class:`RepoClaim`.
+
+        Symlink layout: the repo's lock folder is listed, not probed once per blob (a stat per blob; issue 18),
+        and listed again at most :data:`LOCKS_RELIST_SECONDS` later, so a lock made by a download that starts
+        meanwhile is seen within that time (the blob both write then holds the same verified content: each
+        side moves a complete file into place). The copy layout probes each lock: there huggingface_hub
+        writes the snapshot file itself under it."""
+        locks = self._lock_dirs.get(lay.folder)
+        if locks is None:
+            locks = self._lock_dirs[lay.folder] = str(lay.lock("x").parent)
+        name = f"{etag}.lock"
+        if skip:
+            return contextlib.nullcontext()
+        if self.copy_layout:
+            held = os.path.exists(f"{locks}{os.sep}{name}")
+        else:
+            now = time.monotonic()
+            seen = self._lock_names.get(locks)
+            if seen is None or now - seen[0] > LOCKS_RELIST_SECONDS:
+                seen = self._lock_names[locks] = (now, frozenset(listdir(Path(locks))))
+            held = name in seen[1] and os.path.exists(f"{locks}{os.sep}{name}")
+        if not held:
+            return contextlib.nullcontext()
         path = lay.lock(etag)
-        if skip or not os.path.exists(path):
-            yield
-            return
         logger.debug("lock %s: huggingface_hub's lock for this blob exists, waiting for it", path)
-        with file_lock(path, mode=0o664):
-            yield
+        return file_lock(path, mode=0o664)
 
     def _mkdirs(self, folder: Path) -> None:
         if folder not in self._made:
@@ -1005,10 +1068,11 @@ class _Run:
             claim.release()
         for tmp in self.temps:
             with contextlib.suppress(OSError):
-                if tmp.is_dir() and not tmp.is_symlink():
+                if os.path.isdir(tmp) and not os.path.islink(tmp):
                     shutil.rmtree(tmp)
                 else:
-                    tmp.unlink(missing_ok=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
         if not ok:
             self.journal.undo()
             # A repo folder this run created goes again, with the blobs placed in it: scan_cache_dir warns about a
@@ -1017,7 +1081,7 @@ class _Run:
             # An interrupted run (Ctrl-C, the registry gone) keeps them for the re-run instead, as a kill does: verify
             # reports such a folder and `doctor --fix` removes it (bundler.cache.leftovers).
             new_repos = {d for d in self.created_dirs if d.parent == self.cache_dir and d.name.count("--") >= 2}
-            for blob in [] if self.interrupted else self.placed:
+            for blob in [] if self.interrupted else map(self._placement_path, self.placed):
                 if blob.parent.parent in new_repos:
                     with contextlib.suppress(OSError):
                         blob.unlink()
@@ -1056,11 +1120,18 @@ class _Run:
 # -- path safety -----------------------------------------------------------------------------------------------
 
 
-def _long(path: Path) -> str:
+def _long(path: Path | str) -> str:
     """``path`` as this install's own reads and writes give it to the OS: past 255 characters on Windows in the
     extended-length form (``\\\\?\\``), as huggingface_hub does for its own writes; unchanged elsewhere. Our staging
     names are longer than the final ones, so a snapshot path that fits can be staged at a path that does not."""
     return oscompat.extended_path(path)
+
+
+def _link_to_blob(path: str, etag: str) -> str:
+    """The relative link ``snapshots/<commit>/<path>`` holds to ``blobs/<etag>``: what
+    :func:`~bundler.cache.layout.relative_link_target` gives for a checked ``path`` (no '.', '..' or empty
+    component: :func:`~bundler.paths.check_relpath`), by counting folders instead of comparing two paths."""
+    return os.sep.join([*([".."] * (path.count("/") + 2)), "blobs", etag])
 
 
 def _make_dirs(folder: Path, created: list[Path]) -> None:
@@ -1076,7 +1147,7 @@ def _make_dirs(folder: Path, created: list[Path]) -> None:
         created.append(d)
 
 
-def _sync_filesystem(folder: Path, written: Sequence[Path] = ()) -> None:
+def _sync_filesystem(folder: Path, written: Iterable[Path] = ()) -> None:
     """The durability barrier (its own name: the kill-point tests hook it). ``written``: the files to fsync
     one by one where the system has no ``syncfs``."""
     sync_filesystem(folder, written)

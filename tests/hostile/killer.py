@@ -23,7 +23,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ class Steps:
 
         barrier = bundler.install.run._sync_filesystem  # the durability barrier between blobs and snapshot entries
 
-        def sync(folder: Path, written: Sequence[Path] = ()) -> None:
+        def sync(folder: Path, written: Iterable[Path] = ()) -> None:
             self.step("sync")
             barrier(folder, written)
 
