@@ -332,21 +332,7 @@ class Manifest(JsonRecord, skip_empty=("expects",), convert={"blobs": _sorted_bl
         """Parse and validate manifest bytes from an untrusted bundle."""
         if len(raw) > MAX_MANIFEST_BYTES:
             raise BundleFormatError(f"manifest is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES} limit")
-        try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise BundleFormatError(
-                f"manifest is not valid JSON: {str(e)[:200]}", hint="the bundle is damaged; rebuild or re-copy it"
-            ) from e
-        try:  # a "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor dumps()) can hold
-            if _SURROGATE_ESCAPE.search(raw) is not None:  # else none can be there: no copy of the text to check
-                json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise BundleFormatError(
-                "manifest holds an invalid Unicode escape (a lone surrogate)",
-                hint="the bundle was not written by hfbundle; do not use it",
-            ) from err
-        return cls.from_json(data, _consume=True)
+        return cls.from_json(_parse_json(raw), _consume=True)
 
     @classmethod
     def from_json(cls, data: Any, *, _consume: bool = False) -> Manifest:
@@ -535,26 +521,33 @@ def check_encoded(manifest: Manifest) -> None:
     del top, repos
     skeleton = "".join(pieces)
     del pieces
-    try:
-        data = json.loads(skeleton, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as e:
-        raise BundleFormatError(
-            f"manifest is not valid JSON: {str(e)[:200]}", hint="the bundle is damaged; rebuild or re-copy it"
-        ) from e
-    try:  # as loads checks: a lone surrogate is refused
-        if _SURROGATE_ESCAPE.search(skeleton.encode()) is not None:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise BundleFormatError(
-            "manifest holds an invalid Unicode escape (a lone surrogate)",
-            hint="the bundle was not written by hfbundle; do not use it",
-        ) from err
+    data = _parse_json(skeleton.encode())  # dumps() encoded: so does its skeleton
     for where, view in lazy.items():
         if len(where) == 1:
             data[where[0]] = view
         else:
             data["repos"][where[0]]["snapshots"][where[1]][where[2]] = view
     Manifest.from_json(data)
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The JSON value of a manifest's UTF-8 text, refused as :meth:`Manifest.loads` refuses it: not UTF-8, not
+    JSON (``NaN`` too), or a lone surrogate escape."""
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise BundleFormatError(
+            f"manifest is not valid JSON: {str(e)[:200]}", hint="the bundle is damaged; rebuild or re-copy it"
+        ) from e
+    try:  # a "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor dumps()) can hold
+        if _SURROGATE_ESCAPE.search(raw) is not None:  # else none can be there: no copy of the text to check
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise BundleFormatError(
+            "manifest holds an invalid Unicode escape (a lone surrogate)",
+            hint="the bundle was not written by hfbundle; do not use it",
+        ) from err
+    return data
 
 
 def _refuse_constant(name: str) -> Any:
