@@ -374,6 +374,27 @@ def _pack_small(jobs: list[FileBlob], level: int | None) -> list[_SmallResult]:
     return [x for x in out if x is not None]
 
 
+def _too_large(label: str, size: int) -> IntegrityError:
+    return IntegrityError(
+        f"{label}: is larger than the {size} bytes the lock declares (it changed since it was locked)",
+        path=label,
+        expected=str(size),
+        actual=f"more than {size}",
+        hint="re-run `hfbundle resolve`, or restore the original file",
+    )
+
+
+def _mismatch(label: str, what: str, expected: str | None, actual: str | None) -> IntegrityError:
+    """A blob's ``what`` (sha256, git blob id) is not the one declared."""
+    return IntegrityError(
+        f"{label}: {what} is {actual}, expected {expected}",
+        path=label,
+        expected=expected,
+        actual=actual,
+        hint="the local copy is corrupt or changed: re-download it, or re-run `hfbundle resolve`",
+    )
+
+
 def _fill(stream: BinaryIO, view: memoryview) -> int:
     """Read into ``view`` until it is full or the stream ends; returns the bytes read."""
     readinto = getattr(stream, "readinto", None)
@@ -696,29 +717,11 @@ class BundleWriter:
                 hint="re-run `hfbundle resolve`, or restore the original file",
             )
         if r.size > size:
-            raise IntegrityError(
-                f"{label}: is larger than the {size} bytes the lock declares (it changed since it was locked)",
-                path=label,
-                expected=str(size),
-                actual=f"more than {size}",
-                hint="re-run `hfbundle resolve`, or restore the original file",
-            )
+            raise _too_large(label, size)
         if r.sha256 != sha256:
-            raise IntegrityError(
-                f"{label}: sha256 is {r.sha256}, expected {sha256}",
-                path=label,
-                expected=sha256,
-                actual=r.sha256,
-                hint="the local copy is corrupt or changed: re-download it, or re-run `hfbundle resolve`",
-            )
+            raise _mismatch(label, "sha256", sha256, r.sha256)
         if job.git_sha1 is not None and r.git_sha1 != job.git_sha1:
-            raise IntegrityError(
-                f"{label}: git blob id is {r.git_sha1}, expected {job.git_sha1}",
-                path=label,
-                expected=job.git_sha1,
-                actual=r.git_sha1,
-                hint="the local copy is corrupt or changed: re-download it, or re-run `hfbundle resolve`",
-            )
+            raise _mismatch(label, "git blob id", job.git_sha1, r.git_sha1)
         raise HfBundleError(f"internal error: {label} failed no check")
 
     def finish(self) -> WriteReport:
@@ -828,31 +831,13 @@ class BundleWriter:
         member = self._write_member(KIND_BLOB, sha256, stream, self._level, size=size, hasher=hasher, label=label)
         extra = stream.read(1)
         if extra:
-            raise IntegrityError(
-                f"{label}: is larger than the {size} bytes the lock declares (it changed since it was locked)",
-                path=label,
-                expected=str(size),
-                actual=f"more than {size}",
-                hint="re-run `hfbundle resolve`, or restore the original file",
-            )
+            raise _too_large(label, size)
         actual = hasher.sha256.hexdigest()
         if actual != sha256:
-            raise IntegrityError(
-                f"{label}: sha256 is {actual}, expected {sha256}",
-                path=label,
-                expected=sha256,
-                actual=actual,
-                hint="the local copy is corrupt or changed: re-download it, or re-run `hfbundle resolve`",
-            )
+            raise _mismatch(label, "sha256", sha256, actual)
         git_actual = hasher.sha1.hexdigest() if hasher.sha1 is not None else None
         if git_actual != git_sha1:
-            raise IntegrityError(
-                f"{label}: git blob id is {git_actual}, expected {git_sha1}",
-                path=label,
-                expected=git_sha1,
-                actual=git_actual,
-                hint="the local copy is corrupt or changed: re-download it, or re-run `hfbundle resolve`",
-            )
+            raise _mismatch(label, "git blob id", git_sha1, git_actual)
         written = self._written[-1]
         return BlobWritten(sha256, size, git_actual, member.compressed_size, len(member.frames), written.level)
 
