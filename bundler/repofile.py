@@ -7,16 +7,17 @@ the shape :func:`bundler.cache.layout.parse_tree` reads and :func:`bundler.cache
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import BundleFormatError
-from .hashing import is_sha1, is_sha256
+from .hashing import all_sha1, all_sha256, is_sha1, is_sha256
 from .paths import check_relpath
 from .records import JsonRecord, expect_keys, json_str
 
-__all__ = ["RepoFile", "TreeEntry", "check_listing"]
+__all__ = ["RepoFile", "TreeEntry", "check_listing", "files_from_json"]
 
 
 @dataclass(frozen=True, slots=True)  # one per file: no __dict__ (issue 18)
@@ -104,6 +105,90 @@ class RepoFile(JsonRecord, skip_none=("lfs_sha256", "xet_hash"), skip=("sha256",
         if xet is not None and not (isinstance(xet, str) and len(xet) == 64 and xet.isalnum()):
             raise BundleFormatError(f"file {path!r}: invalid xet_hash")
         return cls(path=path, size=size, blob_id=blob_id, lfs_sha256=lfs, xet_hash=xet, sha256=sha)
+
+
+_REQUIRED: frozenset[str] = frozenset({"path", "size", "blob_id"})
+_ALLOWED: frozenset[str] = _REQUIRED | {"lfs_sha256", "xet_hash", "sha256"}
+_CHUNK = 1024
+
+
+def files_from_json(
+    raw: Iterable[Any], intern: Callable[[str], str] | None = None, *, consume: bool = False
+) -> tuple[RepoFile, ...]:
+    """:meth:`RepoFile.from_json` of each object of the JSON list ``raw``, in order, with its checks and its
+    errors, at a fraction of its cost per file (issue 18: a manifest of 100,000 files is read on every install
+    and checked on every backup). Objects are taken in chunks: a chunk every check passes (the hex digests in one
+    match each) becomes records directly; any doubt, and the chunk is read again by ``from_json`` one object at a
+    time, which raises the first error as it always did (every earlier chunk passed every check).
+
+    ``intern(sha256)``: an equal string to keep instead (one copy per content, not per file). ``consume``: each
+    object of ``raw`` (a list) is replaced by None once its record exists (the parsed text and the records are
+    never both whole)."""
+    out: list[RepoFile] = []
+    items = iter(raw)
+    start = 0
+    while chunk := list(itertools.islice(items, _CHUNK)):
+        records = _fast_chunk(chunk, intern)
+        if records is None:
+            records = []
+            for f in chunk:
+                if intern is not None and type(f) is dict:
+                    sha = f.get("sha256")
+                    if type(sha) is str:
+                        f["sha256"] = shared = intern(sha)
+                        if f.get("lfs_sha256") == sha:
+                            f["lfs_sha256"] = shared
+                records.append(RepoFile.from_json(f))
+        out += records
+        if consume and type(raw) is list:
+            raw[start : start + len(chunk)] = [None] * len(chunk)
+        start += len(chunk)
+        del chunk, records
+    return tuple(out)
+
+
+def _fast_chunk(chunk: list[Any], intern: Callable[[str], str] | None) -> list[RepoFile] | None:
+    """The records of ``chunk`` when every object passes every check of :meth:`RepoFile.from_json`; else None."""
+    fields: list[tuple[str, int, str, str | None, str | None, str | None]] = []
+    ids: list[str] = []
+    shas: list[str] = []
+    try:
+        for f in chunk:
+            if type(f) is not dict:
+                return None
+            keys = f.keys()
+            if not (_REQUIRED <= keys <= _ALLOWED):
+                return None
+            path, size, blob_id = f["path"], f["size"], f["blob_id"]
+            lfs = f.get("lfs_sha256")
+            sha = f.get("sha256", lfs)
+            xet = f.get("xet_hash")
+            if type(path) is not str or type(size) is not int or size < 0 or type(blob_id) is not str:
+                return None  # (type() is int: neither a bool nor an int subclass, left to from_json)
+            if lfs is not None and (type(lfs) is not str or sha != lfs):
+                return None
+            if sha is not None:
+                if type(sha) is not str:
+                    return None
+                shas.append(sha)
+            if xet is not None and not (type(xet) is str and len(xet) == 64 and xet.isalnum()):
+                return None
+            check_relpath(path)
+            ids.append(blob_id)
+            fields.append((path, size, blob_id, lfs, xet, sha))
+    except BundleFormatError:  # check_relpath's UnsafePathError: from_json raises it, or an earlier error
+        return None
+    if not (all_sha1(ids) and all_sha256(shas)):
+        return None
+    records: list[RepoFile] = []
+    for path, size, blob_id, lfs, xet, sha in fields:
+        if intern is not None and sha is not None:
+            shared = intern(sha)
+            if lfs is not None:
+                lfs = shared
+            sha = shared
+        records.append(RepoFile(path, size, blob_id, lfs, xet, sha))
+    return records
 
 
 def check_listing(label: str, listing: tuple[RepoFile, ...], files: tuple[RepoFile, ...]) -> None:

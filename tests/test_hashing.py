@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bundler.hashing import SMALL_FILE, InodeHasher, digest_file, digest_path, digest_paths, git_blob_sha1
+from bundler.hashing import (
+    SMALL_FILE,
+    InodeHasher,
+    all_sha1,
+    all_sha256,
+    digest_file,
+    digest_path,
+    digest_paths,
+    git_blob_sha1,
+)
 
 
 def test_digest_paths_matches_digest_file_in_job_order(tmp_path: Path) -> None:
@@ -63,3 +72,12 @@ def test_digest_path_never_blocks_on_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(OSError):
         digest_path(str(fifo))
+
+
+def test_all_sha256_and_all_sha1_check_each_value() -> None:
+    assert all_sha256([]) and all_sha1([])
+    assert all_sha256(["a" * 64, "0" * 64]) and all_sha1(["a" * 40, "9" * 40])
+    assert not all_sha256(["a" * 64, "A" * 64]) and not all_sha1(["a" * 40, "g" * 40])
+    assert not all_sha256(["a" * 64, ""]) and not all_sha1(["a" * 41])
+    # Joined by newlines to be matched at once: a value holding one is not two good values.
+    assert not all_sha1(["a" * 40 + "\n" + "b" * 40]) and not all_sha256(["a" * 64 + "\n"])

@@ -631,9 +631,14 @@ class BundleWriter:
         pending: deque[tuple[list[_FB], Future[list[_SmallResult]] | list[_SmallResult]]] = deque()
         batch: list[_FB] = []
         weight = 0
+        ready: list[_FB] = []  # jobs whose frames the caller made (job.packed), stored in runs, not one by one
+        frames: list[_SmallResult] = []
 
         def submit() -> None:
-            nonlocal batch, weight
+            nonlocal batch, weight, ready, frames
+            if ready:  # they came before the batch: queued first
+                pending.append((ready, frames))
+                ready, frames = [], []
             if batch and pools is None:
                 pending.append((batch, _pack_small(batch, self._level)))  # type: ignore[arg-type]
                 batch, weight = [], 0
@@ -655,10 +660,14 @@ class BundleWriter:
                     continue
                 packed = job.packed
                 if packed is not None and packed.raw_length <= small_max and self._level in (None, packed.level):
-                    submit()
-                    while pending:
-                        yield from self._store_small(*pending.popleft())
-                    yield from self._store_small([job], [packed])
+                    if batch:
+                        submit()
+                    ready.append(job)
+                    frames.append(packed)
+                    if len(ready) >= SMALL_BATCH_FILES:
+                        submit()
+                        while pending:
+                            yield from self._store_small(*pending.popleft())
                     continue
                 batch.append(job)
                 weight += job.size

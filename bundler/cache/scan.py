@@ -342,6 +342,7 @@ class _RepoScanner:
                     listed_here = list(it)
             except OSError:
                 continue
+            up = "../" * (2 + prefix.count("/")) + "blobs/"  # how huggingface_hub's links from here start
             dirnames: dict[str, bool] = {}  # name → is a link (to a folder)
             filenames: dict[str, tuple[str, tuple[str, os.stat_result] | None]] = {}  # name → (path, its blob)
             for e in listed_here:
@@ -352,7 +353,7 @@ class _RepoScanner:
                     link = e.is_symlink()
                 except OSError:
                     link = False
-                fast = self._direct_blob(e.path, dirpath) if link else None
+                fast = self._direct_blob(e.path, dirpath, up) if link else None
                 if link and fast is None and os.path.isdir(e.path):
                     dirnames[e.name] = True
                 else:
@@ -444,18 +445,27 @@ class _RepoScanner:
             return CachedFile(rel, size, real_str, inode, etag, lfs, "tree", linked, blob_id, xet)
         return CachedFile(rel, size, real_str, inode, None, guess_lfs(rel, size, self.repo_type), "none", linked)
 
-    def _direct_blob(self, link: str, folder_of_link: str) -> tuple[str, os.stat_result] | None:
+    def _direct_blob(self, link: str, folder_of_link: str, up: str) -> tuple[str, os.stat_result] | None:
         """The real path and stat of the regular file ``blobs/<name>`` that ``link`` points at directly (the
         layout huggingface_hub writes), else None (then realpath decides). The snapshot's folders are real ones
-        (os.walk does not enter links), so normalising the link's text resolves it as the kernel would."""
+        (os.walk does not enter links), so normalising the link's text resolves it as the kernel would. ``up``:
+        the text of such a link from ``folder_of_link`` before the name (``../../../blobs/``): a link of that
+        form is read without normalising paths (issue 18)."""
         if self._blobs_prefix is None:
             return None
         try:
-            target = os.path.normpath(os.path.join(folder_of_link, os.readlink(link)))
+            text = os.readlink(link)
         except OSError:
             return None
-        folder, name = os.path.split(target)
-        if folder != self._blobs_str or not name or name in (".", ".."):
+        name = text[len(up) :]
+        if text.startswith(up) and "/" not in name and "\\" not in name:
+            target = self._blobs_str + "/" + name
+        else:
+            target = os.path.normpath(os.path.join(folder_of_link, text))
+            folder, name = os.path.split(target)
+            if folder != self._blobs_str:
+                return None
+        if not name or name in (".", ".."):
             return None
         try:
             st = os.lstat(target)
