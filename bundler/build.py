@@ -186,15 +186,18 @@ def build(
             from .trust import BundleSignatures, make_signatures
 
             writer.set_signatures(BundleSignatures(make_signatures(manifest, key)).dumps())
-        for n, (sha, item) in enumerate(sources.items(), 1):
-            label = f"{item.repo.repo_id}@{item.repo.commit[:8]}: {item.file.path}"
-            with open(item.local_path, "rb") as stream:
-                try:
-                    writer.add_blob(sha, item.file.size, stream, label=label)
-                except IntegrityError as e:
-                    raise _mismatch(item, "sha256", e.expected or sha, e.actual or "?") from e
-            if on_files is not None:
-                on_files(n, len(sources))
+        # Small blobs read, hashed and compressed in batches on the writer's workers, as a backup's (issue 18:
+        # a repo of many small files); the job being stored when an error comes is the one after the last stored.
+        items = list(sources.values())
+        jobs = [_Job(sha, item) for sha, item in sources.items()]
+        n = 0
+        try:
+            for job in writer.add_files(jobs):
+                n += 1
+                if on_files is not None and (job.size >= _FILES_STEP_BYTES or not n % 256 or n == len(jobs)):
+                    on_files(n, len(jobs))
+        except IntegrityError as e:
+            raise _mismatch(items[n], "sha256", e.expected or jobs[n].sha256, e.actual or "?") from e
         written = writer.finish()
     return BuildReport(
         output=str(output) if isinstance(output, (str, Path)) else "-",
@@ -210,6 +213,31 @@ def build(
         expected=len(manifest.expects),
         bytes_expected=sum(b.size for b in manifest.expects),
     )
+
+
+_FILES_STEP_BYTES = 1 << 20  # a blob this large is counted as it is packed; smaller ones every 256th
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One blob to pack from its fetched file (a :class:`~bundler.bundle.writer.FileBlob`)."""
+
+    sha256: str
+    item: FetchedFile
+    git_sha1: None = None
+    packed: None = None
+
+    @property
+    def size(self) -> int:
+        return self.item.file.size
+
+    @property
+    def source(self) -> Path:
+        return self.item.local_path
+
+    @property
+    def label(self) -> str:
+        return f"{self.item.repo.repo_id}@{self.item.repo.commit[:8]}: {self.item.file.path}"
 
 
 def _with_sha256(f: RepoFile, sha256: str) -> RepoFile:

@@ -87,6 +87,34 @@ def test_corrupt_cached_file_is_caught_and_nothing_is_packed(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".bad", "bad"))]
 
 
+def test_a_file_changed_after_its_check_is_named_and_nothing_is_packed(
+    hub: HubServer, lock: Lock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blobs are packed in batches (``add_files``): the error names the file that changed, not its neighbour."""
+    import bundler.build
+
+    checked = bundler.build.verify_regular_files
+    victims: list[Path] = []
+
+    def then_change_one(files: list) -> list:  # type: ignore[type-arg]
+        out = checked(files)
+        small = [f for f in out if 10 < f.file.size <= 65536]
+        victim = small[len(small) // 2]
+        data = bytearray(victim.local_path.read_bytes())
+        data[0] ^= 0x01
+        victim.local_path.write_bytes(bytes(data))
+        victims.append(victim)
+        return out
+
+    monkeypatch.setattr(bundler.build, "verify_regular_files", then_change_one)
+    out = tmp_path / "changed.tar.zst"
+    with pytest.raises(IntegrityError) as exc:
+        build(output=out, lock=lock, endpoint=hub.endpoint, cache_dir=tmp_path / "cache", token=False)
+    assert victims and victims[0].file.path in str(exc.value) and victims[0].repo.repo_id in str(exc.value)
+    assert exc.value.expected and exc.value.actual and exc.value.expected != exc.value.actual
+    assert not out.exists()
+
+
 def test_manifest_lists_each_content_once(hub: HubServer, lock: Lock, tmp_path: Path) -> None:
     files = verify_regular_files(fetch(lock, cache_dir=tmp_path / "c", endpoint=hub.endpoint, token=False))
     manifest = manifest_for(lock, files)
