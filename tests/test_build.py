@@ -16,7 +16,7 @@ from bundler.api import build, install, resolve
 from bundler.build import manifest_for, verify_regular_files
 from bundler.bundle.reader import open_bundle
 from bundler.errors import IntegrityError
-from bundler.fetch import fetch
+from bundler.fetch import FetchedFile, fetch
 from bundler.lockfile import Lock
 from bundler.verify import verify_cache
 from tests.conftest import CLOSED_ENDPOINT
@@ -94,9 +94,9 @@ def test_a_file_changed_after_its_check_is_named_and_nothing_is_packed(
     import bundler.build
 
     checked = bundler.build.verify_regular_files
-    victims: list[Path] = []
+    victims: list[FetchedFile] = []
 
-    def then_change_one(files: list) -> list:  # type: ignore[type-arg]
+    def then_change_one(files: list[FetchedFile]) -> list[FetchedFile]:
         out = checked(files)
         small = [f for f in out if 10 < f.file.size <= 65536]
         victim = small[len(small) // 2]
