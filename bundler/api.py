@@ -204,7 +204,12 @@ def sign(bundle: str | Path, *, key: str | Path, output: str | Path | None = Non
     return sign_bundle(Path(bundle), private, output=Path(output) if output is not None else None)
 
 
+_TRUSTED_KEYS_ENV = "HFBUNDLE_TRUSTED_KEYS"  # trust.TRUSTED_KEYS_ENV, read without importing trust and signing
+
+
 def _trusted(trusted_keys: Sequence[str | Path]) -> Any:
+    if not trusted_keys and not os.environ.get(_TRUSTED_KEYS_ENV):
+        return ()  # no key: nothing to load (and no trust or signing module to import)
     from .signing import load_trusted_keys
     from .trust import trusted_key_paths
 
@@ -335,7 +340,7 @@ def verify(
     cache = _cache(cache_dir)
     keys = _trusted(trusted_keys)
     hashing = Counter(on_progress, "verify", every=0.05)  # a record per 50 ms, not per file (issue 18)
-    hashed = (lambda size: hashing.add(size, files=1)) if on_progress is not None else None
+    hashed = (lambda size, files: hashing.add(size, files=files)) if on_progress is not None else None
     try:
         return _verify(targets, cache, keys, hashed)
     finally:
@@ -343,13 +348,14 @@ def verify(
 
 
 def _verify(
-    targets: tuple[str, ...], cache: Path, keys: Any, hashed: Callable[[int], None] | None
+    targets: tuple[str, ...], cache: Path, keys: Any, hashed: Callable[[int, int], None] | None
 ) -> VerifyReport | TrustedVerifyReport:
-    from .signing import SignatureError
-    from .trust import TrustedVerifyReport, check_bundle, trust_error_text, verify_signed_snapshots
     from .verify import verify_cache, verify_installed
 
     if targets and Path(targets[0]).is_file():
+        from .signing import SignatureError
+        from .trust import TrustedVerifyReport, check_bundle, trust_error_text, verify_signed_snapshots
+
         if len(targets) > 1:
             raise UsageError("give one bundle, or repo ids, not both")
         source = _open_source(targets[0])
@@ -370,6 +376,8 @@ def _verify(
     integrity = verify_cache(cache, list(targets) or None, on_hashed=hashed)
     if not keys:
         return integrity
+    from .trust import TrustedVerifyReport, verify_signed_snapshots
+
     return TrustedVerifyReport(
         integrity, snapshots=verify_signed_snapshots(cache, keys, repo_ids=list(targets) or None)
     )

@@ -247,6 +247,10 @@ def digest_paths(jobs: Iterable[tuple[str, bool, bool, int]], *, threads: int = 
             yield from pending.popleft().result()
 
 
+_REPORT_BYTES = 1 << 20
+_REPORT_FILES = 256
+
+
 @dataclass
 class InodeHasher:
     """:func:`digest_file` that hashes each inode once (hard links, a blob behind many snapshot links), counting
@@ -255,8 +259,11 @@ class InodeHasher:
 
     by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
     bytes_hashed: int = 0
-    on_hashed: Callable[[int], None] | None = None  # called with each file's size once it is hashed (progress)
+    # (bytes, files) hashed since its last call, once per MiB or 256 files (not per 3 KB file, issue 18) and at
+    # report_progress(): progress.
+    on_hashed: Callable[[int, int], None] | None = None
     contents: dict[str, int] = field(default_factory=dict)  # sha256 (or git blob id) -> size of each content
+    _unreported: tuple[int, int] = (0, 0)
 
     @property
     def content_bytes(self) -> int:
@@ -269,7 +276,17 @@ class InodeHasher:
         self.contents[d.sha256 or d.git_sha1 or f"unnamed:{len(self.contents)}"] = size
         self.bytes_hashed += size
         if self.on_hashed is not None:
-            self.on_hashed(size)
+            done, files = self._unreported
+            self._unreported = (done + size, files + 1)
+            if done + size >= _REPORT_BYTES or files + 1 >= _REPORT_FILES:
+                self.report_progress()
+
+    def report_progress(self) -> None:
+        """Hand ``on_hashed`` what was hashed since its last call."""
+        done, files = self._unreported
+        if self.on_hashed is not None and files:
+            self._unreported = (0, 0)
+            self.on_hashed(done, files)
 
     def digest(self, path: Path, *, git: bool = True) -> Digests:
         """Digests of ``path``'s content; ``git=False``: the git blob sha1 may be missing (content named by its

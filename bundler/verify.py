@@ -168,6 +168,7 @@ class _Run:
     trees: int = 0
 
     def report(self, t0: float) -> VerifyReport:
+        self.hasher.report_progress()
         return VerifyReport(
             cache_dir=str(self.cache_dir),
             issues=tuple(self.issues),
@@ -227,10 +228,10 @@ def verify_cache(
     repos: Sequence[str] | None = None,
     *,
     repo_type: str | None = None,
-    on_hashed: Callable[[int], None] | None = None,
+    on_hashed: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Check every repo of the cache ``cache_dir`` (or only ``repos``, ids like ``org/name``), offline.
-    ``on_hashed(size)`` is called as each file is hashed (progress)."""
+    ``on_hashed(bytes, files)`` is called with what was hashed since its last call (progress)."""
     t0 = time.monotonic()
     cache_dir = Path(cache_dir).expanduser()
     if not cache_dir.is_dir():
@@ -710,11 +711,15 @@ def _check_ref_bytes(chk: _RepoCheck, name: str, full: Path, commits: set[str], 
 
 
 def verify_installed(
-    manifest: Manifest, cache_dir: Path, *, rehash: bool = True, on_hashed: Callable[[int], None] | None = None
+    manifest: Manifest,
+    cache_dir: Path,
+    *,
+    rehash: bool = True,
+    on_hashed: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Is everything ``manifest`` installs present and intact in ``cache_dir``? Contents are re-hashed
     against the manifest's sha256 (``rehash=False``: sizes only); refs that point elsewhere are *info*.
-    ``on_hashed(size)`` is called as each file is hashed (progress)."""
+    ``on_hashed(bytes, files)`` is called with what was hashed since its last call (progress)."""
     t0 = time.monotonic()
     cache_dir = Path(cache_dir).expanduser()
     run = _Run(cache_dir)

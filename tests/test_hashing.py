@@ -81,3 +81,23 @@ def test_all_sha256_and_all_sha1_check_each_value() -> None:
     assert not all_sha256(["a" * 64, ""]) and not all_sha1(["a" * 41])
     # Joined by newlines to be matched at once: a value holding one is not two good values.
     assert not all_sha1(["a" * 40 + "\n" + "b" * 40]) and not all_sha256(["a" * 64 + "\n"])
+
+
+def test_inode_hasher_reports_progress_in_batches(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    hasher = InodeHasher(on_hashed=lambda done, files: calls.append((done, files)))
+    paths = []
+    for i in range(600):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"x" * (i + 1))
+        paths.append(p)
+    for p in paths:
+        hasher.digest(p)
+    assert calls == [(sum(range(1, 257)), 256), (sum(range(257, 513)), 256)]  # every 256 files, not each
+    hasher.report_progress()
+    hasher.report_progress()  # nothing more: no empty call
+    assert len(calls) == 3 and calls[2] == (sum(range(513, 601)), 88)
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * (1 << 20))
+    hasher.digest(big)  # a MiB is reported at once
+    assert calls[3] == (1 << 20, 1) and sum(c[0] for c in calls) == hasher.bytes_hashed

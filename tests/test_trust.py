@@ -431,3 +431,10 @@ def test_a_damaged_signatures_frame_header_is_a_format_error(
     with pytest.raises(BundleFormatError, match="signatures"), open_bundle(stream_of(bytes(data))) as r:
         for _, s in r.iter_blobs():
             s.read()
+
+
+def test_api_reads_the_trusted_keys_variable_trust_names() -> None:
+    """``api`` checks the variable without importing trust (a verify with no key imports neither)."""
+    from bundler import api, trust
+
+    assert api._TRUSTED_KEYS_ENV == trust.TRUSTED_KEYS_ENV

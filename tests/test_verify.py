@@ -304,3 +304,11 @@ def test_reports_are_frozen(installed: tuple[Bundle, Path]) -> None:
     with pytest.raises(AttributeError):
         report.issues = ()  # type: ignore[misc]
     assert os.path.isdir(report.cache_dir)
+
+
+def test_progress_is_told_every_byte_hashed(installed: tuple[Bundle, Path]) -> None:
+    _b, cache = installed
+    calls: list[tuple[int, int]] = []
+    report = verify_cache(cache, on_hashed=lambda done, files: calls.append((done, files)))
+    assert calls and all(files > 0 for _, files in calls)  # batched, never an empty call
+    assert sum(done for done, _ in calls) == report.bytes_hashed > 0
