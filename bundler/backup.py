@@ -691,7 +691,7 @@ class _Backup:
     # -- 3. write --
 
     def _write(self, manifest: Manifest, packs: list[_Pack]) -> WriteReport:
-        from .bundle.reader import BundleWriter
+        from .bundle.writer import BundleWriter
 
         start = self.done
         self.total += sum(p.size for p in packs)

@@ -154,7 +154,7 @@ def build(
     adds OMS signatures (:mod:`bundler.trust`). ``have`` (blob name → size, from the target's inventory) makes a
     delta: every file's record, only the blobs the target lacks.
     """
-    from .bundle.reader import BundleWriter
+    from .bundle.writer import BundleWriter
 
     key = None
     if sign_key is not None:  # before any download: a missing extra or a bad key fails at once
