@@ -232,3 +232,27 @@ def test_help_examples_work_as_written(capsys: pytest.CaptureFixture[str]) -> No
         assert code == 0
         for option in ctx_args:
             assert option in usage, f"{' '.join(c)}: {option} is not an option of {c[1]}"
+
+
+def test_a_command_runs_with_fewer_collections_and_sets_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records for every file of a cache: the collector runs after 50,000 new objects during a command, not 700
+    (issue 18), and the caller's setting is back afterwards, whatever the outcome."""
+    import gc
+
+    import click
+
+    import bundler.cli
+
+    seen: list[tuple[int, ...]] = []
+
+    def fake_main(**_kwargs: object) -> None:
+        seen.append(gc.get_threshold())
+        raise click.UsageError("refused")
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(bundler.cli.cli, "main", fake_main)
+    with pytest.raises(SystemExit):
+        main(["inventory"])
+    assert seen and seen[0][0] == 50_000 and gc.get_threshold() == before
