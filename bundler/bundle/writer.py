@@ -295,10 +295,10 @@ def pack_blobs(datas: list[bytes], level: int | None, *, git: bool) -> list[Pack
     else:
         levels = [19] * len(datas)  # choose_level: too small a sample to judge
         samples = [(i, d[-SAMPLE_BYTES:]) for i, d in enumerate(datas) if len(d[-SAMPLE_BYTES:]) >= 1024]
-        for (i, sample), packed in zip(samples, _compress_many(1, [x for _, x in samples]), strict=True):
-            levels[i] = _level_for(len(packed) / len(sample), len(datas[i]))
-    raws = [
-        b"".join((tar_header(blob_member_name(h), len(d)), d, bytes(padded(len(d)) - len(d))))
+        for (i, sample), packed in zip(samples, _compressed_sizes(1, [x for _, x in samples]), strict=True):
+            levels[i] = _level_for(packed / len(sample), len(datas[i]))
+    raws = [  # header, data, zeros to the next tar block (a slice of one block: not a new bytes per file)
+        b"".join((tar_header(BLOB_PREFIX + h, len(d)), d, _ZERO_BLOCK[: -len(d) % TAR_BLOCK]))
         for h, d in zip(hashes, datas, strict=True)
     ]
     frames: list[bytes] = [b""] * len(datas)
@@ -323,6 +323,20 @@ def _compress_many(level: int, inputs: list[bytes]) -> list[bytes]:
         return [bytes(x) for x in many(inputs, threads=1)]
     except NotImplementedError:  # the cffi backend
         return [_compressor(level).compress(x) for x in inputs]
+
+
+_ZERO_BLOCK = bytes(TAR_BLOCK)
+
+
+def _compressed_sizes(level: int, inputs: list[bytes]) -> list[int]:
+    """The length of each input's frame at ``level``: :func:`_compress_many` without a copy of each frame."""
+    many = getattr(_compressor(level), "multi_compress_to_buffer", None) if len(inputs) >= 2 else None
+    if many is not None:
+        try:
+            return [len(x) for x in many(inputs, threads=1)]
+        except NotImplementedError:  # the cffi backend
+            pass
+    return [len(_compressor(level).compress(x)) for x in inputs]
 
 
 def _read_small(path: str | os.PathLike[str], size: int) -> bytes:
