@@ -532,9 +532,11 @@ class _Backup:
         if sum(frame_bound(self.sizes[i]) for i in wanted) > _PACKED_BUDGET - self.spent:
             wanted.clear()
 
-        sources, sizes = self.sources, self.sizes
-        jobs = [(sources[i], sizes[i], i in wanted) for i in todo]  # a list: batched by slicing (issue 18)
-        results = _hash_files(jobs, self.level, workers)
+        def jobs() -> Iterator[tuple[str, int, bool]]:
+            for i in todo:
+                yield self.sources[i], self.sizes[i], i in wanted
+
+        results = _hash_files(jobs(), self.level, workers)
         unreported = 0
         for inode, got in zip(todo, results, strict=True):
             if isinstance(got, OSError):
@@ -769,50 +771,41 @@ def _hash_batch(
     """A worker's task: each file hashed (sha256 and git blob id), and packed into its frame when asked."""
     from .bundle.writer import pack_blobs
 
-    if all(pack for _path, _size, pack in jobs):  # the usual batch: every file small and packed
-        try:
-            read = [read_small_file(path) for path, _size, _pack in jobs]
-        except OSError:
-            pass  # one cannot be read: each is taken alone below, its error in its place
-        else:
-            return [(Digests(p.size, p.sha256, p.git_sha1 or ""), p) for p in pack_blobs(read, level, git=True)]
     out: list[tuple[Digests, PackedBlob | None] | OSError | None] = []
-    datas: list[bytes] = []
+    read: list[bytes] = []
     where: list[int] = []
     for path, _size, pack in jobs:
         try:
             if pack:
-                datas.append(read_small_file(path))
+                read.append(read_small_file(path))
                 where.append(len(out))
                 out.append(None)
             else:
                 out.append((digest_path(path).digests, None))
         except OSError as e:
             out.append(e)
-    for i, packed in zip(where, pack_blobs(datas, level, git=True), strict=True):
+    for i, packed in zip(where, pack_blobs(read, level, git=True), strict=True):
         out[i] = (Digests(packed.size, packed.sha256, packed.git_sha1 or ""), packed)
     return [x for x in out if x is not None]
 
 
 def _hash_files(
-    jobs: list[tuple[str, int, bool]], level: int | None, workers: int
+    jobs: Iterator[tuple[str, int, bool]], level: int | None, workers: int
 ) -> Iterator[tuple[Digests, PackedBlob | None] | OSError]:
     """:func:`_hash_batch` over ``(path, size, pack)`` jobs in batches on ``workers`` threads (hashlib and zstd
     release the GIL), in job order, at most ``4 * workers`` batches in flight (bounded memory)."""
 
     def batches() -> Iterator[list[tuple[str, int, bool]]]:
-        start, n = 0, len(jobs)
-        while start < n:
-            end = min(start + _HASH_BATCH_FILES, n)
-            batch = jobs[start:end]
-            if sum(size for _path, size, _pack in batch) > _HASH_BATCH_BYTES:  # large files: fewer at once
-                weight, end = 0, start
-                while end < n and (end == start or weight + jobs[end][1] <= _HASH_BATCH_BYTES):
-                    weight += jobs[end][1]
-                    end += 1
-                batch = jobs[start:end]
+        batch: list[tuple[str, int, bool]] = []
+        weight = 0
+        for job in jobs:
+            if batch and (len(batch) >= _HASH_BATCH_FILES or weight + job[1] > _HASH_BATCH_BYTES):
+                yield batch
+                batch, weight = [], 0
+            batch.append(job)
+            weight += job[1]
+        if batch:
             yield batch
-            start = end
 
     if workers == 1:
         for batch in batches():
