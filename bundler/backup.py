@@ -36,6 +36,7 @@ from .cache.records import read_record
 from .cache.scan import scan_cache
 from .errors import CacheError, HfBundleError, IntegrityError
 from .hashing import Digests, digest_path, is_sha256, lfs_blob_id, read_small_file
+from .progress import STEP_BYTES, files_due
 from .records import JsonRecord
 from .repofile import RepoFile
 from .units import human_size
@@ -58,8 +59,6 @@ BaseLike = BundleSource | Manifest | Path | str
 _MAX_ATTEMPTS = 3
 _PACKED_BUDGET = 96 << 20  # frames of small files made while hashing, waiting to be written (issue 18)
 _HASH_BATCH_FILES = 64
-_PROGRESS_STEP = 1 << 20  # bytes hashed between two progress reports
-_FILES_STEP = 256  # small files packed between two counts of files
 _HASH_BATCH_BYTES = 1 << 20
 _HashResults = list["tuple[Digests, PackedBlob | None] | OSError"]
 _CORRUPT_HINT = (
@@ -552,7 +551,7 @@ class _Backup:
             self.digests[inode] = digests
             self.hashed += digests.size
             unreported += digests.size
-            if unreported >= _PROGRESS_STEP:  # not once per 3 KB file (issue 18)
+            if unreported >= STEP_BYTES:  # not once per 3 KB file (issue 18)
                 self._progress(unreported)
                 unreported = 0
         if unreported:
@@ -720,10 +719,7 @@ class _Backup:
                     n += 1
                     if p.claim is not None:
                         self.verified.add(p.claim)
-                    # Not once per 3 KB file (issue 18): each large one, every _FILES_STEP-th, the last.
-                    if self.on_files is not None and (
-                        p.size >= _PROGRESS_STEP or not n % _FILES_STEP or n == len(packs)
-                    ):
+                    if self.on_files is not None and files_due(n, len(packs), p.size):
                         self.on_files(n, len(packs))
             except IntegrityError as e:
                 p = packs[n]

@@ -20,6 +20,7 @@ from .errors import IntegrityError
 from .fetch import FetchedFile, fetch
 from .hashing import digest_file
 from .lockfile import Lock
+from .progress import files_due
 from .records import JsonRecord
 from .repofile import RepoFile
 from .winnames import refuse_case_twins
@@ -188,16 +189,15 @@ def build(
             writer.set_signatures(BundleSignatures(make_signatures(manifest, key)).dumps())
         # Small blobs read, hashed and compressed in batches on the writer's workers, as a backup's (issue 18:
         # a repo of many small files); the job being stored when an error comes is the one after the last stored.
-        items = list(sources.values())
         jobs = [_Job(sha, item) for sha, item in sources.items()]
         n = 0
         try:
             for job in writer.add_files(jobs):
                 n += 1
-                if on_files is not None and (job.size >= _FILES_STEP_BYTES or not n % 256 or n == len(jobs)):
+                if on_files is not None and files_due(n, len(jobs), job.size):
                     on_files(n, len(jobs))
         except IntegrityError as e:
-            raise _mismatch(items[n], "sha256", e.expected or jobs[n].sha256, e.actual or "?") from e
+            raise _mismatch(jobs[n].item, "sha256", e.expected or jobs[n].sha256, e.actual or "?") from e
         written = writer.finish()
     return BuildReport(
         output=str(output) if isinstance(output, (str, Path)) else "-",
@@ -213,9 +213,6 @@ def build(
         expected=len(manifest.expects),
         bytes_expected=sum(b.size for b in manifest.expects),
     )
-
-
-_FILES_STEP_BYTES = 1 << 20  # a blob this large is counted as it is packed; smaller ones every 256th
 
 
 @dataclass(frozen=True, slots=True)

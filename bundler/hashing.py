@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from .progress import STEP_BYTES, STEP_FILES
+
 CHUNK = 1024 * 1024
 
 LFS_POINTER_TEMPLATE = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
@@ -247,10 +249,6 @@ def digest_paths(jobs: Iterable[tuple[str, bool, bool, int]], *, threads: int = 
             yield from pending.popleft().result()
 
 
-_REPORT_BYTES = 1 << 20
-_REPORT_FILES = 256
-
-
 @dataclass
 class InodeHasher:
     """:func:`digest_file` that hashes each inode once (hard links, a blob behind many snapshot links), counting
@@ -259,8 +257,8 @@ class InodeHasher:
 
     by_inode: dict[tuple[int, int], Digests] = field(default_factory=dict)
     bytes_hashed: int = 0
-    # (bytes, files) hashed since its last call, once per MiB or 256 files (not per 3 KB file, issue 18) and at
-    # report_progress(): progress.
+    # (bytes, files) hashed since its last call, in progress.STEP_BYTES or STEP_FILES (not per 3 KB file, issue
+    # 18) and at report_progress(): progress.
     on_hashed: Callable[[int, int], None] | None = None
     contents: dict[str, int] = field(default_factory=dict)  # sha256 (or git blob id) -> size of each content
     _unreported: tuple[int, int] = (0, 0)
@@ -278,7 +276,7 @@ class InodeHasher:
         if self.on_hashed is not None:
             done, files = self._unreported
             self._unreported = (done + size, files + 1)
-            if done + size >= _REPORT_BYTES or files + 1 >= _REPORT_FILES:
+            if done + size >= STEP_BYTES or files + 1 >= STEP_FILES:
                 self.report_progress()
 
     def report_progress(self) -> None:

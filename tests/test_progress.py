@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bundler.progress import Counter, Progress
+from bundler.progress import STEP_BYTES, Counter, Progress, files_due
 
 
 def test_counter_throttles_add_and_flush_sends_the_last_counts() -> None:
@@ -23,3 +23,9 @@ def test_counter_without_every_sends_each_call() -> None:
     counter.add(1, files=1)
     counter.add(2, files=1)
     assert [p.done_bytes for p in seen] == [1, 3]
+
+
+def test_files_are_told_in_steps_each_large_one_and_the_last() -> None:
+    told = [n for n in range(1, 601) if files_due(n, 600, 3000)]
+    assert told == [256, 512, 600]
+    assert files_due(7, 600, STEP_BYTES) and not files_due(7, 600, STEP_BYTES - 1)

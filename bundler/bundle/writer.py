@@ -314,29 +314,27 @@ def pack_blobs(datas: list[bytes], level: int | None, *, git: bool) -> list[Pack
 
 def _compress_many(level: int, inputs: list[bytes]) -> list[bytes]:
     """One frame per input, as :func:`_compress` makes it; in one call when zstandard's C backend has it."""
-    if len(inputs) < 2:
-        return [_compressor(level).compress(x) for x in inputs]
-    many = getattr(_compressor(level), "multi_compress_to_buffer", None)
-    if many is None:
-        return [_compressor(level).compress(x) for x in inputs]
-    try:
-        return [bytes(x) for x in many(inputs, threads=1)]
-    except NotImplementedError:  # the cffi backend
-        return [_compressor(level).compress(x) for x in inputs]
-
-
-_ZERO_BLOCK = bytes(TAR_BLOCK)
+    return [bytes(x) for x in _frames_of(level, inputs)]
 
 
 def _compressed_sizes(level: int, inputs: list[bytes]) -> list[int]:
     """The length of each input's frame at ``level``: :func:`_compress_many` without a copy of each frame."""
+    return [len(x) for x in _frames_of(level, inputs)]
+
+
+def _frames_of(level: int, inputs: list[bytes]) -> Iterable[bytes | memoryview]:
+    """Each input's frame (as bytes, or a segment of zstandard's one buffer): one call for them all when its C
+    backend has ``multi_compress_to_buffer`` (the GIL released for the whole batch), else one per input."""
     many = getattr(_compressor(level), "multi_compress_to_buffer", None) if len(inputs) >= 2 else None
     if many is not None:
         try:
-            return [len(x) for x in many(inputs, threads=1)]
+            return many(inputs, threads=1)  # type: ignore[no-any-return]
         except NotImplementedError:  # the cffi backend
             pass
-    return [len(_compressor(level).compress(x)) for x in inputs]
+    return [_compressor(level).compress(x) for x in inputs]
+
+
+_ZERO_BLOCK = bytes(TAR_BLOCK)
 
 
 def _read_small(path: str | os.PathLike[str], size: int) -> bytes:
