@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shlex
+import stat
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -45,11 +46,12 @@ from . import rules
 from .cache.layout import RepoLayout, default_cache_dir
 from .cache.leftovers import AbandonedRepo, remove_abandoned
 from .cache.listings import MovedListing, settle_cache
-from .cache.model import read_tree, snapshot_commits, walk_entries
-from .cache.names import is_commit, linked_blob, read_ref
+from .cache.model import iter_entries, read_tree, snapshot_commits
+from .cache.names import blob_link_name, is_commit, is_temp, read_ref
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError, ResolveError, UnsafePathError
-from .hashing import InodeHasher, is_sha256
+from .hashing import Digests, InodeHasher, digest_paths, is_sha256
+from .oscompat import extended_path
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
 from .records import JsonRecord
@@ -393,6 +395,40 @@ class _Known:
     sha256: str | None = None
 
 
+# A present file of a snapshot: its path, where it is on disk, its content's size and (st_dev, st_ino), and the
+# blob it links to (None: not a link to a blob).
+_Looked = tuple[str, str, int, tuple[int, int], str | None]
+
+
+def _verdict(
+    size: int, blob: str | None, want: _Known | None, rehash: bool, digests: Digests | OSError | None
+) -> tuple[Literal["ok", "corrupt", "mismatch"], str] | None:
+    """("ok", "") / ("corrupt" | "mismatch", detail) for a file of ``size`` bytes linking to ``blob`` (None: not
+    a link to a blob), or None when nothing is known to check it against. ``digests``: its content's, when
+    ``rehash`` (an ``OSError`` when it could not be read)."""
+    if want is not None and size != want.size:
+        return "corrupt", f"{size} bytes, expected {want.size}"
+    if blob is not None and want is not None and blob != want.etag:
+        return "mismatch", f"it links to blob {blob[:12]}…, expected {want.etag[:12]}…"
+    if not rehash:
+        return ("ok", "") if want is not None or blob is not None else None
+    if digests is None:  # not reached: a file whose verdict needs its content is hashed
+        return None
+    if isinstance(digests, OSError):
+        return "corrupt", f"it cannot be read ({digests.strerror or digests})"
+    if blob is not None:
+        actual = digests.sha256 if is_sha256(blob) else digests.git_sha1
+        if actual != blob:
+            return "corrupt", f"blob {blob[:12]}… hashes to {actual[:12]}…"
+        return "ok", ""
+    if want is not None:
+        actual = digests.sha256 if is_sha256(want.etag) else digests.git_sha1
+        if actual != want.etag:
+            return "corrupt", f"content hashes to {actual[:12]}…, expected {want.etag[:12]}…"
+        return "ok", ""
+    return None
+
+
 class _RepoDoctor:
     def __init__(
         self, recipe: Recipe, spec: RepoSpec, cache: Path, hasher: InodeHasher, rehash: bool, fix_command: str
@@ -539,7 +575,7 @@ class _RepoDoctor:
 
     def check_snapshot(self, commit: str) -> None:
         snap = self.lay.snapshot(commit)
-        present_all = {e.path for e in walk_entries(snap) if not e.temp}
+        present_all = {rel for rel, _, _ in iter_entries(str(snap)) if not is_temp(rel.rsplit("/", 1)[-1])}
         tree = _read_tree(self.lay.tree(commit))
         record = self.record(commit)
         known: dict[str, _Known] = {}
@@ -646,16 +682,34 @@ class _RepoDoctor:
         dangling: list[str] = []
         corrupt: list[tuple[str, ProblemKind, str]] = []  # path, kind, detail
         unverified: list[str] = []
+        # One lstat (and a readlink and a stat for a link) per file on plain strings, then the contents hashed
+        # in batches on all cores, each inode once (issue 18: a Path and five stats per file, hashed one by one).
+        blobs = os.path.normcase(os.path.normpath(self.lay.blobs))
+        base = os.path.join(snap, "")
+        looked: list[_Looked] = []
         for path in sorted(expected):
-            full = snap / path
-            if not os.path.lexists(full):
+            full = base + path
+            try:
+                st = os.lstat(full)
+            except (OSError, ValueError):
                 missing.append(path)
                 continue
-            if not full.is_file():
+            blob: str | None = None
+            if stat.S_ISLNK(st.st_mode):
+                blob = blob_link_name(full, blobs)
+                try:
+                    st = os.stat(full)
+                except (OSError, ValueError):
+                    dangling.append(path)
+                    continue
+            if not stat.S_ISREG(st.st_mode):
                 dangling.append(path)
                 continue
             present.append(path)
-            verdict = self.check_content(full, known.get(path))
+            looked.append((path, full, st.st_size, (st.st_dev, st.st_ino), blob))
+        digests = self.digests(looked, known)
+        for path, _full, size, key, blob in looked:
+            verdict = _verdict(size, blob, known.get(path), self.rehash, digests.get(key))
             if verdict is None:
                 unverified.append(path)
             elif verdict[0] != "ok":
@@ -691,30 +745,35 @@ class _RepoDoctor:
                 needs_bundle=True,
             )
 
-    def check_content(self, full: Path, want: _Known | None) -> tuple[Literal["ok", "corrupt", "mismatch"], str] | None:
-        """("ok", "") / ("corrupt" | "mismatch", detail), or None when nothing is known to check against."""
-        blob: str | None = None
-        if full.is_symlink():
-            blob = linked_blob(full, self.lay.blobs)
-        size = os.path.getsize(full)
-        if want is not None and size != want.size:
-            return "corrupt", f"{size} bytes, expected {want.size}"
-        if blob is not None and want is not None and blob != want.etag:
-            return "mismatch", f"it links to blob {blob[:12]}…, expected {want.etag[:12]}…"
+    def digests(self, looked: list[_Looked], known: Mapping[str, _Known]) -> dict[tuple[int, int], Digests | OSError]:
+        """The digests of every inode among ``looked`` that a verdict needs (its size and link agree with what is
+        known), each hashed once (:func:`digest_paths`: batches on all cores) unless the run hashed it already;
+        an ``OSError`` for one that cannot be read."""
+        out: dict[tuple[int, int], Digests | OSError] = {}
         if not self.rehash:
-            return ("ok", "") if want is not None or blob is not None else None
-        d = self.hasher.digest(full)
-        if blob is not None:
-            actual = d.sha256 if is_sha256(blob) else d.git_sha1
-            if actual != blob:
-                return "corrupt", f"blob {blob[:12]}… hashes to {actual[:12]}…"
-            return "ok", ""
-        if want is not None:
-            actual = d.sha256 if is_sha256(want.etag) else d.git_sha1
-            if actual != want.etag:
-                return "corrupt", f"content hashes to {actual[:12]}…, expected {want.etag[:12]}…"
-            return "ok", ""
-        return None
+            return out
+        queued: dict[tuple[int, int], tuple[str, bool, bool, int]] = {}  # inode -> its job, in path order
+        for path, full, size, key, blob in looked:
+            want = known.get(path)
+            if (
+                key in out
+                or key in queued
+                or (want is not None and (size != want.size or blob not in (None, want.etag)))
+            ):
+                continue  # done, queued, or judged without its content
+            done = self.hasher.known(key, sha256=True, git=True)
+            if done is not None:
+                out[key] = done
+            else:
+                queued[key] = (extended_path(full), True, True, size)
+        for key, got in zip(queued, digest_paths(queued.values()), strict=True):
+            if isinstance(got, OSError):
+                out[key] = got
+                continue
+            self.hasher.remember(got)
+            out[key] = got.digests
+        self.hasher.report_progress()
+        return out
 
     def elsewhere(self, commit: str, paths: list[str]) -> str | None:
         """A ref moved to a snapshot without the files while another snapshot has them: point it back."""

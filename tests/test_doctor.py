@@ -10,7 +10,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,6 +195,46 @@ def test_corrupt_blob_is_found_by_rehashing(demo_bundle: Path, tmp_path: Path, c
     assert problem.fix is not None and "hfbundle install" in problem.fix
     assert_rebuild_fix(report, tmp_path)
     assert doctor("tiny-demo", tmp_path, rehash=False).ok  # sizes only: the run's fast preflight trusts it
+
+
+def test_each_content_is_hashed_once_and_an_unreadable_one_is_named(
+    demo_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are hashed in batches (issue 18): one job per inode, however many snapshot paths reach it, and a file
+    that cannot be read is a problem naming it, not a traceback."""
+    import bundler.doctor as doctor_module
+
+    manifest = install_demo(demo_bundle, tmp_path, record=False)
+    lay = RepoLayout(tmp_path, "model", SD)
+    commit = commit_of(manifest, SD)
+    lay.tree(commit).unlink(missing_ok=True)  # nothing known but the blobs' names: every present file is hashed
+    snap = lay.snapshot(commit)
+    unet = os.path.realpath(snap / UNET)
+    twin = snap / "scheduler" / "scheduler_config.json"  # now a second path to model_index.json's blob
+    target = os.readlink(snap / "model_index.json")
+    twin.unlink()
+    os.symlink("../" + target, twin)
+    from bundler.hashing import digest_paths as real
+
+    jobs: list[str] = []
+
+    def digest_paths(given: Any, **kw: Any) -> Iterator[Any]:
+        todo = list(given)
+        jobs.extend(j[0] for j in todo)
+        for job, got in zip(todo, real(todo, **kw), strict=True):
+            yield OSError(13, "Permission denied") if os.path.realpath(job[0]) == unet else got
+
+    monkeypatch.setattr(doctor_module, "digest_paths", digest_paths)
+    report = doctor("tiny-demo", tmp_path)
+    inodes = [os.stat(j).st_ino for j in jobs]
+    assert len(inodes) == len(set(inodes)) > 3
+    present = sum(len(r.present) for r in report.repos)
+    assert len(jobs) == present - 1  # the twin's content was hashed once
+    (problem,) = report.errors
+    assert problem.kind == "corrupt" and problem.paths == (UNET,)
+    assert problem.message.endswith(f"{UNET} is corrupt: it cannot be read (Permission denied)")
+    read = {os.stat(j).st_ino: os.path.getsize(j) for j in jobs if os.path.realpath(j) != unet}
+    assert report.bytes_hashed == sum(read.values())
 
 
 def test_truncated_blob_is_found_without_rehashing(demo_bundle: Path, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_REF_BYTES",
     "TEMP_PREFIX",
     "RefText",
+    "blob_link_name",
     "guess_lfs",
     "inside",
     "is_blob_name",
@@ -196,6 +197,17 @@ def linked_blob(link: Path, blobs: Path) -> str | None:
     if target is None or target.parent != blobs or not is_blob_name(target.name):
         return None
     return target.name
+
+
+def blob_link_name(link: str, blobs: str) -> str | None:
+    """:func:`linked_blob` on plain strings (no ``Path`` per file, issue 18): ``<etag>`` if ``link`` is a symlink
+    to ``blobs/<etag>``; ``blobs`` as ``os.path.normcase(os.path.normpath(...))`` gives it."""
+    try:
+        text = os.readlink(link)
+    except (OSError, ValueError):
+        return None
+    folder, name = os.path.split(os.path.normpath(os.path.join(os.path.dirname(link), text)))
+    return name if os.path.normcase(folder) == blobs and is_blob_name(name) else None
 
 
 def is_shared_payload(path: Path, store: Path) -> bool:

@@ -82,6 +82,15 @@ def test_linked_blob_and_shared_xet(tmp_path: Path) -> None:
     assert names.linked_blob(blobs / SHA256, blobs) is None  # not a link into blobs/
     assert names.shared_xet(blobs / SHA256, tmp_path / "blobs") == SHA256
     assert names.shared_xet(snap / "w.bin", tmp_path / "blobs") is None
+    # The same rule on plain strings, as doctor reads a snapshot of many files (issue 18).
+    (snap / "plain.bin").write_bytes(b"y")
+    os.symlink(f"../../../blobs/../blobs/{SHA256}", snap / "roundabout.bin")
+    os.symlink(f"../../../../other/blobs/{SHA256}", snap / "elsewhere.bin")
+    key = os.path.normcase(os.path.normpath(blobs))
+    for name in ("w.bin", "odd.bin", "plain.bin", "roundabout.bin", "elsewhere.bin", "absent.bin"):
+        link = snap / name
+        assert names.blob_link_name(str(link), key) == names.linked_blob(link, blobs), name
+    assert names.blob_link_name(str(snap / "roundabout.bin"), key) == SHA256
 
 
 def test_guess_lfs() -> None:
