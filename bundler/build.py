@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,8 +18,9 @@ from . import __version__
 from .bundle.manifest import TREE_FILES, TREE_HUB, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from .errors import IntegrityError
 from .fetch import FetchedFile, fetch
-from .hashing import digest_file
+from .hashing import FileDigest, digest_paths
 from .lockfile import Lock
+from .oscompat import extended_path
 from .progress import files_due
 from .records import JsonRecord
 from .repofile import RepoFile
@@ -54,21 +55,30 @@ class BuildReport(
 
 
 def verify_regular_files(fetched: list[FetchedFile]) -> list[FetchedFile]:
-    """Hash every non-LFS file (git blob sha1 against the Hub's ``oid``) and fill in its sha256."""
-    out: list[FetchedFile] = []
-    for item in fetched:
-        f = item.file
-        if f.is_lfs:
-            size = item.local_path.stat().st_size
-            if size != f.size:
-                raise _mismatch(item, "size", str(f.size), str(size))
-            out.append(item)
-            continue
-        d = digest_file(str(item.local_path))
-        if d.git_sha1 != f.blob_id or d.size != f.size:
-            raise _mismatch(item, "git blob sha1", f.blob_id, d.git_sha1)
-        out.append(FetchedFile(item.repo, _with_sha256(f, d.sha256), item.local_path))
-    return out
+    """Hash every non-LFS file (git blob sha1 against the Hub's ``oid``) and fill in its sha256: in batches on
+    all cores (:func:`~bundler.hashing.digest_paths`; issue 18: a repo of many small files), checked in order."""
+    jobs = [(extended_path(item.local_path), True, True, item.file.size) for item in fetched if not item.file.is_lfs]
+    digests = digest_paths(jobs)
+    try:
+        return [_verified(item, digests) for item in fetched]
+    finally:
+        digests.close()  # a mismatch stops it: its workers end now, not when it is collected
+
+
+def _verified(item: FetchedFile, digests: Iterator[FileDigest | OSError]) -> FetchedFile:
+    f = item.file
+    if f.is_lfs:
+        size = item.local_path.stat().st_size
+        if size != f.size:
+            raise _mismatch(item, "size", str(f.size), str(size))
+        return item
+    got = next(digests)
+    if isinstance(got, OSError):
+        raise got
+    d = got.digests
+    if d.git_sha1 != f.blob_id or d.size != f.size:
+        raise _mismatch(item, "git blob sha1", f.blob_id, d.git_sha1)
+    return FetchedFile(item.repo, _with_sha256(f, d.sha256), item.local_path)
 
 
 def manifest_for(lock: Lock, files: list[FetchedFile], *, recipe: dict[str, Any] | None = None) -> Manifest:

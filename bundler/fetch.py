@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from pathlib import Path
 from .cache.layout import RepoLayout, default_cache_dir
 from .errors import HfBundleError, ResolveError
 from .lockfile import Lock, LockedRepo
+from .oscompat import realpath_in
+from .paths import check_relpath
 from .repofile import RepoFile
 
 logger = logging.getLogger(__name__)
@@ -46,7 +49,7 @@ def fetch(
     without importing or asking huggingface_hub; the builder verifies every byte anyway.
     """
     cache = cache_dir if cache_dir is not None else default_cache_dir()
-    cached = [_cached(cache, repo, f) for repo in lock.repos for f in repo.files]
+    cached = _cached_files(cache, lock)
     logger.debug(
         "cache %s: %d of %d locked files already there", cache, sum(c is not None for c in cached), len(cached)
     )
@@ -107,14 +110,31 @@ def fetch(
         return list(pool.map(one, jobs))
 
 
-def _cached(cache_dir: Path, repo: LockedRepo, f: RepoFile) -> FetchedFile | None:
-    """The file as the cache already holds it at the locked commit (links resolved), if its size matches."""
+def _cached_files(cache_dir: Path, lock: Lock) -> list[FetchedFile | None]:
+    """Each file of ``lock`` as the cache already holds it at the locked commit (links resolved) if its size
+    matches, else None; in lock order. Plain strings, each folder resolved once (issue 18: a Path, a realpath
+    and two stats per file made a warm build of 5,000 small files spend 0.35-0.40 s here)."""
+    folders: dict[str, str] = {}
+    out: list[FetchedFile | None] = []
+    for repo in lock.repos:
+        try:
+            snap = str(RepoLayout(cache_dir, repo.repo_type, repo.repo_id).snapshot(repo.commit))
+        except HfBundleError as err:
+            logger.debug("not reused from the cache: %s: %s", repo.repo_id, err)
+            out += [None] * len(repo.files)
+            continue
+        for f in repo.files:
+            out.append(_cached(repo, f, snap, folders))
+    return out
+
+
+def _cached(repo: LockedRepo, f: RepoFile, snap: str, folders: dict[str, str]) -> FetchedFile | None:
     try:
-        path = RepoLayout(cache_dir, repo.repo_type, repo.repo_id).snapshot_file(repo.commit, f.path)
-        real = Path(os.path.realpath(path))
-        if real.is_file() and real.stat().st_size == f.size:
+        real = realpath_in(os.path.join(snap, *check_relpath(f.path).split("/")), folders)
+        st = os.stat(real)
+        if stat.S_ISREG(st.st_mode) and st.st_size == f.size:
             logger.debug("reuse %s from the cache: %s", f.path, real)
-            return FetchedFile(repo, f, real)
+            return FetchedFile(repo, f, Path(real))
     except (OSError, HfBundleError) as err:
         logger.debug("not reused from the cache: %s: %s", f.path, err)
     return None

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +214,9 @@ def _digest_batch(jobs: Sequence[tuple[str, bool, bool]]) -> list[FileDigest | O
     return out
 
 
-def digest_paths(jobs: Iterable[tuple[str, bool, bool, int]], *, threads: int = 0) -> Iterator[FileDigest | OSError]:
+def digest_paths(
+    jobs: Iterable[tuple[str, bool, bool, int]], *, threads: int = 0
+) -> Generator[FileDigest | OSError, None, None]:
     """:func:`digest_path` of each ``(path, sha256, git, size hint)`` job, on ``threads`` threads (0: one per CPU;
     hashlib and the reads release the GIL), yielded in job order. Small files go to the workers in batches
     (:data:`_BATCH_FILES`), so the pool costs one task per batch, not per file; a file of

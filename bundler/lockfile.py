@@ -7,6 +7,7 @@ Schema: ``docs/LOCK.md``. Records are frozen; ``to_json``/``from_json`` are exac
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 from .errors import BundleFormatError
 from .paths import check_commit, check_relpath, check_repo_id, check_repo_type
 from .records import JsonRecord, expect_keys, json_str
-from .repofile import RepoFile, check_listing
+from .repofile import RepoFile, check_listing, files_from_json
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # the only way JSON text spells a surrogate
 
 LOCK_VERSION = 2
 READABLE_LOCK_VERSIONS = (1, 2)  # 2 added ``listing`` (the Hub's full listing of each commit)
@@ -54,14 +57,15 @@ class LockedRepo(JsonRecord, skip_none=("name", "listing")):
             raise BundleFormatError("repo 'files' and 'upstream' must be lists")
         if raw_listing is not None and not isinstance(raw_listing, list):
             raise BundleFormatError("repo 'listing' must be a list")
-        listing = tuple(RepoFile.from_json(f) for f in raw_listing) if raw_listing is not None else None
+        # files_from_json: RepoFile.from_json's checks and errors, in chunks (issue 18: a repo of many files)
+        listing = files_from_json(raw_listing) if raw_listing is not None else None
         repo = cls(
             repo_type=check_repo_type(json_str(data["repo_type"], "repo_type")),
             repo_id=check_repo_id(json_str(data["repo_id"], "repo_id")),
             revision=json_str(data["revision"], "revision"),
             commit=check_commit(json_str(data["commit"], "commit")),
             role=json_str(data["role"], "role"),
-            files=tuple(RepoFile.from_json(f) for f in files),
+            files=files_from_json(files),
             upstream=tuple(check_relpath(json_str(p, "upstream path")) for p in upstream),
             name=data.get("name"),
             listing=listing,
@@ -112,7 +116,9 @@ class Lock(JsonRecord, rename={"version": "lock_version"}):
     def loads(cls, text: str) -> Lock:
         try:
             data = json.loads(text)
-            json.dumps(data, ensure_ascii=False).encode("utf-8")  # a "\ud800" escape: a lone surrogate
+            text.encode("utf-8")  # a lone surrogate in the text itself (UnicodeEncodeError is a ValueError)
+            if _SURROGATE_ESCAPE.search(text) is not None:  # a "\ud800" escape: a lone surrogate once parsed
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
         except (ValueError, RecursionError) as e:  # RecursionError: "[[[[…" nested too deep
             raise BundleFormatError(f"lock is not valid JSON: {str(e)[:200]}") from e
         return cls.from_json(data)

@@ -248,3 +248,38 @@ def test_install_and_verify_give_long_cache_paths_the_extended_form(
     seen.clear()
     assert verify_installed(b.manifest, cache).ok
     assert str(final) in seen  # verify's stat and read of it
+
+
+@pytest.mark.skipif(oscompat.WINDOWS, reason="Windows takes os.path.realpath itself")
+def test_realpath_in_is_realpath_for_every_kind_of_link(tmp_path: Path) -> None:
+    """Folders resolved once per run (issue 18), the answer always os.path.realpath's: a snapshot reached through a
+    linked folder, relative links with '..', an absolute link, a chain (blob -> shared store), a dangling link, a
+    loop, a link to a folder, a missing name, '..' as the last part of a link."""
+    real_cache = tmp_path / "disk" / "hub"
+    repo = real_cache / "models--o--m"
+    blobs, snap, store = repo / "blobs", repo / "snapshots" / ("a" * 40), real_cache / "blobs" / "ab"
+    for d in (blobs, snap / "sub" / "deeper", store):
+        d.mkdir(parents=True)
+    os.symlink(real_cache, tmp_path / "hub")  # the cache as the user names it: through a link
+    (store / "payload").write_bytes(b"x")
+    (blobs / "plain").write_bytes(b"y")
+    os.symlink("../../blobs/ab/payload", blobs / "chained")
+    links = {
+        "w.bin": "../../blobs/plain",
+        "sub/deeper/x.bin": "../../../../blobs/chained",
+        "abs.bin": str(blobs / "plain"),
+        "gone.bin": "../../blobs/missing",
+        "loop.bin": "loop.bin",
+        "folder": "sub",
+        "up.bin": "sub/..",
+    }
+    for name, text in links.items():
+        os.symlink(text, snap / name)
+    (snap / "copy.bin").write_bytes(b"z")
+    linked_snap = tmp_path / "hub" / "models--o--m" / "snapshots" / ("a" * 40)
+    folders: dict[str, str] = {}
+    for rel in [*links, "copy.bin", "absent.bin", "sub/deeper/absent.bin", "folder/deeper"]:
+        path = str(linked_snap / rel)
+        assert oscompat.realpath_in(path, folders) == os.path.realpath(path), rel
+    assert oscompat.realpath_in(str(linked_snap / "sub/deeper/x.bin"), folders) == str(store / "payload")
+    assert str(linked_snap) in folders  # each folder resolved once, kept for the next file

@@ -416,7 +416,13 @@ def test_trees_blob_over_the_size_limit(tmp_path: Path, template: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ['{"lock_version": 1, "recipe": "\\ud800", "repos": []}', "[" * 100_000], ids=["lone surrogate", "deep"]
+    "text",
+    [
+        '{"lock_version": 1, "recipe": "\\ud800", "repos": []}',
+        '{"lock_version": 1, "recipe": "\ud800", "repos": []}',
+        "[" * 100_000,
+    ],
+    ids=["lone surrogate", "lone surrogate in the text", "deep"],
 )
 def test_lock_file_json_that_crashed_the_parser(text: str) -> None:
     """A lock file (``build --lock FILE``) is parsed like a manifest: a lone surrogate made the build crash with
@@ -426,3 +432,11 @@ def test_lock_file_json_that_crashed_the_parser(text: str) -> None:
 
     with pytest.raises(BundleFormatError, match="lock is not valid JSON"):
         Lock.loads(text)
+
+
+def test_lock_file_with_a_backslash_before_u_d800_is_fine() -> None:
+    """Only a surrogate escape is looked for (issue 18: no second serialisation of every lock): an escaped
+    backslash followed by the text ``ud800`` is a plain string."""
+    from bundler.lockfile import Lock
+
+    assert Lock.loads('{"lock_version": 1, "recipe": "\\\\ud800", "repos": []}').recipe == "\\ud800"
