@@ -22,9 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -35,7 +33,7 @@ from .cache.model import LAYOUT_EMPTY, LAYOUT_MIXED, CachedFile, CachedRepo, Cac
 from .cache.records import read_record
 from .cache.scan import scan_cache
 from .errors import CacheError, HfBundleError, IntegrityError
-from .hashing import Digests, digest_path, is_sha256, lfs_blob_id, read_small_file
+from .hashing import Digests, is_sha256, lfs_blob_id
 from .progress import STEP_BYTES, files_due
 from .records import JsonRecord
 from .repofile import RepoFile
@@ -57,10 +55,6 @@ logger = logging.getLogger(__name__)
 
 BaseLike = BundleSource | Manifest | Path | str
 _MAX_ATTEMPTS = 3
-_PACKED_BUDGET = 96 << 20  # frames of small files made while hashing, waiting to be written (issue 18)
-_HASH_BATCH_FILES = 64
-_HASH_BATCH_BYTES = 1 << 20
-_HashResults = list["tuple[Digests, PackedBlob | None] | OSError"]
 _CORRUPT_HINT = (
     "delete the damaged blob(s) and download those files again (huggingface_hub re-fetches them), or back up with "
     "--skip-corrupt: the backup then leaves them out and its manifest records what was left out"
@@ -430,7 +424,7 @@ class _Backup:
         self.sources: dict[Inode, str] = {}
         self.sizes: dict[Inode, int] = {}
         self.digests: dict[Inode, Digests] = {}
-        self.packed: dict[Inode, PackedBlob] = {}  # small files' frames made while hashing (bounded: _PACKED_BUDGET)
+        self.packed: dict[Inode, PackedBlob] = {}  # small files' frames made while hashing (bounded: PACKED_BUDGET)
         self.spent = 0
         self.bad: dict[tuple[str, Inode], str] = {}  # claim → actual, found while packing
         self.verified: set[tuple[str, Inode]] = set()
@@ -518,24 +512,24 @@ class _Backup:
         self.total += sum(self.sizes[i] for i in todo)
         if not todo:
             return
-        from .bundle.writer import auto_threads, fits_one_frame, frame_bound
+        from .bundle.writer import PACKED_BUDGET, auto_threads, fits_one_frame, frame_bound, hash_files
 
         workers = max(1, min(len(todo), auto_threads(self.threads), 8))
         # The first copy of each content may be packed while it is hashed: a small file's frame is made from
-        # the bytes read for its hash, kept (up to _PACKED_BUDGET bytes) until the writer stores it, so it is
+        # the bytes read for its hash, kept (up to PACKED_BUDGET bytes) until the writer stores it, so it is
         # read once, not twice (issue 18). Past the budget, files are read again when packed.
         first = {inodes[0] for inodes in self.named.values() if inodes}
         wanted = {i for i in todo if fits_one_frame(self.sizes[i]) and (i in first or i in self.unnamed)}
         # All or none: when every small file's frame fits the budget, each is read once; else none is kept (a
         # partial budget would only add its size to the peak memory of a backup of very many files).
-        if sum(frame_bound(self.sizes[i]) for i in wanted) > _PACKED_BUDGET - self.spent:
+        if sum(frame_bound(self.sizes[i]) for i in wanted) > PACKED_BUDGET - self.spent:
             wanted.clear()
 
         def jobs() -> Iterator[tuple[str, int, bool]]:
             for i in todo:
                 yield self.sources[i], self.sizes[i], i in wanted
 
-        results = _hash_files(jobs(), self.level, workers)
+        results = hash_files(jobs(), self.level, workers)
         unreported = 0
         for inode, got in zip(todo, results, strict=True):
             if isinstance(got, OSError):
@@ -759,62 +753,6 @@ class _Backup:
         error = _corrupt_error([record])
         error.actual = actual
         return error
-
-
-def _hash_batch(
-    jobs: list[tuple[str, int, bool]], level: int | None
-) -> list[tuple[Digests, PackedBlob | None] | OSError]:
-    """A worker's task: each file hashed (sha256 and git blob id), and packed into its frame when asked."""
-    from .bundle.writer import pack_blobs
-
-    out: list[tuple[Digests, PackedBlob | None] | OSError | None] = []
-    read: list[bytes] = []
-    where: list[int] = []
-    for path, _size, pack in jobs:
-        try:
-            if pack:
-                read.append(read_small_file(path))
-                where.append(len(out))
-                out.append(None)
-            else:
-                out.append((digest_path(path).digests, None))
-        except OSError as e:
-            out.append(e)
-    for i, packed in zip(where, pack_blobs(read, level, git=True), strict=True):
-        out[i] = (Digests(packed.size, packed.sha256, packed.git_sha1 or ""), packed)
-    return [x for x in out if x is not None]
-
-
-def _hash_files(
-    jobs: Iterator[tuple[str, int, bool]], level: int | None, workers: int
-) -> Iterator[tuple[Digests, PackedBlob | None] | OSError]:
-    """:func:`_hash_batch` over ``(path, size, pack)`` jobs in batches on ``workers`` threads (hashlib and zstd
-    release the GIL), in job order, at most ``4 * workers`` batches in flight (bounded memory)."""
-
-    def batches() -> Iterator[list[tuple[str, int, bool]]]:
-        batch: list[tuple[str, int, bool]] = []
-        weight = 0
-        for job in jobs:
-            if batch and (len(batch) >= _HASH_BATCH_FILES or weight + job[1] > _HASH_BATCH_BYTES):
-                yield batch
-                batch, weight = [], 0
-            batch.append(job)
-            weight += job[1]
-        if batch:
-            yield batch
-
-    if workers == 1:
-        for batch in batches():
-            yield from _hash_batch(batch, level)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
-        pending: deque[Future[_HashResults]] = deque()
-        for batch in batches():
-            pending.append(pool.submit(_hash_batch, batch, level))
-            if len(pending) >= 4 * workers:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
 
 
 def _repo_file(f: CachedFile, sha256: str, size: int, git_sha1: str | None) -> RepoFile:

@@ -12,19 +12,21 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import __version__
 from .bundle.manifest import TREE_FILES, TREE_HUB, BlobEntry, Manifest, RepoEntry, SnapshotEntry
 from .errors import IntegrityError
 from .fetch import FetchedFile, fetch
-from .hashing import FileDigest, digest_paths
 from .lockfile import Lock
 from .oscompat import extended_path
 from .progress import files_due
 from .records import JsonRecord
 from .repofile import RepoFile
 from .winnames import refuse_case_twins
+
+if TYPE_CHECKING:
+    from .bundle.writer import Hashed, PackedBlob
 
 
 @dataclass(frozen=True)
@@ -54,30 +56,46 @@ class BuildReport(
         return {"delta": self.expected > 0}
 
 
-def verify_regular_files(fetched: list[FetchedFile]) -> list[FetchedFile]:
+def verify_regular_files(
+    fetched: list[FetchedFile],
+    *,
+    packed: dict[str, PackedBlob] | None = None,
+    level: int | None = None,
+    threads: int = 0,
+) -> list[FetchedFile]:
     """Hash every non-LFS file (git blob sha1 against the Hub's ``oid``) and fill in its sha256: in batches on
-    all cores (:func:`~bundler.hashing.digest_paths`; issue 18: a repo of many small files), checked in order."""
-    jobs = [(extended_path(item.local_path), True, True, item.file.size) for item in fetched if not item.file.is_lfs]
-    digests = digest_paths(jobs)
+    all cores, checked in order (issue 18: a repo of many small files). ``packed``: when given, each small file's
+    frame (at ``level``, as the writer makes it) is made from the very bytes hashed and put there by its sha256,
+    for :meth:`~bundler.bundle.writer.BundleWriter.add_files` to store as it is, so the file is read once; none
+    are made when they would not all fit ``PACKED_BUDGET`` (then the writer reads those files again)."""
+    from .bundle.writer import PACKED_BUDGET, auto_threads, fits_one_frame, frame_bound, hash_files
+
+    regular = [item for item in fetched if not item.file.is_lfs]
+    small = [item.file.size for item in regular if fits_one_frame(item.file.size)]
+    pack = packed is not None and sum(frame_bound(size) for size in small) <= PACKED_BUDGET
+    jobs = ((extended_path(i.local_path), i.file.size, pack and fits_one_frame(i.file.size)) for i in regular)
+    results = hash_files(jobs, level, max(1, min(len(regular), auto_threads(threads), 8)))
     try:
-        return [_verified(item, digests) for item in fetched]
+        return [_verified(item, results, packed) for item in fetched]
     finally:
-        digests.close()  # a mismatch stops it: its workers end now, not when it is collected
+        results.close()  # a mismatch stops it: its workers end now, not when it is collected
 
 
-def _verified(item: FetchedFile, digests: Iterator[FileDigest | OSError]) -> FetchedFile:
+def _verified(item: FetchedFile, results: Iterator[Hashed], packed: dict[str, PackedBlob] | None) -> FetchedFile:
     f = item.file
     if f.is_lfs:
         size = item.local_path.stat().st_size
         if size != f.size:
             raise _mismatch(item, "size", str(f.size), str(size))
         return item
-    got = next(digests)
+    got = next(results)
     if isinstance(got, OSError):
         raise got
-    d = got.digests
+    d, frame = got
     if d.git_sha1 != f.blob_id or d.size != f.size:
         raise _mismatch(item, "git blob sha1", f.blob_id, d.git_sha1)
+    if frame is not None and packed is not None:
+        packed.setdefault(d.sha256, frame)
     return FetchedFile(item.repo, _with_sha256(f, d.sha256), item.local_path)
 
 
@@ -174,7 +192,10 @@ def build(
         key = load_private_key(sign_key)
     refuse_case_twins(lock)  # before any download: the bundle format could not hold both
     start = time.monotonic()
-    fetched = verify_regular_files(fetch(lock, cache_dir=cache_dir, token=token, endpoint=endpoint))
+    packed: dict[str, PackedBlob] = {}  # small files' frames, made from the bytes that were hashed (read once)
+    fetched = verify_regular_files(
+        fetch(lock, cache_dir=cache_dir, token=token, endpoint=endpoint), packed=packed, level=level, threads=threads
+    )
     manifest = manifest_for(lock, fetched, recipe=recipe)
     if have is not None:
         manifest = delta_of(manifest, have)
@@ -199,7 +220,8 @@ def build(
             writer.set_signatures(BundleSignatures(make_signatures(manifest, key)).dumps())
         # Small blobs read, hashed and compressed in batches on the writer's workers, as a backup's (issue 18:
         # a repo of many small files); the job being stored when an error comes is the one after the last stored.
-        jobs = [_Job(sha, item) for sha, item in sources.items()]
+        jobs = [_Job(sha, item, packed=packed.pop(sha, None)) for sha, item in sources.items()]
+        packed.clear()  # frames of blobs a delta leaves out
         n = 0
         try:
             for job in writer.add_files(jobs):
@@ -208,6 +230,7 @@ def build(
                     on_files(n, len(jobs))
         except IntegrityError as e:
             raise _mismatch(jobs[n].item, "sha256", e.expected or jobs[n].sha256, e.actual or "?") from e
+        jobs.clear()  # every blob is stored: their frames are not held while the index is written
         written = writer.finish()
     return BuildReport(
         output=str(output) if isinstance(output, (str, Path)) else "-",
@@ -232,7 +255,7 @@ class _Job:
     sha256: str
     item: FetchedFile
     git_sha1: None = None
-    packed: None = None
+    packed: PackedBlob | None = None  # its frame, made from the bytes verify_regular_files hashed
 
     @property
     def size(self) -> int:

@@ -14,6 +14,7 @@ with the ratio to the baseline through one shared printer (``--json`` for machin
     scripts/bench pack --size-mb 1000 --only verify  # hf cache verify vs hfbundle verify (loopback Hub)
     scripts/bench scale --files 5000,20000,100000   # many small files: backup/restore/verify vs tar, sha256sum
     scripts/bench scale --files 20000 --repos 200   # … spread over many repos
+                                                    # (scale also times doctor and a warm build: --no-model)
 """
 
 from __future__ import annotations
@@ -1004,6 +1005,8 @@ def bench_scale(args: argparse.Namespace) -> list[Scenario]:
             print(f"writing {n_files} small files in {args.repos} repo(s) …", file=sys.stderr)
             n, size = small_files_cache(cache, n_files, args.repos)
             scenarios += _scale_round(args, env, work, cache, n, size)
+            if not args.no_model:
+                scenarios += _scale_model_round(args, env, work, n_files)
     finally:
         # Deleted only at the end: on ext4 without a journal (this VM's disk), creating files within 60-360 s
         # of deleting many makes each inode allocation step over the recently deleted ones (`recently_deleted`
@@ -1077,6 +1080,77 @@ def _scale_round(
     ]
 
 
+def _scale_model_round(args: argparse.Namespace, env: Mapping[str, str], work: Path, n_files: int) -> list[Scenario]:
+    """``doctor`` and a warm ``build --lock`` of a model repo of ``n_files`` small files (git blobs, 1-4 KB of
+    random bytes, folders of 1,000): published to the loopback Hub, resolved through it, its cache written
+    directly as huggingface_hub lays it out (a cold build through the loopback server takes ~7 ms a file).
+    Against ``sha256sum`` of the blobs and ``tar -ch | zstd -T0 -3`` of the snapshot, as ``bench pack``."""
+    import random
+
+    from bundler.cache.layout import RepoLayout, ensure_cachedir_tag
+    from bundler.hashing import git_blob_sha1
+    from tests.testing.hub import HubServer, publish
+
+    repo_id, rnd = "bench/many-files", random.Random(1)
+    folder, cache = work / "model-files", work / "model-hub"
+    files: list[tuple[str, bytes]] = []
+    for i in range(n_files):
+        files.append((f"data/part-{i // 1000:04d}/row-{i:07d}.txt", rnd.randbytes(rnd.randint(1024, 4096))))
+    for rel, data in files:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    commit = publish(work / "store", repo_id, folder)
+    shutil.rmtree(folder)
+    ensure_cachedir_tag(cache)
+    lay = RepoLayout(cache, "model", repo_id)
+    lay.blobs.mkdir(parents=True)
+    for rel, data in files:
+        etag = git_blob_sha1(data)
+        with open(lay.blob(etag), "wb") as f:
+            f.write(data)
+        link = lay.snapshot(commit) / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink("../" * rel.count("/") + f"../../blobs/{etag}", link)
+    lay.ref("main").parent.mkdir(parents=True)
+    lay.ref("main").write_text(commit)
+    size = sum(len(d) for _, d in files)
+    del files
+    lock = work / "many-files.lock.json"
+    with HubServer(work / "store") as hub:
+        online = {**env, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0"}
+        timed([sys.executable, "-m", "bundler", "resolve", repo_id, "-o", str(lock)], online)
+    hf = [sys.executable, "-m", "bundler"]
+    offline = {**env, "HF_HUB_CACHE": str(cache)}
+    snap = lay.snapshot(commit)
+    hand_out, ours_out = work / "model-hand.tar.zst", work / "model-ours.tar.zst"
+
+    def add(series: Series, wall: float, rss: float) -> None:
+        series.add(wall, {"ms/file": wall / n_files * 1000, "peak RSS MB": rss})
+
+    s_sha, s_doctor = _series("sha256sum (blobs)"), _series("hfbundle doctor")
+    sha = f"find '{lay.blobs}' -type f -print0 | xargs -0 sha256sum > /dev/null"
+
+    def run_sha() -> None:
+        add(s_sha, *measured(sha, offline, shell=True))
+
+    def run_doctor() -> None:
+        add(s_doctor, *measured([*hf, "doctor", repo_id, "--cache-dir", str(cache), "--json"], offline))
+
+    interleaved(args.reps, [run_sha, run_doctor])
+    s_tar, s_build = _series("tar -ch | zstd -T0 -3"), _series("hfbundle build --lock (warm)")
+
+    def run_tar() -> None:
+        add(s_tar, *measured(f"tar -C '{snap}' -chf - . | zstd -T0 -3 -q -f -o '{hand_out}'", offline, shell=True))
+
+    def run_build() -> None:
+        ours_out.unlink(missing_ok=True)
+        add(s_build, *measured([*hf, "build", "--lock", str(lock), "-o", str(ours_out), "-q"], offline))
+
+    interleaved(args.reps, [run_tar, run_build])
+    where = f"a model repo of {n_files} files of 1-4 KB ({size / 1e6:.0f} MB), {os.cpu_count()} CPUs"
+    return [Scenario(f"scale doctor: {where}", s_sha, [s_doctor]), Scenario(f"scale build: {where}", s_tar, [s_build])]
+
+
 # -- entry point -----------------------------------------------------------------------------------------------
 
 
@@ -1130,6 +1204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repos", type=int, default=1, help="spread the files over this many repos (default 1)")
     p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
     p.add_argument("--restore-reps", type=int, default=None, help="timed restores (default: --reps)")
+    p.add_argument("--no-model", action="store_true", help="leave out doctor and build (a model repo of as many files)")
     p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
     p.set_defaults(func=bench_scale)
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,8 +97,8 @@ def test_a_file_changed_after_its_check_is_named_and_nothing_is_packed(
     checked = bundler.build.verify_regular_files
     victims: list[FetchedFile] = []
 
-    def then_change_one(files: list[FetchedFile]) -> list[FetchedFile]:
-        out = checked(files)
+    def then_change_one(files: list[FetchedFile], **kw: Any) -> list[FetchedFile]:
+        out = checked(files, **{**kw, "packed": None})  # no frames made while checking: the writer reads again
         small = [f for f in out if 10 < f.file.size <= 65536]
         victim = small[len(small) // 2]
         data = bytearray(victim.local_path.read_bytes())
@@ -113,6 +114,34 @@ def test_a_file_changed_after_its_check_is_named_and_nothing_is_packed(
     assert victims and victims[0].file.path in str(exc.value) and victims[0].repo.repo_id in str(exc.value)
     assert exc.value.expected and exc.value.actual and exc.value.expected != exc.value.actual
     assert not out.exists()
+
+
+def test_small_regular_files_are_read_once_and_packed_as_checked(
+    hub: HubServer, lock: Lock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small non-LFS file's frame is made from the bytes its git blob id was checked on (issue 18: read once):
+    a change after the check does not reach the bundle, which holds what the Hub listed."""
+    import bundler.build
+
+    checked = bundler.build.verify_regular_files
+    victims: list[tuple[FetchedFile, bytes]] = []
+
+    def then_change_one(files: list[FetchedFile], **kw: Any) -> list[FetchedFile]:
+        out = checked(files, **kw)
+        assert kw.get("packed")  # the build asked for frames, and got some
+        victim = next(f for f in out if not f.file.is_lfs and 10 < f.file.size <= 65536)
+        data = victim.local_path.read_bytes()
+        victim.local_path.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+        victims.append((victim, data))
+        return out
+
+    monkeypatch.setattr(bundler.build, "verify_regular_files", then_change_one)
+    out = tmp_path / "read-once.tar.zst"
+    build(output=out, lock=lock, endpoint=hub.endpoint, cache_dir=tmp_path / "cache", token=False)
+    ((victim, original),) = victims
+    assert victim.file.content_sha256 is not None
+    with open_bundle(out) as reader:
+        assert reader.read_blob(victim.file.content_sha256).read() == original
 
 
 def test_manifest_lists_each_content_once(hub: HubServer, lock: Lock, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import BinaryIO, NoReturn, Protocol, TypeVar
 import zstandard
 
 from ..errors import BundleFormatError, HfBundleError, IntegrityError, UsageError
-from ..hashing import is_sha1, is_sha256, read_fd
+from ..hashing import Digests, digest_path, is_sha1, is_sha256, read_fd, read_small_file
 from ..records import JsonRecord
 from .container import (
     BLOB_PREFIX,
@@ -310,6 +310,67 @@ def pack_blobs(datas: list[bytes], level: int | None, *, git: bool) -> list[Pack
         PackedBlob(len(d), h, g, f, len(r), lvl)
         for d, h, g, f, r, lvl in zip(datas, hashes, gits, frames, raws, levels, strict=True)
     ]
+
+
+# Frames of small files made while hashing them (backup, build), waiting to be written: a backup or build keeps
+# them when all fit, else makes none (issue 18).
+PACKED_BUDGET = 96 << 20
+_HASH_BATCH_FILES = 64
+_HASH_BATCH_BYTES = 1 << 20
+Hashed = tuple[Digests, PackedBlob | None] | OSError
+
+
+def _hash_batch(jobs: list[tuple[str, int, bool]], level: int | None) -> list[Hashed]:
+    """A worker's task: each file hashed (sha256 and git blob id), and packed into its frame when asked."""
+    out: list[Hashed | None] = []
+    read: list[bytes] = []
+    where: list[int] = []
+    for path, _size, pack in jobs:
+        try:
+            if pack:
+                read.append(read_small_file(path))
+                where.append(len(out))
+                out.append(None)
+            else:
+                out.append((digest_path(path).digests, None))
+        except OSError as e:
+            out.append(e)
+    for i, packed in zip(where, pack_blobs(read, level, git=True), strict=True):
+        out[i] = (Digests(packed.size, packed.sha256, packed.git_sha1 or ""), packed)
+    return [x for x in out if x is not None]
+
+
+def hash_files(jobs: Iterable[tuple[str, int, bool]], level: int | None, workers: int) -> Generator[Hashed, None, None]:
+    """Each file of ``(path, size hint, pack)`` jobs hashed (sha256 and git blob id) and, when ``pack``, made
+    into its one frame at ``level`` (:func:`pack_blobs`: from the very bytes hashed, so the file is read once, and
+    :meth:`BundleWriter.add_files` stores the frame as it is). In batches on ``workers`` threads (hashlib and zstd
+    release the GIL), in job order, at most ``4 * workers`` batches in flight (bounded memory); an ``OSError``
+    for a file that cannot be read."""
+
+    def batches() -> Iterator[list[tuple[str, int, bool]]]:
+        batch: list[tuple[str, int, bool]] = []
+        weight = 0
+        for job in jobs:
+            if batch and (len(batch) >= _HASH_BATCH_FILES or weight + job[1] > _HASH_BATCH_BYTES):
+                yield batch
+                batch, weight = [], 0
+            batch.append(job)
+            weight += job[1]
+        if batch:
+            yield batch
+
+    if workers == 1:
+        for batch in batches():
+            yield from _hash_batch(batch, level)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="hfbundle-hash") as pool:
+        pending: deque[Future[list[Hashed]]] = deque()
+        for batch in batches():
+            pending.append(pool.submit(_hash_batch, batch, level))
+            if len(pending) >= 4 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 def _compress_many(level: int, inputs: list[bytes]) -> list[bytes]:
