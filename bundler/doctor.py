@@ -770,7 +770,7 @@ class _RepoDoctor:
             if isinstance(got, OSError):
                 out[key] = got
                 continue
-            self.hasher.remember(got)
+            self.hasher.remember(got, keep=True)  # another repo of the recipe may reach it (a hard link)
             out[key] = got.digests
         self.hasher.report_progress()
         return out

@@ -309,10 +309,11 @@ class InodeHasher:
             return None
         return d
 
-    def remember(self, fd: FileDigest) -> None:
+    def remember(self, fd: FileDigest, *, keep: bool = False) -> None:
         """Count a file :func:`digest_paths` hashed; keep its digests only when another name can reach the same
-        inode (a hard link): a per-file record for every blob is what made memory grow with the file count."""
-        if fd.nlink > 1:
+        inode (a hard link), or when ``keep`` (links of other snapshots may name it: checks of installed files):
+        a per-file record for every blob is what made memory grow with the file count."""
+        if keep or fd.nlink > 1:
             self.by_inode[(fd.dev, fd.ino)] = fd.digests
         self._hashed(fd.digests)
 

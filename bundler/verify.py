@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,10 +42,10 @@ from .cache.names import (
 )
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
-from .hashing import InodeHasher, digest_paths, is_sha1, is_sha256
-from .paths import REPO_TYPES
+from .hashing import Digests, InodeHasher, digest_paths, is_sha1, is_sha256
+from .paths import REPO_TYPES, check_relpath
 from .records import JsonRecord
-from .repofile import TreeEntry
+from .repofile import RepoFile, TreeEntry
 
 __all__ = [
     "ERROR",
@@ -87,6 +88,7 @@ IssueKind = Literal[
 _HINT_CORRUPT = (
     "delete it, then re-install the bundle that carries it (hfbundle install), or re-download the file online"
 )
+_HINT_REINSTALL = "re-run hfbundle install with this bundle"
 _HINT_DANGLING = "its blob is gone: re-install the bundle (hfbundle install) or re-download the file online"
 _HINT_LEFTOVER = "left by an interrupted download or install: safe to delete once nothing is writing the cache"
 
@@ -710,6 +712,91 @@ def _check_ref_bytes(chk: _RepoCheck, name: str, full: Path, commits: set[str], 
 # -- verify_installed ------------------------------------------------------------------------------------------
 
 
+def _check_installed_files(
+    chk: _RepoCheck, snap_dir: Path, commit: str, files: Sequence[RepoFile], rehash: bool
+) -> set[str]:
+    """Each of ``files`` present in ``snap_dir``, of its size and (``rehash``) its sha256; issues in file order.
+    One lstat and one stat a file on plain strings, then the contents hashed in batches on all cores, each inode
+    once (issue 18: a Path and four stats a file, hashed one by one on the calling thread). Returns the paths
+    present."""
+    run = chk.run
+    base = os.path.join(snap_dir, "")
+    present: set[str] = set()
+    looked: list[tuple[RepoFile, str, tuple[int, int] | None]] = []  # file, its issue kind, the inode to hash
+    jobs: dict[tuple[int, int], tuple[str, bool, bool, int]] = {}
+    for f in files:
+        run.files += 1
+        check_relpath(f.path)
+        long = oscompat.extended_path(base + f.path.replace("/", os.sep))  # the OS's form of a long path (Windows)
+        try:
+            os.lstat(long)
+        except (OSError, ValueError):
+            looked.append((f, "missing", None))
+            continue
+        try:
+            st = os.stat(long)
+        except (OSError, ValueError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            looked.append((f, "dangling", None))
+            continue
+        present.add(f.path)
+        if st.st_size != f.size:
+            looked.append((f, f"size {st.st_size}", None))
+            continue
+        key = (st.st_dev, st.st_ino)
+        if rehash and key not in jobs and run.hasher.known(key, sha256=True, git=False) is None:
+            jobs[key] = (long, True, False, st.st_size)
+        looked.append((f, "", key if rehash else None))
+    digests: dict[tuple[int, int], Digests | OSError] = {}
+    for inode, got in zip(jobs, digest_paths(jobs.values()), strict=True):
+        if not isinstance(got, OSError):
+            run.hasher.remember(got, keep=True)  # another snapshot's link may reach it: read once
+        digests[inode] = got.digests if not isinstance(got, OSError) else got
+    run.hasher.report_progress()
+    for f, kind, hashed in looked:
+        rel = f"snapshots/{commit}/{f.path}"
+        if kind == "missing":
+            chk.issue("missing", ERROR, f"{rel} is missing", commit=commit, path=rel, hint=_HINT_REINSTALL)
+        elif kind == "dangling":
+            chk.issue("dangling", ERROR, f"{rel} points at nothing", commit=commit, path=rel, hint=_HINT_REINSTALL)
+        elif kind:
+            chk.issue(
+                "corrupt",
+                ERROR,
+                f"{rel} has the wrong size",
+                commit=commit,
+                path=rel,
+                expected=str(f.size),
+                actual=kind.removeprefix("size "),
+                hint=_HINT_CORRUPT,
+            )
+        elif hashed is not None:
+            d = digests.get(hashed) or run.hasher.known(hashed, sha256=True, git=False)
+            if isinstance(d, OSError) or d is None:
+                why = d.strerror or str(d) if d is not None else "not hashed"
+                chk.issue(
+                    "corrupt",
+                    ERROR,
+                    f"{rel} cannot be read ({why})",
+                    commit=commit,
+                    path=rel,
+                    hint=_HINT_CORRUPT,
+                )
+            elif d.sha256 != f.sha256:
+                chk.issue(
+                    "corrupt",
+                    ERROR,
+                    f"{rel}: content does not match the bundle",
+                    commit=commit,
+                    path=rel,
+                    expected=f.sha256,
+                    actual=d.sha256,
+                    hint=_HINT_CORRUPT,
+                )
+    return present
+
+
 def verify_installed(
     manifest: Manifest,
     cache_dir: Path,
@@ -733,56 +820,7 @@ def verify_installed(
             snap_dir = lay.snapshot(snap.commit)
             if snap_dir.is_dir():
                 commits.add(snap.commit)
-            present: set[str] = set()
-            for f in snap.files:
-                run.files += 1
-                full = lay.snapshot_file(snap.commit, f.path)
-                long = oscompat.extended_path(full)  # the OS's own form of a path over 255 characters on Windows
-                rel = f"snapshots/{snap.commit}/{f.path}"
-                if not os.path.lexists(long):
-                    chk.issue(
-                        "missing",
-                        ERROR,
-                        f"{rel} is missing",
-                        commit=snap.commit,
-                        path=rel,
-                        hint="re-run hfbundle install with this bundle",
-                    )
-                    continue
-                if not os.path.isfile(long):
-                    chk.issue(
-                        "dangling",
-                        ERROR,
-                        f"{rel} points at nothing",
-                        commit=snap.commit,
-                        path=rel,
-                        hint="re-run hfbundle install with this bundle",
-                    )
-                    continue
-                present.add(f.path)
-                size = os.path.getsize(long)
-                if size != f.size:
-                    chk.issue(
-                        "corrupt",
-                        ERROR,
-                        f"{rel} has the wrong size",
-                        commit=snap.commit,
-                        path=rel,
-                        expected=str(f.size),
-                        actual=str(size),
-                        hint=_HINT_CORRUPT,
-                    )
-                elif rehash and (d := run.hasher.digest(full)).sha256 != f.sha256:
-                    chk.issue(
-                        "corrupt",
-                        ERROR,
-                        f"{rel}: content does not match the bundle",
-                        commit=snap.commit,
-                        path=rel,
-                        expected=f.sha256,
-                        actual=d.sha256,
-                        hint=_HINT_CORRUPT,
-                    )
+            present = _check_installed_files(chk, snap_dir, snap.commit, snap.files, rehash)
             for path in snap.no_exist:
                 if not lay.no_exist(snap.commit, path).is_file() and path not in present:
                     chk.issue(
@@ -805,7 +843,7 @@ def verify_installed(
                     f"refs/{ref} is missing: loading by name fails offline",
                     path=f"refs/{ref}",
                     expected=commit,
-                    hint="re-run hfbundle install with this bundle",
+                    hint=_HINT_REINSTALL,
                 )
                 continue
             _check_ref_bytes(chk, ref, full, commits | snapshot_commits(lay.folder), expected=commit)

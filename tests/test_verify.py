@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -282,6 +284,42 @@ def test_installed_missing_corrupt_and_moved(installed: tuple[Bundle, Path]) -> 
     # deep.txt is gone but the tree still lists it: the IncompleteSnapshotError trap
     [trap] = only(report, "incomplete_tree")
     assert trap.commit == C1 and "deep.txt" in trap.message
+
+
+def test_installed_files_hashed_in_batches_keep_their_order_and_name_an_unreadable_one(
+    installed: tuple[Bundle, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contents are hashed in batches after the files are looked at (issue 18): the issues still come in the
+    manifest's file order, and a file that cannot be read is a corrupt one naming why, not a traceback."""
+    import bundler.verify as verify_module
+    from bundler.hashing import digest_paths as real
+
+    b, cache = installed
+    snap = next(s for r in b.manifest.repos for s in r.snapshots if len(s.files) >= 3)
+    repo = next(r for r in b.manifest.repos if snap in r.snapshots)
+    lay = RepoLayout(cache, repo.repo_type, repo.repo_id)
+    first, second, third = snap.files[:3]
+    lay.snapshot_file(snap.commit, first.path).unlink()
+    unreadable = os.path.realpath(lay.snapshot_file(snap.commit, second.path))
+    target = lay.snapshot_file(snap.commit, third.path)
+    data = target.read_bytes()
+    os.unlink(target)  # a file of its own (not the blob others link to) with one byte more
+    target.write_bytes(data + b"!")
+
+    def digest_paths(jobs: Any, **kw: Any) -> Iterator[Any]:
+        todo = list(jobs)
+        for job, got in zip(todo, real(todo, **kw), strict=True):
+            yield OSError(13, "Permission denied") if os.path.realpath(job[0]) == unreadable else got
+
+    monkeypatch.setattr(verify_module, "digest_paths", digest_paths)
+    report = verify_installed(b.manifest, cache)
+    rel = f"snapshots/{snap.commit}/"
+    mine = [(i.kind, i.path, i.message) for i in report.errors if i.path and i.path.startswith(rel)]
+    assert mine[:3] == [
+        ("missing", rel + first.path, f"{rel}{first.path} is missing"),
+        ("corrupt", rel + second.path, f"{rel}{second.path} cannot be read (Permission denied)"),
+        ("corrupt", rel + third.path, f"{rel}{third.path} has the wrong size"),
+    ]
 
 
 def test_installed_ref_missing_or_with_newline(installed: tuple[Bundle, Path]) -> None:
