@@ -50,7 +50,7 @@ from .cache.model import iter_entries, read_tree, snapshot_commits
 from .cache.names import blob_link_name, is_commit, is_temp, read_ref
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError, ResolveError, UnsafePathError
-from .hashing import Digests, InodeHasher, digest_paths, is_sha256
+from .hashing import Digests, InodeHasher, is_sha256
 from .oscompat import extended_path
 from .paths import check_relpath
 from .recipe import AUTO, PIPELINE_ROLES, Recipe, RepoSpec, load_spec
@@ -747,33 +747,15 @@ class _RepoDoctor:
 
     def digests(self, looked: list[_Looked], known: Mapping[str, _Known]) -> dict[tuple[int, int], Digests | OSError]:
         """The digests of every inode among ``looked`` that a verdict needs (its size and link agree with what is
-        known), each hashed once (:func:`digest_paths`: batches on all cores) unless the run hashed it already;
-        an ``OSError`` for one that cannot be read."""
-        out: dict[tuple[int, int], Digests | OSError] = {}
+        known), each read once in the run (:meth:`InodeHasher.digest_inodes`)."""
         if not self.rehash:
-            return out
-        queued: dict[tuple[int, int], tuple[str, bool, bool, int]] = {}  # inode -> its job, in path order
+            return {}
+        todo: dict[tuple[int, int], tuple[str, int]] = {}  # inode -> a path to it, in path order
         for path, full, size, key, blob in looked:
             want = known.get(path)
-            if (
-                key in out
-                or key in queued
-                or (want is not None and (size != want.size or blob not in (None, want.etag)))
-            ):
-                continue  # done, queued, or judged without its content
-            done = self.hasher.known(key, sha256=True, git=True)
-            if done is not None:
-                out[key] = done
-            else:
-                queued[key] = (extended_path(full), True, True, size)
-        for key, got in zip(queued, digest_paths(queued.values()), strict=True):
-            if isinstance(got, OSError):
-                out[key] = got
-                continue
-            self.hasher.remember(got, keep=True)  # another repo of the recipe may reach it (a hard link)
-            out[key] = got.digests
-        self.hasher.report_progress()
-        return out
+            if want is None or (size == want.size and blob in (None, want.etag)):  # else judged without content
+                todo.setdefault(key, (extended_path(full), size))
+        return self.hasher.digest_inodes(todo, git=True)
 
     def elsewhere(self, commit: str, paths: list[str]) -> str | None:
         """A ref moved to a snapshot without the files while another snapshot has them: point it back."""

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,6 +316,30 @@ class InodeHasher:
         if keep or fd.nlink > 1:
             self.by_inode[(fd.dev, fd.ino)] = fd.digests
         self._hashed(fd.digests)
+
+    def digest_inodes(
+        self, todo: Mapping[tuple[int, int], tuple[str, int]], *, git: bool
+    ) -> dict[tuple[int, int], Digests | OSError]:
+        """The digests (sha256, and the git blob id when ``git``) of each inode of ``todo`` (``(st_dev, st_ino)``
+        -> a path to it and its size): those this run hashed already are not read again, the others are hashed in
+        batches on all cores (:func:`digest_paths`) and kept for the rest of the run (a link of another snapshot
+        may reach them); an ``OSError`` for one that cannot be read (issue 18: doctor, verify of a bundle)."""
+        out: dict[tuple[int, int], Digests | OSError] = {}
+        jobs: dict[tuple[int, int], tuple[str, bool, bool, int]] = {}
+        for key, (path, size) in todo.items():
+            done = self.known(key, sha256=True, git=git)
+            if done is not None:
+                out[key] = done
+            else:
+                jobs[key] = (path, True, git, size)
+        for key, got in zip(jobs, digest_paths(jobs.values()), strict=True):
+            if isinstance(got, OSError):
+                out[key] = got
+                continue
+            self.remember(got, keep=True)
+            out[key] = got.digests
+        self.report_progress()
+        return out
 
     def prefetch(self, jobs: Sequence[tuple[Path, bool]], threads: int = 0) -> None:
         """Hash ``(path, git)`` jobs on ``threads`` threads (0: one per CPU; hashlib releases the GIL), so the

@@ -42,7 +42,7 @@ from .cache.names import (
 )
 from .cache.records import InstalledRecord, read_record
 from .errors import CacheError
-from .hashing import Digests, InodeHasher, digest_paths, is_sha1, is_sha256
+from .hashing import InodeHasher, digest_paths, is_sha1, is_sha256
 from .paths import REPO_TYPES, check_relpath
 from .records import JsonRecord
 from .repofile import RepoFile, TreeEntry
@@ -722,8 +722,9 @@ def _check_installed_files(
     run = chk.run
     base = os.path.join(snap_dir, "")
     present: set[str] = set()
-    looked: list[tuple[RepoFile, str, tuple[int, int] | None]] = []  # file, its issue kind, the inode to hash
-    jobs: dict[tuple[int, int], tuple[str, bool, bool, int]] = {}
+    # each file, what was found ("missing", "dangling", "size", "content", "ok"), its size, its inode
+    looked: list[tuple[RepoFile, str, int, tuple[int, int]]] = []
+    todo: dict[tuple[int, int], tuple[str, int]] = {}  # inodes whose content is checked: a path, the size
     for f in files:
         run.files += 1
         check_relpath(f.path)
@@ -731,36 +732,32 @@ def _check_installed_files(
         try:
             os.lstat(long)
         except (OSError, ValueError):
-            looked.append((f, "missing", None))
+            looked.append((f, "missing", 0, (0, 0)))
             continue
         try:
-            st = os.stat(long)
+            st: os.stat_result | None = os.stat(long)
         except (OSError, ValueError):
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):
-            looked.append((f, "dangling", None))
+            looked.append((f, "dangling", 0, (0, 0)))
             continue
         present.add(f.path)
-        if st.st_size != f.size:
-            looked.append((f, f"size {st.st_size}", None))
-            continue
         key = (st.st_dev, st.st_ino)
-        if rehash and key not in jobs and run.hasher.known(key, sha256=True, git=False) is None:
-            jobs[key] = (long, True, False, st.st_size)
-        looked.append((f, "", key if rehash else None))
-    digests: dict[tuple[int, int], Digests | OSError] = {}
-    for inode, got in zip(jobs, digest_paths(jobs.values()), strict=True):
-        if not isinstance(got, OSError):
-            run.hasher.remember(got, keep=True)  # another snapshot's link may reach it: read once
-        digests[inode] = got.digests if not isinstance(got, OSError) else got
-    run.hasher.report_progress()
-    for f, kind, hashed in looked:
+        if st.st_size != f.size:
+            looked.append((f, "size", st.st_size, key))
+        elif rehash:
+            todo.setdefault(key, (long, st.st_size))
+            looked.append((f, "content", st.st_size, key))
+        else:
+            looked.append((f, "ok", st.st_size, key))
+    digests = run.hasher.digest_inodes(todo, git=False)
+    for f, found, size, key in looked:
         rel = f"snapshots/{commit}/{f.path}"
-        if kind == "missing":
+        if found == "missing":
             chk.issue("missing", ERROR, f"{rel} is missing", commit=commit, path=rel, hint=_HINT_REINSTALL)
-        elif kind == "dangling":
+        elif found == "dangling":
             chk.issue("dangling", ERROR, f"{rel} points at nothing", commit=commit, path=rel, hint=_HINT_REINSTALL)
-        elif kind:
+        elif found == "size":
             chk.issue(
                 "corrupt",
                 ERROR,
@@ -768,17 +765,16 @@ def _check_installed_files(
                 commit=commit,
                 path=rel,
                 expected=str(f.size),
-                actual=kind.removeprefix("size "),
+                actual=str(size),
                 hint=_HINT_CORRUPT,
             )
-        elif hashed is not None:
-            d = digests.get(hashed) or run.hasher.known(hashed, sha256=True, git=False)
-            if isinstance(d, OSError) or d is None:
-                why = d.strerror or str(d) if d is not None else "not hashed"
+        elif found == "content":
+            d = digests[key]
+            if isinstance(d, OSError):
                 chk.issue(
                     "corrupt",
                     ERROR,
-                    f"{rel} cannot be read ({why})",
+                    f"{rel} cannot be read ({d.strerror or d})",
                     commit=commit,
                     path=rel,
                     hint=_HINT_CORRUPT,

@@ -202,7 +202,7 @@ def test_each_content_is_hashed_once_and_an_unreadable_one_is_named(
 ) -> None:
     """Files are hashed in batches (issue 18): one job per inode, however many snapshot paths reach it, and a file
     that cannot be read is a problem naming it, not a traceback."""
-    import bundler.doctor as doctor_module
+    import bundler.hashing as hashing_module
 
     manifest = install_demo(demo_bundle, tmp_path, record=False)
     lay = RepoLayout(tmp_path, "model", SD)
@@ -224,7 +224,7 @@ def test_each_content_is_hashed_once_and_an_unreadable_one_is_named(
         for job, got in zip(todo, real(todo, **kw), strict=True):
             yield OSError(13, "Permission denied") if os.path.realpath(job[0]) == unet else got
 
-    monkeypatch.setattr(doctor_module, "digest_paths", digest_paths)
+    monkeypatch.setattr(hashing_module, "digest_paths", digest_paths)  # what InodeHasher.digest_inodes calls
     report = doctor("tiny-demo", tmp_path)
     inodes = [os.stat(j).st_ino for j in jobs]
     assert len(inodes) == len(set(inodes)) > 3

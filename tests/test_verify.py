@@ -291,7 +291,7 @@ def test_installed_files_hashed_in_batches_keep_their_order_and_name_an_unreadab
 ) -> None:
     """Contents are hashed in batches after the files are looked at (issue 18): the issues still come in the
     manifest's file order, and a file that cannot be read is a corrupt one naming why, not a traceback."""
-    import bundler.verify as verify_module
+    import bundler.hashing as hashing_module
     from bundler.hashing import digest_paths as real
 
     b, cache = installed
@@ -311,7 +311,7 @@ def test_installed_files_hashed_in_batches_keep_their_order_and_name_an_unreadab
         for job, got in zip(todo, real(todo, **kw), strict=True):
             yield OSError(13, "Permission denied") if os.path.realpath(job[0]) == unreadable else got
 
-    monkeypatch.setattr(verify_module, "digest_paths", digest_paths)
+    monkeypatch.setattr(hashing_module, "digest_paths", digest_paths)  # what InodeHasher.digest_inodes calls
     report = verify_installed(b.manifest, cache)
     rel = f"snapshots/{snap.commit}/"
     mine = [(i.kind, i.path, i.message) for i in report.errors if i.path and i.path.startswith(rel)]
