@@ -15,11 +15,14 @@ with the ratio to the baseline through one shared printer (``--json`` for machin
     scripts/bench scale --files 5000,20000,100000   # many small files: backup/restore/verify vs tar, sha256sum
     scripts/bench scale --files 20000 --repos 200   # … spread over many repos
                                                     # (scale also times doctor and a warm build: --no-model)
+    scripts/bench scale --files 5000 --kb 16-64 --no-model   # … files of 16-64 KB (default 1-4)
+    scripts/bench scale --files 20000 --size-floor  # … and the smallest bundle any frame layout could make
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import os
@@ -951,10 +954,12 @@ def bench_kit(args: argparse.Namespace) -> list[Scenario]:
 # -- scale: many small files (backup, restore, verify) against tar and sha256sum -------------------------------
 
 
-def small_files_cache(cache: Path, files: int, repos: int = 1, seed: int = 0) -> tuple[int, int]:
+def small_files_cache(
+    cache: Path, files: int, repos: int = 1, seed: int = 0, kb: tuple[int, int] = (1, 4)
+) -> tuple[int, int]:
     """A dataset-shaped symlink-layout cache written directly (no Hub): ``repos`` dataset repos sharing
-    ``files`` files of 1-4 KB of random bytes, each a git blob (etag = git sha1), one commit and a ``main``
-    ref each, in folders of 1,000 files. Returns (files, bytes of content)."""
+    ``files`` files of ``kb`` (1-4 by default) KB of random bytes, each a git blob (etag = git sha1), one commit
+    and a ``main`` ref each, in folders of 1,000 files. Returns (files, bytes of content)."""
     import hashlib
     import random
 
@@ -972,7 +977,7 @@ def small_files_cache(cache: Path, files: int, repos: int = 1, seed: int = 0) ->
         commit = hashlib.sha1(repo_id.encode()).hexdigest()
         snap = lay.snapshot(commit)
         for i in range(per_repo):
-            data = rnd.randbytes(rnd.randint(1024, 4096))
+            data = rnd.randbytes(rnd.randint(kb[0] << 10, kb[1] << 10))
             etag = git_blob_sha1(data)
             with open(lay.blob(etag), "wb") as f:
                 f.write(data)
@@ -985,6 +990,79 @@ def small_files_cache(cache: Path, files: int, repos: int = 1, seed: int = 0) ->
         lay.ref("main").parent.mkdir(parents=True, exist_ok=True)
         lay.ref("main").write_text(commit)
     return n, total
+
+
+def size_floor(tar_out: Path, ours_out: Path, data: int) -> list[str]:
+    """What the smallest bundle of these blobs could be, measured on the backup's own tar stream (docs/FORMAT.md,
+    "Small files"): its blob members compressed together in runs of whole members of up to 1 MiB (no frame,
+    index record or checksum per member), also with each tar header in a zstd block of its own; its manifest at
+    level 9 (the writer's), with a window over all of it, and at 19. Bytes a file over the data, against tar's
+    and against the budget of a bundle within 2 % of tar's size."""
+    import tarfile
+
+    import zstandard
+
+    stream = subprocess.run(["zstd", "-dcq", str(ours_out)], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        members = tar.getmembers()
+        manifest_member, blobs = members[0], members[1:]
+        manifest = stream[manifest_member.offset_data : manifest_member.offset_data + manifest_member.size]
+    n = len(blobs)
+    spans = [(m.offset, m.offset_data + -(-m.size // 512) * 512) for m in blobs]
+
+    def runs(blocks: bool) -> int:
+        cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=not blocks)
+        total = held = 0
+        run: list[tuple[int, int]] = []
+        for start, end in [*spans, (-1, -1)]:
+            if run and (start < 0 or held + end - start > 1 << 20):
+                if blocks:
+                    obj = cctx.compressobj()
+                    for a, b in run:
+                        for part in (stream[a : a + 512], stream[a + 512 : b]):
+                            total += len(obj.compress(part)) + len(obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+                    total += len(obj.flush())
+                else:
+                    total += len(cctx.compress(stream[run[0][0] : run[-1][1]]))
+                run, held = [], 0
+            run.append((start, end))
+            held += end - start
+        return total
+
+    def packed(level: int, window: int | None = None) -> int:
+        if window is None:  # as the writer compresses it
+            cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+        else:
+            params = zstandard.ZstdCompressionParameters.from_level(level, window_log=window, write_checksum=1)
+            cctx = zstandard.ZstdCompressor(compression_params=params)
+        return len(cctx.compress(manifest))
+
+    window = max(10, (len(manifest) - 1).bit_length())
+    per = {
+        "tar --zstd": tar_out.stat().st_size - data,
+        "budget (tar + 2 %)": int(tar_out.stat().st_size * 1.02) - data,
+        "this bundle": ours_out.stat().st_size - data,
+        "blobs in shared 1 MiB runs": runs(False) - data,
+        "  the same, tar headers in blocks of their own": runs(True) - data,
+        "manifest at level 9": packed(9),
+        "  level 9, a window over all of it": packed(9, window),
+        "  level 19": packed(19),
+    }
+    lines = [f"\nsize floor: {n} files, bytes a file over the data (docs/FORMAT.md, 'Small files')"]
+    lines += [f"  {name:48} {value / n:8.1f}" for name, value in per.items()]
+    return lines
+
+
+def _kb_range(text: str) -> tuple[int, int]:
+    """``MIN-MAX`` (KB, 1 <= MIN <= MAX <= 1024) for ``bench scale --kb``."""
+    low, sep, high = text.partition("-")
+    try:
+        lo, hi = int(low), int(high if sep else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN-MAX in KB, e.g. 1-4") from None
+    if not 1 <= lo <= hi <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 <= MIN <= MAX <= 1024")
+    return lo, hi
 
 
 def bench_scale(args: argparse.Namespace) -> list[Scenario]:
@@ -1003,7 +1081,7 @@ def bench_scale(args: argparse.Namespace) -> list[Scenario]:
             works.append(work)
             cache = work / "hub"
             print(f"writing {n_files} small files in {args.repos} repo(s) …", file=sys.stderr)
-            n, size = small_files_cache(cache, n_files, args.repos)
+            n, size = small_files_cache(cache, n_files, args.repos, kb=args.kb)
             scenarios += _scale_round(args, env, work, cache, n, size)
             if not args.no_model:
                 scenarios += _scale_model_round(args, env, work, n_files)
@@ -1042,6 +1120,9 @@ def _scale_round(
         sized(s_backup, ours_out)
 
     interleaved(args.reps, [run_tar, run_backup])
+    if args.size_floor:
+        lines = size_floor(tar_out, ours_out, size)
+        print("\n".join(lines), file=sys.stderr if args.json else sys.stdout, flush=True)
 
     s_untar, s_restore = _series("tar --zstd -xf"), _series("hfbundle restore")
     rounds = itertools.count()
@@ -1072,7 +1153,8 @@ def _scale_round(
         add(s_verify, *measured([*hf, "verify", "--cache-dir", str(cache), "--json"], env))
 
     interleaved(args.reps, [run_sha, run_verify])
-    where = f"{n} files of 1-4 KB ({size / 1e6:.0f} MB) in {args.repos} repo(s), {os.cpu_count()} CPUs"
+    kb = f"{args.kb[0]}-{args.kb[1]} KB"
+    where = f"{n} files of {kb} ({size / 1e6:.0f} MB) in {args.repos} repo(s), {os.cpu_count()} CPUs"
     return [
         Scenario(f"scale backup: {where}", s_tar, [s_backup]),
         Scenario(f"scale restore: {where}", s_untar, [s_restore]),
@@ -1204,7 +1286,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repos", type=int, default=1, help="spread the files over this many repos (default 1)")
     p.add_argument("--reps", type=int, default=3, help="timed runs of each (default 3)")
     p.add_argument("--restore-reps", type=int, default=None, help="timed restores (default: --reps)")
+    p.add_argument(
+        "--kb",
+        type=_kb_range,
+        default=(1, 4),
+        help="sizes of the dataset cache's files: MIN-MAX KB of random bytes (default 1-4)",
+    )
     p.add_argument("--no-model", action="store_true", help="leave out doctor and build (a model repo of as many files)")
+    p.add_argument(
+        "--size-floor",
+        action="store_true",
+        help="also measure the smallest bundle of the backup's blobs (shared frames; docs/FORMAT.md)",
+    )
     p.add_argument("--work-dir", default=None, help="where to write the temp files (default: $TMPDIR)")
     p.set_defaults(func=bench_scale)
 
